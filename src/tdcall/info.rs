@@ -1,0 +1,110 @@
+//! TDG.VP.INFO: the TD's execution environment.
+
+use super::{Regs, TdCall, TdxError, TdxStatus, call_registers_only, leaf};
+use bitflags::bitflags;
+use core::fmt;
+
+bitflags! {
+    /// TD attributes (TDG.VP.INFO RDX; TDREPORT's TDINFO.ATTRIBUTES).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub struct TdAttributes: u64 {
+        /// The TD is debuggable by the host: its memory and state are not confidential.
+        const DEBUG = 1 << 0;
+        /// Intel CET shadow stack supervisor data may be reported.
+        const ICSSD = 1 << 16;
+        /// Linear-address space separation is allowed.
+        const LASS = 1 << 27;
+        /// EPT violations on private memory cause a TD exit, never a #VE: the VMM cannot use
+        /// #VE injection on private pages against the guest. Required unless debugging.
+        const SEPT_VE_DISABLE = 1 << 28;
+        /// The TD may be migrated.
+        const MIGRATABLE = 1 << 29;
+        /// Supervisor protection keys are allowed.
+        const PKS = 1 << 30;
+        /// Key Locker is allowed.
+        const KL = 1 << 31;
+        /// The TD may use the performance monitoring unit.
+        const PERFMON = 1 << 63;
+        // Bits this crate does not name are kept, not dropped.
+        const _ = !0;
+    }
+}
+
+/// What TDG.VP.INFO reports about the TD and the calling vCPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TdInfo {
+    /// Guest physical address width: 48 or 52 on current hardware.
+    pub gpaw: u8,
+    /// The TD's attributes.
+    pub attributes: TdAttributes,
+    /// Number of vCPUs initialized so far.
+    pub num_vcpus: u32,
+    /// Maximum number of vCPUs the TD may have.
+    pub max_vcpus: u32,
+    /// Index of the calling vCPU (0-based; VCPU_INDEX 0 is the firmware's BSP).
+    pub vcpu_index: u32,
+}
+
+impl TdInfo {
+    /// The shared bit: bit GPAW-1 of a GPA.
+    pub const fn shared_mask(&self) -> u64 {
+        1 << (self.gpaw - 1)
+    }
+
+    /// Whether `gpa` (with or without the shared bit) is addressable in this TD.
+    pub const fn gpa_in_range(&self, gpa: u64) -> bool {
+        gpa >> self.gpaw == 0
+    }
+}
+
+/// Why [`vp_info`] failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TdInfoError {
+    /// The TDCALL itself failed.
+    Tdcall(TdxError),
+    /// The reported GPAW is outside 32..=52, so no shared bit can be derived from it.
+    BadGpaw(u8),
+    /// NUM_VCPUS is zero or exceeds MAX_VCPUS, or VCPU_INDEX is not below NUM_VCPUS.
+    BadVcpuCounts,
+}
+
+impl fmt::Display for TdInfoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Tdcall(e) => write!(f, "TDG.VP.INFO: {e}"),
+            Self::BadGpaw(g) => write!(f, "TDG.VP.INFO reported an invalid GPAW {g}"),
+            Self::BadVcpuCounts => f.write_str("TDG.VP.INFO reported inconsistent vCPU counts"),
+        }
+    }
+}
+
+/// Executes TDG.VP.INFO and validates what it reports.
+pub fn vp_info(tdx: &impl TdCall) -> Result<TdInfo, TdInfoError> {
+    let out = call_registers_only(
+        tdx,
+        Regs {
+            rax: leaf::VP_INFO,
+            ..Regs::default()
+        },
+    );
+    TdxStatus::from_raw(out.rax)
+        .into_result()
+        .map_err(TdInfoError::Tdcall)?;
+    let gpaw = (out.rcx & 0x3f) as u8;
+    if !(32..=52).contains(&gpaw) {
+        return Err(TdInfoError::BadGpaw(gpaw));
+    }
+    let num_vcpus = out.r8 as u32;
+    let max_vcpus = (out.r8 >> 32) as u32;
+    let vcpu_index = out.r9 as u32;
+    if num_vcpus == 0 || num_vcpus > max_vcpus || vcpu_index >= num_vcpus {
+        return Err(TdInfoError::BadVcpuCounts);
+    }
+    Ok(TdInfo {
+        gpaw,
+        attributes: TdAttributes::from_bits_retain(out.rdx),
+        num_vcpus,
+        max_vcpus,
+        vcpu_index,
+    })
+}

@@ -1,0 +1,54 @@
+//! TDG.VM.RD and TDG.VM.WR: TD-scope metadata fields (TDCS).
+
+use super::{Regs, TdCall, TdxError, TdxStatus, call_registers_only, leaf};
+
+/// TDCS field identifiers a guest kernel uses, and the bits within them.
+pub struct TdcsField;
+
+impl TdcsField {
+    /// TD_CTLS: guest-controlled TD execution controls.
+    pub const TD_CTLS: u64 = 0x1110_0003_0000_0017;
+    /// CONFIG_FLAGS: how the host configured the TD.
+    pub const CONFIG_FLAGS: u64 = 0x1110_0003_0000_0016;
+    /// NOTIFY_ENABLES: which events notify the guest.
+    pub const NOTIFY_ENABLES: u64 = 0x9100_0000_0000_0010;
+    /// TD_CTLS bit 0: no #VE for pending (unaccepted) private pages.
+    pub const TD_CTLS_PENDING_VE_DISABLE: u64 = 1 << 0;
+    /// TD_CTLS bit 1: the module enumerates the CPU topology (fewer CPUID #VEs).
+    pub const TD_CTLS_ENUM_TOPOLOGY: u64 = 1 << 1;
+    /// TD_CTLS bit 3: REDUCE_VE: the module answers more CPUID leaves and MSRs itself.
+    pub const TD_CTLS_REDUCE_VE: u64 = 1 << 3;
+    /// CONFIG_FLAGS bit 1: FLEXIBLE_PENDING_VE: the guest may set TD_CTLS.PENDING_VE_DISABLE.
+    pub const CONFIG_FLAGS_FLEXIBLE_PENDING_VE: u64 = 1 << 1;
+}
+
+/// Executes TDG.VM.RD of `field` and returns its value.
+pub fn vm_rd(tdx: &impl TdCall, field: u64) -> Result<u64, TdxError> {
+    let out = call_registers_only(
+        tdx,
+        Regs {
+            rax: leaf::VM_RD,
+            rdx: field,
+            ..Regs::default()
+        },
+    );
+    TdxStatus::from_raw(out.rax).into_result()?;
+    Ok(out.r8)
+}
+
+/// Executes TDG.VM.WR: writes the bits of `value` selected by `mask` into `field` and returns
+/// the field's previous value.
+pub fn vm_wr(tdx: &impl TdCall, field: u64, value: u64, mask: u64) -> Result<u64, TdxError> {
+    let out = call_registers_only(
+        tdx,
+        Regs {
+            rax: leaf::VM_WR,
+            rdx: field,
+            r8: value,
+            r9: mask,
+            ..Regs::default()
+        },
+    );
+    TdxStatus::from_raw(out.rax).into_result()?;
+    Ok(out.r8)
+}
