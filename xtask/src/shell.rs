@@ -28,9 +28,3 @@ pub fn run(cmd: &mut Command) -> Result<(), String> {
         Err(format!("{cmd:?} failed with {status}"))
     }
 }
-
-/// Whether `program` is on PATH.
-pub fn have(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
-}
