@@ -11,12 +11,26 @@
 //! and linted all the same.
 #![cfg_attr(mini_kernel_image, no_std, no_main)]
 
+extern crate alloc;
+
+mod acpi;
+mod checks;
+mod firmware;
+mod gdt;
+mod heap;
+mod interrupts;
+mod percpu;
 mod qemu_exit;
 #[cfg(mini_kernel_image)]
 mod runtime;
 mod serial;
 mod tsc;
+mod ud_tdcall;
 mod uefi;
+mod ve_demo;
+
+use qemu_exit::{ExitCode, exit};
+use tdx_boot::tdcall::Hardware;
 
 #[cfg(not(mini_kernel_image))]
 fn main() {
@@ -35,47 +49,62 @@ pub unsafe extern "efiapi" fn efi_main(
 ) -> uefi::Status {
     let boot_tsc = tsc::now();
     serial::init();
-    kprintln!("mini-kernel: efi_main (TSC {boot_tsc})");
+    kprintln!("mini-kernel: efi_main");
     // SAFETY: the firmware passes a valid system table.
     let Some(system_table) = (unsafe { system_table.as_ref() }) else {
         return uefi::INVALID_PARAMETER;
     };
-    // SAFETY: called from efi_main, before ExitBootServices.
-    let boot_services = unsafe { uefi::BootServicesRef::new(image, system_table) };
-    let per_ms = tsc::calibrate(|| boot_services.stall(10_000));
-    kprintln!("mini-kernel: TSC {per_ms} ticks/ms");
-    let rsdp = uefi::acpi_rsdp(system_table);
-    kprintln!("mini-kernel: ACPI RSDP at {rsdp:#x?}");
-
-    static mut MAP: [u8; 64 * 1024] = [0; 64 * 1024];
-    // SAFETY: only the BSP runs here, once.
-    let map = unsafe { &mut *core::ptr::addr_of_mut!(MAP) };
-    let mut boot_services = boot_services;
-    let (size, descriptor_size) = loop {
-        let (size, key, descriptor_size) = match boot_services.memory_map(map) {
-            Ok(v) => v,
-            Err(status) => {
-                kprintln!("mini-kernel: GetMemoryMap failed: {status:#x}");
-                return uefi::LOAD_ERROR;
-            }
-        };
-        match boot_services.exit_boot_services(key) {
-            Ok(()) => break (size, descriptor_size),
-            Err((again, _)) => boot_services = again,
+    // SAFETY: called once, from efi_main, with the firmware's arguments.
+    match unsafe { firmware::collect(image, system_table) } {
+        Ok(handoff) => kernel_main(handoff, boot_tsc),
+        Err(why) => {
+            kprintln!("mini-kernel: {why}");
+            uefi::LOAD_ERROR
         }
-    };
-    let map = map.get(..size).unwrap_or_default();
-    let total: u64 = uefi::descriptors(map, descriptor_size)
-        .map(|d| d.number_of_pages * 4096)
-        .sum();
+    }
+}
+
+/// Everything after ExitBootServices.
+fn kernel_main(handoff: firmware::Handoff, boot_tsc: u64) -> ! {
+    // SAFETY: the heap pages were allocated for the kernel and nothing else uses them.
+    unsafe { heap::init(handoff.heap.0, handoff.heap.1) };
     kprintln!(
-        "mini-kernel: ExitBootServices done; memory map {} bytes, {} MiB",
-        size,
-        total >> 20
+        "mini-kernel: ExitBootServices done ({} ms after efi_main; firmware took {} ms from reset)",
+        tsc::ms(tsc::now() - boot_tsc),
+        tsc::ms(boot_tsc)
     );
+    percpu::init(0, 0);
+    gdt::init();
+    interrupts::idt::load();
     kprintln!(
-        "mini-kernel: hello ({} ms since efi_main)",
+        "mini-kernel: GDT/TSS with 7 IST stacks loaded; IDT: 256 gates, each on an IST stack"
+    );
+
+    static DUMMY: fn(u32, &mut tdx_boot::tdcall::Regs) = |_cpu, regs| {
+        regs.rax = 0;
+        regs.rcx = 48;
+    };
+    ud_tdcall::install(&DUMMY);
+    let info = tdx_boot::tdcall::vp_info(&Hardware);
+    kprintln!(
+        "mini-kernel: VP.INFO through #UD: {info:?}; emulated {}",
+        ud_tdcall::emulated_count()
+    );
+    let _ = (
+        handoff.memory_map,
+        handoff.descriptor_size,
+        handoff.rsdp,
+        handoff.low_page,
+    );
+
+    let (passed, failed) = checks::totals();
+    kprintln!(
+        "mini-kernel: checks: {passed} passed, {failed} failed ({} ms from efi_main)",
         tsc::ms(tsc::now() - boot_tsc)
     );
-    qemu_exit::exit(qemu_exit::ExitCode::Success)
+    exit(if failed == 0 {
+        ExitCode::Success
+    } else {
+        ExitCode::Failure
+    })
 }

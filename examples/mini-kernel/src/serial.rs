@@ -78,3 +78,9 @@ macro_rules! kprintln {
         $crate::serial::print(format_args!("{}\n", format_args!($($arg)*)))
     };
 }
+
+/// Prints without taking the console lock: for fatal paths, where the interrupted code may hold
+/// it. Output from other CPUs may interleave.
+pub fn emergency_print(args: fmt::Arguments<'_>) {
+    let _ = Uart { base: COM1 }.write_fmt(args);
+}
