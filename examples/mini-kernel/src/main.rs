@@ -15,6 +15,7 @@ extern crate alloc;
 
 mod acpi;
 mod checks;
+mod fake_firmware;
 mod firmware;
 mod gdt;
 mod heap;
@@ -90,11 +91,42 @@ fn kernel_main(handoff: firmware::Handoff, boot_tsc: u64) -> ! {
         "mini-kernel: VP.INFO through #UD: {info:?}; emulated {}",
         ud_tdcall::emulated_count()
     );
-    let _ = (
-        handoff.memory_map,
-        handoff.descriptor_size,
-        handoff.rsdp,
-        handoff.low_page,
+    let _ = (handoff.memory_map, handoff.descriptor_size);
+    let rsdp = handoff.rsdp.unwrap_or(0);
+    // SAFETY: the RSDP is the firmware's; ACPI memory is identity-mapped.
+    let platform_madt = unsafe { acpi::find(rsdp, b"APIC") };
+    let platform_madt = platform_madt.map(|t| t.bytes).unwrap_or_default();
+    // SAFETY: the low page is ours and the APs are idle in the firmware.
+    let published = unsafe { fake_firmware::park_aps(handoff.low_page, platform_madt) };
+    kprintln!(
+        "fake firmware: APs parked: {:?}; MADT {} bytes",
+        published.parked,
+        published.madt.len()
+    );
+    for &id in &published.parked {
+        published
+            .mailbox
+            .apic_id
+            .store(id, core::sync::atomic::Ordering::Relaxed);
+        published.mailbox.wakeup_vector.store(
+            test_ap as usize as u64,
+            core::sync::atomic::Ordering::Relaxed,
+        );
+        published
+            .mailbox
+            .command
+            .store(1, core::sync::atomic::Ordering::Release);
+        while published
+            .mailbox
+            .command
+            .load(core::sync::atomic::Ordering::Acquire)
+            != 0
+        {}
+    }
+    tsc::delay_us(10_000);
+    kprintln!(
+        "woken: {}",
+        TESTED.load(core::sync::atomic::Ordering::Relaxed)
     );
 
     let (passed, failed) = checks::totals();
@@ -107,4 +139,10 @@ fn kernel_main(handoff: firmware::Handoff, boot_tsc: u64) -> ! {
     } else {
         ExitCode::Failure
     })
+}
+
+static TESTED: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+extern "C" fn test_ap() -> ! {
+    TESTED.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    qemu_exit::halt_forever()
 }

@@ -26,3 +26,13 @@ pub fn ms(ticks: u64) -> u64 {
         per_ms => ticks / per_ms,
     }
 }
+
+/// Busy-waits at least `microseconds` (after calibration).
+pub fn delay_us(microseconds: u64) {
+    let per_ms = TICKS_PER_MS.load(Ordering::Relaxed).max(1);
+    let ticks = microseconds.saturating_mul(per_ms) / 1000;
+    let start = now();
+    while now().wrapping_sub(start) < ticks {
+        core::hint::spin_loop();
+    }
+}

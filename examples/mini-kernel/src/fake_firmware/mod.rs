@@ -1,0 +1,80 @@
+//! The kernel playing TDVF, so the AP wake-up path runs on QEMU's real vCPUs without TDX.
+//!
+//! In a TD, the firmware parks every AP in a loop that watches the ACPI multiprocessor wakeup
+//! mailbox and publishes that mailbox in the MADT. Plain QEMU's OVMF does not, so this module
+//! does it: it starts each AP with INIT-SIPI-SIPI into a real-mode trampoline that enters long
+//! mode and runs the mailbox parking loop, then builds a MADT with the processors' local APICs
+//! and the multiprocessor wakeup entry. From there the kernel wakes the APs with tdx-boot's
+//! `mpwk` exactly as it would in a TD.
+
+mod local_apic;
+pub mod madt;
+pub mod parking;
+mod trampoline;
+
+pub use local_apic::current_apic_id;
+
+use crate::{gdt, tsc};
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
+use parking::{Mailbox, PARKED};
+
+/// What the fake firmware publishes.
+pub struct Published {
+    /// The MADT, as the OS would find it through the XSDT.
+    pub madt: Vec<u8>,
+    /// The mailbox the parked APs watch.
+    pub mailbox: &'static Mailbox,
+    /// APIC IDs of the APs that reached the parking loop.
+    pub parked: Vec<u32>,
+}
+
+const PARKING_STACK: usize = 16 * 1024;
+/// How long one AP may take to reach the parking loop.
+const START_TIMEOUT_US: u64 = 2_000_000;
+
+/// Starts every AP listed in the platform MADT into the parking loop and publishes the MADT.
+///
+/// # Safety
+///
+/// `low_page` is a page below 1 MiB the kernel owns; the APs are in the firmware's
+/// wait-for-SIPI or idle state (after ExitBootServices) and nothing else starts them.
+pub unsafe fn park_aps(low_page: u64, platform_madt: &[u8]) -> Published {
+    let mailbox: &'static Mailbox = Box::leak(Box::new(Mailbox::new()));
+    // SAFETY: the caller gives us the page.
+    let trampoline = unsafe { trampoline::Trampoline::install(low_page) };
+    let bsp = current_apic_id();
+    let apic_ids = madt::platform_apic_ids(platform_madt);
+    let mut parked = Vec::new();
+    for &apic_id in apic_ids.iter().filter(|&&id| id != bsp) {
+        let before = PARKED.load(Ordering::Acquire);
+        let stack = gdt::allocate_stack(PARKING_STACK);
+        trampoline.set_launch(
+            stack.as_u64(),
+            mailbox as *const Mailbox as u64,
+            parking::park,
+        );
+        local_apic::start_ap(apic_id, trampoline.sipi_vector());
+        let start = tsc::now();
+        while PARKED.load(Ordering::Acquire) == before
+            && tsc::ms(tsc::now() - start) * 1000 < START_TIMEOUT_US
+        {
+            core::hint::spin_loop();
+        }
+        if PARKED.load(Ordering::Acquire) != before {
+            parked.push(apic_id);
+        } else {
+            crate::kprintln!("fake firmware: AP {apic_id} did not reach the parking loop");
+        }
+    }
+    let mut all = Vec::with_capacity(parked.len() + 1);
+    all.push(bsp);
+    all.extend_from_slice(&parked);
+    let madt = madt::build(&all, 0xfee0_0000, mailbox as *const Mailbox as u64);
+    Published {
+        madt,
+        mailbox,
+        parked,
+    }
+}
