@@ -1,1 +1,36 @@
-//! (under construction)
+//! One typed, sanitized memory map from whatever the firmware handed over.
+//!
+//! A TD learns its memory from tables the VMM can influence: the UEFI memory map (TDVF/OVMF),
+//! the TD HOB list (TDVF, TD-shim), a Linux boot-protocol E820 table, or Linux's
+//! unaccepted-memory bitmap. Each reader here validates its input and inserts it into a
+//! [`MemoryMap`], which keeps regions sorted, disjoint and merged and resolves conflicts toward
+//! the more restrictive [`RegionKind`]. The map then answers what a kernel asks at boot (how
+//! much memory, which ranges still need acceptance, where to put a trampoline) and can be
+//! written back out as an E820 table or an unaccepted-memory bitmap for a payload.
+//!
+//! ```
+//! use tdx_boot::e820::{MemoryMap, RegionKind};
+//!
+//! let mut map = MemoryMap::<64>::new();
+//! map.insert(0x0, 0x8000_0000, RegionKind::Unaccepted)?;
+//! map.insert(0x0, 0x2000_0000, RegionKind::Usable)?; // firmware accepted a prefix...
+//! map.mark_accepted(0x0, 0x2000_0000)?;               // ...which is recorded explicitly
+//! map.insert(0x10_0000, 0x20_0000, RegionKind::Reserved)?;
+//! assert_eq!(map.unaccepted_bytes(), 0x6000_0000);
+//! # Ok::<(), tdx_boot::e820::MapError>(())
+//! ```
+
+mod e820_table;
+mod guid;
+mod hob;
+mod kind;
+mod map;
+mod paint;
+mod query;
+mod region;
+mod uefi;
+mod unaccepted_table;
+
+pub use kind::RegionKind;
+pub use map::{MapError, MemoryMap};
+pub use region::Region;
