@@ -20,6 +20,7 @@
 //! # Ok::<(), tdx_boot::e820::MapError>(())
 //! ```
 
+mod bytes;
 mod e820_table;
 mod guid;
 mod hob;
@@ -31,6 +32,16 @@ mod region;
 mod uefi;
 mod unaccepted_table;
 
+pub use e820_table::{
+    E820_ENTRY_SIZE, E820_MAX_ENTRIES_ZEROPAGE, E820Entry, E820Error, E820Type, UnacceptedAs,
+    e820_entries, e820_kind, e820_type, read_e820_table, write_e820_table,
+};
+pub use guid::Guid;
 pub use kind::RegionKind;
 pub use map::{MapError, MemoryMap};
 pub use region::Region;
+pub use uefi::{
+    MEMORY_DESCRIPTOR_MIN_SIZE, MEMORY_DESCRIPTOR_VERSION, MEMORY_RUNTIME, MEMORY_SPECIFIC_PURPOSE,
+    MemoryDescriptor, UEFI_PAGE_SIZE, UefiMapError, UefiMemoryMap, UefiMemoryType,
+    read_uefi_memory_map, uefi_kind,
+};
