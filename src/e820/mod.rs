@@ -37,6 +37,13 @@ pub use e820_table::{
     e820_entries, e820_kind, e820_type, read_e820_table, write_e820_table,
 };
 pub use guid::Guid;
+pub use hob::{
+    HOB_TYPE_END_OF_LIST, HOB_TYPE_GUID_EXTENSION, HOB_TYPE_HANDOFF, HOB_TYPE_MEMORY_ALLOCATION,
+    HOB_TYPE_RESOURCE_DESCRIPTOR, HOB_TYPE_UNUSED, Handoff, Hob, HobError, HobList,
+    MemoryAllocation, RESOURCE_ATTRIBUTE_INITIALIZED, RESOURCE_ATTRIBUTE_PERSISTENT,
+    RESOURCE_ATTRIBUTE_PRESENT, RESOURCE_ATTRIBUTE_TESTED, ResourceDescriptor, ResourceType,
+    read_td_hob,
+};
 pub use kind::RegionKind;
 pub use map::{MapError, MemoryMap};
 pub use region::Region;
