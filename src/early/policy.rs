@@ -20,7 +20,26 @@
 //! because the host made its TD debuggable.
 
 use super::td::EarlyError;
-use crate::tdcall::{TdAttributes, TdCall, TdcsField, TdxError, vm_rd, vm_wr};
+use crate::tdcall::{TdAttributes, TdCall, TdcsField, TdxError, TdxStatus, vm_rd, vm_wr};
+
+/// How often a TD_CTLS write is repeated while the module answers TDX_OPERAND_BUSY (the host
+/// holds the TD's metadata lock for a moment).
+const BUSY_RETRIES: u32 = 16;
+
+/// Sets the `bits` of TD_CTLS, retrying a busy module a bounded number of times; returns the
+/// previous value.
+fn set_td_ctls(tdx: &impl TdCall, bits: u64) -> Result<u64, TdxError> {
+    let mut result = vm_wr(tdx, TdcsField::TD_CTLS, bits, bits);
+    for _ in 0..BUSY_RETRIES {
+        match result {
+            Err(TdxError(status)) if status == TdxStatus::OPERAND_BUSY => {
+                result = vm_wr(tdx, TdcsField::TD_CTLS, bits, bits);
+            }
+            _ => break,
+        }
+    }
+    result
+}
 
 /// What the kernel accepts from the TD's configuration and asks of the TDX module.
 ///
@@ -142,8 +161,7 @@ pub(super) fn disable_sept_ve(
     if debug_allowed {
         return Ok(SeptVe::EnabledForDebug);
     }
-    let bit = TdcsField::TD_CTLS_PENDING_VE_DISABLE;
-    match vm_wr(tdx, TdcsField::TD_CTLS, bit, bit) {
+    match set_td_ctls(tdx, TdcsField::TD_CTLS_PENDING_VE_DISABLE) {
         Ok(_) => Ok(SeptVe::DisabledNow),
         Err(error) => Err(EarlyError::SeptVeDisableFailed(error)),
     }
@@ -155,7 +173,7 @@ pub(super) fn reduce_ve(tdx: &impl TdCall, policy: &Policy) -> ReduceVe {
         return ReduceVe::NotRequested;
     }
     let bit = TdcsField::TD_CTLS_REDUCE_VE;
-    match vm_wr(tdx, TdcsField::TD_CTLS, bit, bit) {
+    match set_td_ctls(tdx, bit) {
         Ok(previous) if previous & bit != 0 => ReduceVe::AlreadyEnabled,
         Ok(_) => ReduceVe::Enabled,
         Err(error) => ReduceVe::Unsupported(error),
