@@ -38,6 +38,14 @@ impl<'a> Cursor<'a> {
         Ok(byte)
     }
 
+    /// The next byte, without consuming it.
+    fn peek(&self) -> Result<u8, MmioError> {
+        self.code
+            .get(self.position)
+            .copied()
+            .ok_or_else(|| self.exhausted())
+    }
+
     fn bytes<const N: usize>(&mut self) -> Result<[u8; N], MmioError> {
         let end = self.position.checked_add(N).ok_or(MmioError::TooLong)?;
         let slice = self
@@ -101,10 +109,13 @@ pub fn decode(code: &[u8]) -> Result<Mmio, MmioError> {
             (width, operation, modrm.form)
         }
         0xc6 | 0xc7 => {
-            let modrm = modrm::parse(&mut cursor, &prefixes)?;
-            if modrm.extension != 0 {
-                return Err(MmioError::UnsupportedOpcodeExtension(modrm.extension));
+            // Refuse other opcode extensions before asking for displacement bytes, so a caller
+            // holding only part of the instruction learns it is unsupported, not truncated.
+            let extension = (cursor.peek()? >> 3) & 7;
+            if extension != 0 {
+                return Err(MmioError::UnsupportedOpcodeExtension(extension));
             }
+            let modrm = modrm::parse(&mut cursor, &prefixes)?;
             let (size, immediate) = match (opcode, operand_size) {
                 (0xc6, _) => (1, u64::from(cursor.byte()?)),
                 (_, 2) => (2, u64::from(cursor.u16()?)),

@@ -6,8 +6,6 @@ use super::{AddressForm, MmioError, decode::Cursor, prefix::Prefixes};
 pub(super) struct ModRm {
     /// ModRM.reg extended by REX.R: a register number.
     pub reg: u8,
-    /// ModRM.reg alone: the opcode extension of C6/C7 (REX.R does not take part).
-    pub extension: u8,
     /// The memory operand.
     pub form: AddressForm,
 }
@@ -16,13 +14,13 @@ pub(super) struct ModRm {
 pub(super) fn parse(cursor: &mut Cursor<'_>, prefixes: &Prefixes) -> Result<ModRm, MmioError> {
     let modrm = cursor.byte()?;
     let mode = modrm >> 6;
-    let extension = (modrm >> 3) & 7;
+    let reg_field = (modrm >> 3) & 7;
     let rm = modrm & 7;
     if mode == 3 {
         return Err(MmioError::RegisterOperand);
     }
     let (rex_r, rex_x, rex_b) = prefixes.rex_bits();
-    let reg = extension | rex_r;
+    let reg = reg_field | rex_r;
 
     let (base, index, scale, disp32_without_base) = if rm == 4 {
         let sib = cursor.byte()?;
@@ -39,7 +37,6 @@ pub(super) fn parse(cursor: &mut Cursor<'_>, prefixes: &Prefixes) -> Result<ModR
         let displacement = cursor.i32()?;
         return Ok(ModRm {
             reg,
-            extension,
             form: AddressForm::RipRelative(displacement),
         });
     } else {
@@ -54,7 +51,6 @@ pub(super) fn parse(cursor: &mut Cursor<'_>, prefixes: &Prefixes) -> Result<ModR
     };
     Ok(ModRm {
         reg,
-        extension,
         form: AddressForm::Indirect {
             base,
             index,
