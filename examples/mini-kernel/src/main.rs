@@ -3,8 +3,9 @@
 //! A PE32+ EFI application (built by `cargo xtask run`) that boots the way a TD kernel does:
 //! UEFI memory map and ACPI tables in, ExitBootServices, its own GDT/IDT, then the TD paths of
 //! tdx-boot. On a TDX host it uses the real TDX module; in plain QEMU it runs the same paths
-//! against tdx-boot's software model. Every step is printed on COM1 and recorded as a check; the
-//! final line reports them and the kernel exits QEMU with a status CI reads.
+//! against tdx-boot's software model, still executing the real TDCALL instruction (see
+//! [`ud_tdcall`]). Every step is printed on COM1 and recorded as a check; the final line reports
+//! them and the kernel exits QEMU with a status CI reads.
 //!
 //! Built on the host without `--cfg mini_kernel_image` (plain `cargo build`, clippy, tests), the
 //! crate is an ordinary program that says how to build the image: the kernel code is compiled
@@ -13,24 +14,30 @@
 
 extern crate alloc;
 
-mod acpi;
 mod checks;
 mod fake_firmware;
 mod firmware;
 mod gdt;
 mod heap;
 mod interrupts;
+mod memory;
 mod percpu;
 mod qemu_exit;
 #[cfg(mini_kernel_image)]
 mod runtime;
 mod serial;
+mod smp;
+mod td_model;
 mod tsc;
 mod ud_tdcall;
 mod uefi;
 mod ve_demo;
 
+use alloc::vec::Vec;
 use qemu_exit::{ExitCode, exit};
+use tdx_boot::early::{self, IdentityMapped, Policy, TdxSerial};
+use tdx_boot::model::TdxModule;
+use tdx_boot::mpwk::{self, Madt};
 use tdx_boot::tdcall::Hardware;
 
 #[cfg(not(mini_kernel_image))]
@@ -50,7 +57,7 @@ pub unsafe extern "efiapi" fn efi_main(
 ) -> uefi::Status {
     let boot_tsc = tsc::now();
     serial::init();
-    kprintln!("mini-kernel: efi_main");
+    kprintln!("\nmini-kernel: efi_main");
     // SAFETY: the firmware passes a valid system table.
     let Some(system_table) = (unsafe { system_table.as_ref() }) else {
         return uefi::INVALID_PARAMETER;
@@ -65,6 +72,18 @@ pub unsafe extern "efiapi" fn efi_main(
     }
 }
 
+/// Where the TD's answers come from.
+enum Platform {
+    /// A real TD: TDCALL reaches the TDX module.
+    Td,
+    /// No TDX: the software module answers TDCALL's #UD.
+    Model(&'static TdxModule),
+}
+
+/// In plain QEMU, RAM from here up (free conventional memory) is declared unaccepted, as TDVF
+/// leaves everything above the prefix it accepts itself (OVMF: 512 MiB).
+const MODEL_ACCEPTED_PREFIX: u64 = 512 << 20;
+
 /// Everything after ExitBootServices.
 fn kernel_main(handoff: firmware::Handoff, boot_tsc: u64) -> ! {
     // SAFETY: the heap pages were allocated for the kernel and nothing else uses them.
@@ -74,65 +93,152 @@ fn kernel_main(handoff: firmware::Handoff, boot_tsc: u64) -> ! {
         tsc::ms(tsc::now() - boot_tsc),
         tsc::ms(boot_tsc)
     );
-    percpu::init(0, 0);
+
+    let bsp_apic_id = fake_firmware::current_apic_id();
+    percpu::init(0, bsp_apic_id);
     gdt::init();
     interrupts::idt::load();
-    kprintln!(
-        "mini-kernel: GDT/TSS with 7 IST stacks loaded; IDT: 256 gates, each on an IST stack"
+    check!(
+        "descriptor tables",
+        true,
+        "GDT + TSS with 7 IST stacks, IDT with 256 gates each on an IST stack"
     );
 
-    static DUMMY: fn(u32, &mut tdx_boot::tdcall::Regs) = |_cpu, regs| {
-        regs.rax = 0;
-        regs.rcx = 48;
+    let mut map = match memory::read(&handoff) {
+        Ok(map) => map,
+        Err(e) => fail_now(format_args!("UEFI memory map rejected: {e:?}")),
     };
-    ud_tdcall::install(&DUMMY);
-    let info = tdx_boot::tdcall::vp_info(&Hardware);
-    kprintln!(
-        "mini-kernel: VP.INFO through #UD: {info:?}; emulated {}",
-        ud_tdcall::emulated_count()
+    check!(
+        "memory map",
+        map.usable_bytes() > 0,
+        "{} regions from the UEFI map",
+        map.regions().len()
     );
-    let _ = (handoff.memory_map, handoff.descriptor_size);
-    let rsdp = handoff.rsdp.unwrap_or(0);
-    // SAFETY: the RSDP is the firmware's; ACPI memory is identity-mapped.
-    let platform_madt = unsafe { acpi::find(rsdp, b"APIC") };
-    let platform_madt = platform_madt.map(|t| t.bytes).unwrap_or_default();
-    // SAFETY: the low page is ours and the APs are idle in the firmware.
-    let published = unsafe { fake_firmware::park_aps(handoff.low_page, platform_madt) };
-    kprintln!(
-        "fake firmware: APs parked: {:?}; MADT {} bytes",
-        published.parked,
-        published.madt.len()
+
+    let Some(rsdp) = handoff.rsdp else {
+        fail_now(format_args!("no ACPI 2.0 RSDP"))
+    };
+    let identity = |address: u64, length: usize| {
+        // SAFETY: ACPI tables live in firmware memory, identity-mapped and never reused.
+        Some(unsafe { core::slice::from_raw_parts(address as *const u8, length) })
+    };
+    let platform_madt = match mpwk::find_madt(rsdp, identity) {
+        Ok(madt) => madt,
+        Err(e) => fail_now(format_args!("ACPI MADT: {e:?}")),
+    };
+    let apic_ids: Vec<u32> = platform_madt.apic_ids().collect();
+    check!(
+        "ACPI tables",
+        !apic_ids.is_empty(),
+        "RSDP {rsdp:#x}, MADT lists APIC IDs {apic_ids:?}"
     );
-    for &id in &published.parked {
-        published
-            .mailbox
-            .apic_id
-            .store(id, core::sync::atomic::Ordering::Relaxed);
-        published.mailbox.wakeup_vector.store(
-            test_ap as usize as u64,
-            core::sync::atomic::Ordering::Relaxed,
-        );
-        published
-            .mailbox
-            .command
-            .store(1, core::sync::atomic::Ordering::Release);
-        while published
-            .mailbox
-            .command
-            .load(core::sync::atomic::Ordering::Acquire)
-            != 0
-        {}
+
+    let platform = match early::detect() {
+        Ok(()) => {
+            kprintln!(
+                "mini-kernel: TD detected (CPUID leaf 0x21 says IntelTDX): using the TDX module"
+            );
+            early::install_console(&Hardware);
+            serial::route_through_tdvmcall();
+            Platform::Td
+        }
+        Err(why) => {
+            for (start, end) in memory::conventional_ranges(&handoff, MODEL_ACCEPTED_PREFIX) {
+                let _ = map.mark_unaccepted(start, end);
+            }
+            let module = td_model::install(&map, apic_ids.len() as u32);
+            kprintln!(
+                "mini-kernel: no TDX ({why:?}): TD detected (model): tdx-boot's software TDX module answers TDCALL's #UD"
+            );
+            Platform::Model(module)
+        }
+    };
+    kprintln!("mini-kernel: memory map (tdx-boot e820):");
+    memory::print(&map);
+
+    let td = match early::init(&Hardware, Policy::default()) {
+        Ok(td) => td,
+        Err(e) => fail_now(format_args!("early::init: {e:?}")),
+    };
+    let info = td.info();
+    check!(
+        "TD info and policy",
+        info.num_vcpus as usize == apic_ids.len() && info.vcpu_index == 0,
+        "GPAW {}, shared bit {:#x}, attributes {:?}, {} vCPUs (max {}), SEPT #VE {:?}, REDUCE_VE {:?}",
+        info.gpaw,
+        td.shared_mask(),
+        info.attributes,
+        info.num_vcpus,
+        info.max_vcpus,
+        td.sept_ve(),
+        td.reduce_ve()
+    );
+
+    let greeting = b"mini-kernel: hello through TDG.VP.VMCALL<Instruction.IO>";
+    let console = TdxSerial::new(&Hardware).write_bytes(greeting);
+    let reached_uart = match platform {
+        Platform::Model(module) => module
+            .uart_output()
+            .windows(greeting.len())
+            .any(|w| w == greeting),
+        Platform::Td => true,
+    };
+    check!(
+        "TDVMCALL console",
+        console.is_ok() && reached_uart,
+        "{} bytes written to COM1 by TDVMCALL",
+        greeting.len()
+    );
+
+    // APs: in a TD they already wait in TDVF's mailbox; in plain QEMU the kernel parks them.
+    let wake_madt_bytes;
+    let wake_madt = match platform {
+        Platform::Td => platform_madt,
+        Platform::Model(_) => {
+            // SAFETY: the pages are the kernel's for good; the APs are idle after ExitBootServices.
+            let published = unsafe {
+                fake_firmware::park_aps(handoff.low_page, handoff.mailbox_page, &apic_ids)
+            };
+            kprintln!(
+                "fake firmware: APs {:?} parked in the mailbox loop (INIT-SIPI-SIPI); MADT with MP-wakeup entry, mailbox {:#x}",
+                published.parked,
+                handoff.mailbox_page
+            );
+            wake_madt_bytes = published.madt;
+            match Madt::parse(&wake_madt_bytes) {
+                Ok(madt) => madt,
+                Err(e) => fail_now(format_args!("published MADT: {e:?}")),
+            }
+        }
+    };
+    // SAFETY: the trampoline page is the kernel's for good, identity-mapped and executable.
+    let woken = unsafe { smp::wake_aps(&wake_madt, &map, handoff.trampoline_page) };
+    let expected_aps = apic_ids.len() - 1;
+    match woken {
+        Ok(ids) => check!(
+            "APs woken through the mailbox",
+            ids.len() == expected_aps && smp::online_aps() as usize == expected_aps,
+            "APIC IDs {ids:?} online ({} in the kernel)",
+            smp::online_aps()
+        ),
+        Err(e) => check!("APs woken through the mailbox", false, "{e:?}"),
     }
-    tsc::delay_us(10_000);
-    kprintln!(
-        "woken: {}",
-        TESTED.load(core::sync::atomic::Ordering::Relaxed)
-    );
+
+    measure(&platform);
 
     let (passed, failed) = checks::totals();
+    let elapsed = tsc::ms(tsc::now() - boot_tsc);
     kprintln!(
-        "mini-kernel: checks: {passed} passed, {failed} failed ({} ms from efi_main)",
-        tsc::ms(tsc::now() - boot_tsc)
+        "mini-kernel: boot took {elapsed} ms from efi_main ({} ms from reset), measured with the TSC",
+        tsc::ms(tsc::now())
+    );
+    kprintln!(
+        "mini-kernel: checks: {passed} passed, {failed} failed{}",
+        if failed == 0 {
+            " - all checks passed"
+        } else {
+            ""
+        }
     );
     exit(if failed == 0 {
         ExitCode::Success
@@ -141,8 +247,49 @@ fn kernel_main(handoff: firmware::Handoff, boot_tsc: u64) -> ! {
     })
 }
 
-static TESTED: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
-extern "C" fn test_ap() -> ! {
-    TESTED.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
-    qemu_exit::halt_forever()
+/// RTMR extend and TDREPORT: the measured-boot helpers of `early`.
+fn measure(platform: &Platform) {
+    // SAFETY: the kernel runs on the firmware's identity map and its stack and heap are private.
+    let phys = unsafe { IdentityMapped::new() };
+    let event = b"mini-kernel: booted";
+    let extended = early::extend_rtmr(&Hardware, 2, event, &phys);
+    let report = early::tdreport(&Hardware, &[0x5a; 64], &phys);
+    match (extended, report) {
+        (Ok(digest), Ok(report)) => {
+            let rtmr = report.rtmr(2).copied().unwrap_or([0; 48]);
+            let module_agrees = match platform {
+                Platform::Model(module) => module.rtmr(2) == rtmr,
+                Platform::Td => true,
+            };
+            check!(
+                "RTMR extend and TDREPORT",
+                rtmr != [0; 48] && module_agrees,
+                "RTMR[2] extended with SHA-384 {:02x}{:02x}{:02x}{:02x}..; TDREPORT type {:?}, RTMR[2] {:02x}{:02x}{:02x}{:02x}..",
+                digest[0],
+                digest[1],
+                digest[2],
+                digest[3],
+                report.report_type(),
+                rtmr[0],
+                rtmr[1],
+                rtmr[2],
+                rtmr[3]
+            );
+        }
+        (extended, report) => check!(
+            "RTMR extend and TDREPORT",
+            false,
+            "extend {:?}, report {:?}",
+            extended.err(),
+            report.err()
+        ),
+    }
+}
+
+/// Reports a failure that leaves nothing to continue with, and ends the run.
+fn fail_now(why: core::fmt::Arguments<'_>) -> ! {
+    check!("boot", false, "{why}");
+    let (passed, failed) = checks::totals();
+    kprintln!("mini-kernel: checks: {passed} passed, {failed} failed");
+    exit(ExitCode::Failure)
 }

@@ -68,7 +68,12 @@ pub fn init() {
 /// Writes formatted text to the console; the whole message is written under one lock so lines
 /// from different CPUs do not interleave.
 pub fn print(args: fmt::Arguments<'_>) {
-    let _ = CONSOLE.lock().write_fmt(args);
+    let mut uart = CONSOLE.lock();
+    if THROUGH_TDVMCALL.load(core::sync::atomic::Ordering::Relaxed) {
+        let _ = tdx_boot::early::print(args);
+    } else {
+        let _ = uart.write_fmt(args);
+    }
 }
 
 /// Prints a line on the serial console.
@@ -83,4 +88,13 @@ macro_rules! kprintln {
 /// it. Output from other CPUs may interleave.
 pub fn emergency_print(args: fmt::Arguments<'_>) {
     let _ = Uart { base: COM1 }.write_fmt(args);
+}
+
+static THROUGH_TDVMCALL: core::sync::atomic::AtomicBool =
+    core::sync::atomic::AtomicBool::new(false);
+
+/// In a TD: print through tdx-boot's TDVMCALL console instead of `in`/`out` (which would each
+/// cost a #VE).
+pub fn route_through_tdvmcall() {
+    THROUGH_TDVMCALL.store(true, core::sync::atomic::Ordering::Relaxed);
 }

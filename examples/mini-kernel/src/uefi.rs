@@ -52,8 +52,12 @@ pub enum AllocateType {
     Address = 2,
 }
 
+/// `EfiLoaderCode`: executable memory the kernel keeps after ExitBootServices.
+pub const LOADER_CODE: u32 = 1;
 /// `EfiLoaderData`: memory the kernel keeps after ExitBootServices.
 pub const LOADER_DATA: u32 = 2;
+/// `EfiACPIMemoryNVS`: firmware memory the OS never reuses (where TDVF puts the AP mailbox).
+pub const ACPI_MEMORY_NVS: u32 = 10;
 
 /// `EFI_BOOT_SERVICES`, up to `Stall`; the unused entries are kept as opaque slots.
 #[repr(C)]
@@ -122,14 +126,19 @@ impl BootServicesRef {
         Self { table, image }
     }
 
-    /// Allocates `pages` 4 KiB pages of loader data, optionally below `max_address`.
-    pub fn allocate_pages(&self, pages: usize, max_address: Option<u64>) -> Result<u64, Status> {
+    /// Allocates `pages` 4 KiB pages of `memory_type`, optionally below `max_address`.
+    pub fn allocate_pages(
+        &self,
+        memory_type: u32,
+        pages: usize,
+        max_address: Option<u64>,
+    ) -> Result<u64, Status> {
         let (kind, mut address) = match max_address {
             Some(max) => (AllocateType::MaxAddress, max),
             None => (AllocateType::AnyPages, 0),
         };
         // SAFETY: boot services are live; `address` is a valid out-parameter.
-        let status = unsafe { (self.table.allocate_pages)(kind, LOADER_DATA, pages, &mut address) };
+        let status = unsafe { (self.table.allocate_pages)(kind, memory_type, pages, &mut address) };
         if status == SUCCESS {
             Ok(address)
         } else {
@@ -143,8 +152,8 @@ impl BootServicesRef {
         unsafe { (self.table.stall)(microseconds) };
     }
 
-    /// Reads the memory map into `buffer`; returns its size, the map key and the descriptor size.
-    pub fn memory_map(&self, buffer: &mut [u8]) -> Result<(usize, usize, usize), Status> {
+    /// Reads the memory map into `buffer`.
+    pub fn memory_map(&self, buffer: &mut [u8]) -> Result<MapInfo, Status> {
         let mut size = buffer.len();
         let (mut key, mut descriptor_size, mut version) = (0usize, 0usize, 0u32);
         // SAFETY: boot services are live and every pointer is a valid out-parameter; the firmware
@@ -159,7 +168,12 @@ impl BootServicesRef {
             )
         };
         if status == SUCCESS {
-            Ok((size, key, descriptor_size))
+            Ok(MapInfo {
+                size,
+                key,
+                descriptor_size,
+                version,
+            })
         } else {
             Err(status)
         }
@@ -186,25 +200,14 @@ pub fn acpi_rsdp(system_table: &SystemTable) -> Option<u64> {
     })
 }
 
-/// One `EFI_MEMORY_DESCRIPTOR`; the map's stride is the descriptor size GetMemoryMap returns.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct MemoryDescriptor {
-    pub kind: u32,
-    pub physical_start: u64,
-    pub virtual_start: u64,
-    pub number_of_pages: u64,
-    pub attribute: u64,
-}
-
-/// The descriptors in a memory map buffer (read unaligned, stride `descriptor_size`).
-pub fn descriptors(
-    map: &[u8],
-    descriptor_size: usize,
-) -> impl Iterator<Item = MemoryDescriptor> + '_ {
-    let stride = descriptor_size.max(core::mem::size_of::<MemoryDescriptor>());
-    map.chunks_exact(stride).map(|chunk| {
-        // SAFETY: each chunk holds at least one descriptor's bytes; the read is unaligned.
-        unsafe { chunk.as_ptr().cast::<MemoryDescriptor>().read_unaligned() }
-    })
+/// What GetMemoryMap returned besides the descriptors.
+pub struct MapInfo {
+    /// Bytes of the buffer the map fills.
+    pub size: usize,
+    /// The key ExitBootServices must be given.
+    pub key: usize,
+    /// The stride between descriptors.
+    pub descriptor_size: usize,
+    /// The descriptor format version.
+    pub version: u32,
 }

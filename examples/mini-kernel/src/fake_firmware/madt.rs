@@ -52,65 +52,26 @@ pub fn build(apic_ids: &[u32], local_apic_address: u32, mailbox: u64) -> Vec<u8>
     table
 }
 
-/// The enabled processors' APIC IDs in the platform's MADT (types 0 and 9), for starting them.
-pub fn platform_apic_ids(madt: &[u8]) -> Vec<u32> {
-    let mut ids = Vec::new();
-    let mut rest = madt.get(44..).unwrap_or_default();
-    while let [kind, length, ..] = *rest {
-        let length = usize::from(length);
-        let Some(entry) = rest.get(..length).filter(|_| length >= 2) else {
-            break;
-        };
-        let field = |range: core::ops::Range<usize>| {
-            entry
-                .get(range)
-                .and_then(|b| b.try_into().ok())
-                .map(u32::from_le_bytes)
-        };
-        match kind {
-            LOCAL_APIC if length >= 8 => {
-                if field(4..8).is_some_and(|f| f & ENABLED != 0) {
-                    ids.extend(entry.get(3).map(|&id| u32::from(id)));
-                }
-            }
-            LOCAL_X2APIC if length >= 16 => {
-                if field(8..12).is_some_and(|f| f & ENABLED != 0) {
-                    ids.extend(field(4..8));
-                }
-            }
-            _ => {}
-        }
-        rest = rest.get(length..).unwrap_or_default();
-    }
-    ids
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tdx_boot::mpwk::Madt;
 
     #[test]
-    fn built_table_lists_processors_and_checksums_to_zero() {
+    fn built_table_parses_with_its_processors_and_mailbox() {
         let table = build(&[0, 1, 7, 300], 0xfee0_0000, 0x1234_5000);
-        assert_eq!(table.iter().fold(0u8, |s, b| s.wrapping_add(*b)), 0);
-        assert_eq!(
-            u32::from_le_bytes(table[4..8].try_into().unwrap()) as usize,
-            table.len()
-        );
-        assert_eq!(platform_apic_ids(&table), vec![0, 1, 7, 300]);
-        let wakeup = &table[table.len() - 16..];
-        assert_eq!(wakeup[0], MP_WAKEUP);
-        assert_eq!(
-            u64::from_le_bytes(wakeup[8..16].try_into().unwrap()),
-            0x1234_5000
-        );
+        let madt = Madt::parse(&table).expect("the built MADT parses");
+        assert_eq!(madt.apic_ids().collect::<Vec<_>>(), vec![0, 1, 7, 300]);
+        let wakeup = madt.mailbox().expect("a usable wakeup entry");
+        assert_eq!((wakeup.version, wakeup.mailbox_address), (0, 0x1234_5000));
+        assert_eq!(madt.local_apic_address(), 0xfee0_0000);
     }
 
     #[test]
-    fn platform_parse_stops_at_a_zero_length_entry() {
+    fn corrupting_a_byte_breaks_the_checksum() {
         let mut table = build(&[0, 1], 0xfee0_0000, 0x5000);
-        table.truncate(44);
-        table.extend_from_slice(&[0, 0, 0, 0]);
-        assert!(platform_apic_ids(&table).is_empty());
+        let last = table.len() - 1;
+        table[last] ^= 1;
+        assert!(Madt::parse(&table).is_err());
     }
 }

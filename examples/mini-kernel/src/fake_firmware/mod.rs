@@ -15,50 +15,46 @@ mod trampoline;
 pub use local_apic::current_apic_id;
 
 use crate::{gdt, tsc};
-use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
-use parking::{Mailbox, PARKED};
+use parking::PARKED;
+use tdx_boot::mpwk::MailboxPage;
 
 /// What the fake firmware publishes.
 pub struct Published {
     /// The MADT, as the OS would find it through the XSDT.
     pub madt: Vec<u8>,
-    /// The mailbox the parked APs watch.
-    pub mailbox: &'static Mailbox,
     /// APIC IDs of the APs that reached the parking loop.
     pub parked: Vec<u32>,
 }
 
 const PARKING_STACK: usize = 16 * 1024;
 /// How long one AP may take to reach the parking loop.
-const START_TIMEOUT_US: u64 = 2_000_000;
+const START_TIMEOUT_MS: u64 = 2_000;
 
-/// Starts every AP listed in the platform MADT into the parking loop and publishes the MADT.
+/// Starts the APs `apic_ids` (all but this CPU) into the parking loop and publishes a MADT with
+/// them and the mailbox.
 ///
 /// # Safety
 ///
-/// `low_page` is a page below 1 MiB the kernel owns; the APs are in the firmware's
-/// wait-for-SIPI or idle state (after ExitBootServices) and nothing else starts them.
-pub unsafe fn park_aps(low_page: u64, platform_madt: &[u8]) -> Published {
-    let mailbox: &'static Mailbox = Box::leak(Box::new(Mailbox::new()));
+/// `low_page` is a page below 1 MiB and `mailbox_page` a page below 4 GiB, both owned by the
+/// kernel for good and identity-mapped; the APs are idle in the firmware (after
+/// ExitBootServices) and nothing else starts them.
+pub unsafe fn park_aps(low_page: u64, mailbox_page: u64, apic_ids: &[u32]) -> Published {
+    // SAFETY: the caller gives us the page; a zeroed mailbox is idle (command NOOP).
+    unsafe { (mailbox_page as *mut MailboxPage).write(MailboxPage::new()) };
     // SAFETY: the caller gives us the page.
     let trampoline = unsafe { trampoline::Trampoline::install(low_page) };
     let bsp = current_apic_id();
-    let apic_ids = madt::platform_apic_ids(platform_madt);
     let mut parked = Vec::new();
     for &apic_id in apic_ids.iter().filter(|&&id| id != bsp) {
         let before = PARKED.load(Ordering::Acquire);
         let stack = gdt::allocate_stack(PARKING_STACK);
-        trampoline.set_launch(
-            stack.as_u64(),
-            mailbox as *const Mailbox as u64,
-            parking::park,
-        );
+        trampoline.set_launch(stack.as_u64(), mailbox_page, parking::park);
         local_apic::start_ap(apic_id, trampoline.sipi_vector());
         let start = tsc::now();
         while PARKED.load(Ordering::Acquire) == before
-            && tsc::ms(tsc::now() - start) * 1000 < START_TIMEOUT_US
+            && tsc::ms(tsc::now() - start) < START_TIMEOUT_MS
         {
             core::hint::spin_loop();
         }
@@ -71,10 +67,6 @@ pub unsafe fn park_aps(low_page: u64, platform_madt: &[u8]) -> Published {
     let mut all = Vec::with_capacity(parked.len() + 1);
     all.push(bsp);
     all.extend_from_slice(&parked);
-    let madt = madt::build(&all, 0xfee0_0000, mailbox as *const Mailbox as u64);
-    Published {
-        madt,
-        mailbox,
-        parked,
-    }
+    let madt = madt::build(&all, 0xfee0_0000, mailbox_page);
+    Published { madt, parked }
 }
