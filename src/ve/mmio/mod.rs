@@ -28,6 +28,7 @@ mod prefix;
 
 pub use decode::decode;
 
+use crate::tdcall::vmcall::MmioSize;
 use core::fmt;
 
 /// The longest x86 instruction, in bytes.
@@ -174,6 +175,16 @@ impl Mmio {
     /// The memory access width in bytes: 1, 2, 4 or 8.
     pub fn size(&self) -> usize {
         self.size.into()
+    }
+
+    /// The access width as the TDVMCALL takes it.
+    pub fn access_size(&self) -> MmioSize {
+        match self.size {
+            1 => MmioSize::U8,
+            2 => MmioSize::U16,
+            4 => MmioSize::U32,
+            _ => MmioSize::U64,
+        }
     }
 
     /// Whether the instruction writes memory (otherwise it reads).

@@ -1,0 +1,102 @@
+//! The #VE entry point: [`ve_entry`], the handler it calls and the default reaction to errors.
+
+use super::{Frame, VeError, handle};
+use crate::tdcall::vmcall::{self, FATAL_MESSAGE_SIZE};
+use crate::tdcall::{Hardware, TdCall};
+use core::fmt::Write;
+use core::sync::atomic::{AtomicPtr, Ordering};
+
+/// The handler [`ve_entry`] calls; null until [`install_handler`] runs.
+static HANDLER: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+
+crate::entry_stub!(
+    /// The IDT entry point for vector 20 (#VE). It calls the handler registered with
+    /// [`install_handler`], or [`default_handler`] if none is.
+    pub fn ve_entry => dispatch_ve
+);
+
+/// Makes [`ve_entry`] call `handler` for every #VE. A kernel that runs its TD paths on the model
+/// installs a function that calls [`handle`] with its model vCPU; one that wants to inject #GP
+/// for refused MSRs or to log errors installs its own reaction around [`handle`].
+///
+/// `handler` runs in exception context on the #VE stack: it must not cause a #VE itself (no
+/// port IO, CPUID, HLT, MSR or MMIO instructions: use the `vmcall` functions instead).
+pub fn install_handler(handler: fn(&mut Frame)) {
+    HANDLER.store(handler as *mut (), Ordering::Release);
+}
+
+extern "C" fn dispatch_ve(frame: &mut Frame) {
+    let handler = HANDLER.load(Ordering::Acquire);
+    if handler.is_null() {
+        default_handler(frame);
+    } else {
+        // SAFETY: the only non-null value ever stored is a `fn(&mut Frame)` cast to a pointer by
+        // `install_handler`; casting it back yields that function.
+        let handler = unsafe { core::mem::transmute::<*mut (), fn(&mut Frame)>(handler) };
+        handler(frame);
+    }
+}
+
+/// [`handle`] on the hardware TDX module; any error is reported to the VMM with
+/// [`report_and_stop`] (the TD does not continue).
+pub fn default_handler(frame: &mut Frame) {
+    // SAFETY: this runs from `ve_entry` (or a kernel's own stub), so `frame` is the interrupted
+    // context of the #VE being handled and its RIP points at the faulting kernel code.
+    if let Err(error) = unsafe { handle(&Hardware, frame) } {
+        report_and_stop(&Hardware, &error, frame);
+    }
+}
+
+/// The error code [`report_and_stop`] sends with ReportFatalError: "#VE" in ASCII.
+pub const VE_FATAL_ERROR_CODE: u32 = 0x0045_5623;
+
+/// Reports `error` and the interrupted RIP to the VMM with ReportFatalError (code
+/// [`VE_FATAL_ERROR_CODE`], message `#VE at <rip>: <error>`, cut at 64 bytes). Returns only if
+/// the VMM lets the TD continue, with what it answered; see [`report_and_stop`].
+pub fn report_fatal(tdx: &impl TdCall, error: &VeError, frame: &Frame) -> vmcall::VmcallError {
+    let mut message = FixedMessage::new();
+    // Truncation is fine: the first 64 bytes are what fit in the registers anyway.
+    let _ = write!(message, "#VE at {:#x}: {error}", frame.rip);
+    vmcall::report_fatal_error(tdx, VE_FATAL_ERROR_CODE, message.as_bytes())
+}
+
+/// [`report_fatal`], then halts forever with interrupts blocked (through TDVMCALL: a HLT
+/// instruction would itself raise #VE).
+pub fn report_and_stop(tdx: &impl TdCall, error: &VeError, frame: &Frame) -> ! {
+    let _ = report_fatal(tdx, error, frame);
+    loop {
+        let _ = vmcall::hlt(tdx, true);
+    }
+}
+
+/// A message buffer of the size ReportFatalError carries; writes beyond it are dropped.
+struct FixedMessage {
+    bytes: [u8; FATAL_MESSAGE_SIZE],
+    len: usize,
+}
+
+impl FixedMessage {
+    fn new() -> Self {
+        Self {
+            bytes: [0; FATAL_MESSAGE_SIZE],
+            len: 0,
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or(&self.bytes)
+    }
+}
+
+impl Write for FixedMessage {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        for &byte in s.as_bytes() {
+            let Some(slot) = self.bytes.get_mut(self.len) else {
+                break;
+            };
+            *slot = byte;
+            self.len += 1;
+        }
+        Ok(())
+    }
+}
