@@ -57,7 +57,7 @@ pub unsafe extern "efiapi" fn efi_main(
 ) -> uefi::Status {
     let boot_tsc = tsc::now();
     serial::init();
-    kprintln!("\nmini-kernel: efi_main");
+    kprintln!("\nmini-kernel: efi_main at {:#x}", efi_main as usize);
     // SAFETY: the firmware passes a valid system table.
     let Some(system_table) = (unsafe { system_table.as_ref() }) else {
         return uefi::INVALID_PARAMETER;
@@ -97,11 +97,11 @@ fn kernel_main(handoff: firmware::Handoff, boot_tsc: u64) -> ! {
     let bsp_apic_id = fake_firmware::current_apic_id();
     percpu::init(0, bsp_apic_id);
     gdt::init();
-    interrupts::idt::load();
+    interrupts::init();
     check!(
         "descriptor tables",
         true,
-        "GDT + TSS with 7 IST stacks, IDT with 256 gates each on an IST stack"
+        "GDT + TSS with 7 IST stacks; IDT: 256 gates each on an IST stack, #VE -> tdx-boot's ve_entry"
     );
 
     let mut map = match memory::read(&handoff) {
@@ -190,6 +190,8 @@ fn kernel_main(handoff: firmware::Handoff, boot_tsc: u64) -> ! {
         greeting.len()
     );
 
+    virtualization_exceptions(&platform, td.shared_mask());
+
     // APs: in a TD they already wait in TDVF's mailbox; in plain QEMU the kernel parks them.
     let wake_madt_bytes;
     let wake_madt = match platform {
@@ -245,6 +247,60 @@ fn kernel_main(handoff: firmware::Handoff, boot_tsc: u64) -> ! {
     } else {
         ExitCode::Failure
     })
+}
+
+/// CPUID, port IO and MMIO through #VE and tdx-boot's handler.
+fn virtualization_exceptions(platform: &Platform, shared_bit: u64) {
+    let (source, mmio_device) = match *platform {
+        Platform::Td => (ve_demo::Source::Td, None),
+        Platform::Model(module) => (
+            ve_demo::Source::Model(module),
+            Some(ve_demo::prepare_model(module)),
+        ),
+    };
+    let cpuid = source.cpuid(ve_demo::HYPERVISOR_LEAF);
+    let expected = match platform {
+        Platform::Model(_) => cpuid == ve_demo::MODEL_HYPERVISOR,
+        Platform::Td => cpuid.eax >= ve_demo::HYPERVISOR_LEAF,
+    };
+    let vendor: Vec<u8> = [cpuid.ebx, cpuid.ecx, cpuid.edx]
+        .iter()
+        .flat_map(|r| r.to_le_bytes())
+        .collect();
+    check!(
+        "#VE CPUID",
+        expected,
+        "leaf {:#x} -> max leaf {:#x}, vendor {:?}",
+        ve_demo::HYPERVISOR_LEAF,
+        cpuid.eax,
+        core::str::from_utf8(&vendor).unwrap_or("?")
+    );
+
+    source.outb(ve_demo::SCRATCH_PORT, 0xa5);
+    let back = source.inb(ve_demo::SCRATCH_PORT);
+    check!(
+        "#VE port IO",
+        back == 0xa5,
+        "OUT {:#x} then IN {:#x}: {back:#04x}",
+        ve_demo::SCRATCH_PORT,
+        ve_demo::SCRATCH_PORT
+    );
+
+    match (
+        source.mmio_round_trip(ve_demo::MMIO_GPA, shared_bit, 0x1234_5678),
+        mmio_device,
+    ) {
+        (Some(read), Some(device)) => check!(
+            "#VE MMIO",
+            read == 0x1234_5678 && device.get(0, 4) == 0x1234_5678,
+            "MOV store + load at shared GPA {:#x}: device saw {:#x}, load returned {read:#x}",
+            ve_demo::MMIO_GPA | shared_bit,
+            device.get(0, 4)
+        ),
+        _ => {
+            kprintln!("mini-kernel: #VE MMIO: not exercised in a TD (needs a shared MMIO mapping)")
+        }
+    }
 }
 
 /// RTMR extend and TDREPORT: the measured-boot helpers of `early`.

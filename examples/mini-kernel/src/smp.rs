@@ -104,7 +104,7 @@ extern "C" fn ap_entry(boot: &ApBoot) -> ! {
     let index = boot.arg as u32;
     percpu::init(index, boot.apic_id);
     gdt::init();
-    interrupts::idt::load();
+    interrupts::init();
     ONLINE.fetch_add(1, Ordering::Release);
     let mut seen = 0;
     loop {

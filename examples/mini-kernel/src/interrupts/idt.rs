@@ -65,10 +65,7 @@ pub fn load() {
         let selector = CS::get_reg().0;
         let mut gates = [Gate::default(); 256];
         for (vector, gate) in gates.iter_mut().enumerate() {
-            let handler = stubs::EXCEPTIONS
-                .get(vector)
-                .copied()
-                .unwrap_or(stubs::external) as usize;
+            let handler = stubs::entry_for(vector);
             *gate = Gate::new(handler as u64, selector, ist_for(vector));
         }
         Table(gates)

@@ -7,29 +7,52 @@ pub mod idt;
 mod stubs;
 
 use crate::qemu_exit::{ExitCode, exit};
+use tdx_boot::tdcall::Hardware;
 use tdx_boot::ve::Frame;
 
 /// The vector number the shared stub of vectors 32..=255 reports.
 pub const EXTERNAL: u64 = 0x100;
-/// #UD.
-const INVALID_OPCODE: u64 = 6;
-/// #VE.
-const VIRTUALIZATION: u64 = 20;
-
-/// Called by the entry stubs with the interrupted code's registers.
+/// Called by the kernel's entry stubs: every vector that reaches it is unexpected.
 extern "sysv64" fn dispatch(frame: &mut Frame, vector: u64) {
-    let handled = match vector {
-        INVALID_OPCODE => crate::ud_tdcall::handle(frame),
-        VIRTUALIZATION => crate::ve_demo::handle(frame),
-        _ => false,
-    };
-    if !handled {
-        crate::serial::emergency_print(format_args!(
-            "mini-kernel: unexpected exception {vector} at RIP {:#x} (RSP {:#x}, RAX {:#x})\n",
-            frame.rip, frame.rsp, frame.rax
-        ));
-        exit(ExitCode::Failure);
+    unexpected(frame, vector)
+}
+
+fn unexpected(frame: &Frame, vector: u64) -> ! {
+    crate::serial::emergency_print(format_args!(
+        "mini-kernel: unexpected exception {vector} at RIP {:#x} (RSP {:#x}, RAX {:#x})\n",
+        frame.rip, frame.rsp, frame.rax
+    ));
+    exit(ExitCode::Failure)
+}
+
+/// #UD: a TDCALL outside a TD is answered by the model; any other #UD is a bug.
+extern "C" fn on_invalid_opcode(frame: &mut Frame) {
+    if !crate::ud_tdcall::handle(frame) {
+        unexpected(frame, 6);
     }
+}
+
+/// #VE: tdx-boot's handler on the TDX module (the real one, or the model behind #UD). An
+/// error ends the run: reported to the VMM in a TD, printed in plain QEMU.
+pub fn on_virtualization_exception(frame: &mut Frame) {
+    // SAFETY: called from tdx-boot's `ve_entry` with the interrupted kernel context, whose RIP
+    // points at kernel text.
+    if let Err(error) = unsafe { tdx_boot::ve::handle(&Hardware, frame) } {
+        crate::serial::emergency_print(format_args!(
+            "mini-kernel: #VE at {:#x}: {error}\n",
+            frame.rip
+        ));
+        if crate::ud_tdcall::is_installed() {
+            exit(ExitCode::Failure);
+        }
+        tdx_boot::ve::report_and_stop(&Hardware, &error, frame);
+    }
+}
+
+/// Builds and loads the IDT on this CPU and routes #VE to [`on_virtualization_exception`].
+pub fn init() {
+    tdx_boot::ve::install_handler(on_virtualization_exception);
+    idt::load();
 }
 
 /// The CPU-pushed part of an interrupt frame.

@@ -67,7 +67,6 @@ frame_stub!(v2, 2);
 frame_stub!(v3, 3);
 frame_stub!(v4, 4);
 frame_stub!(v5, 5);
-frame_stub!(v6, 6);
 frame_stub!(v7, 7);
 error_stub!(v8, 8);
 frame_stub!(v9, 9);
@@ -81,7 +80,6 @@ frame_stub!(v16, 16);
 error_stub!(v17, 17);
 frame_stub!(v18, 18);
 frame_stub!(v19, 19);
-frame_stub!(v20, 20);
 error_stub!(v21, 21);
 frame_stub!(v22, 22);
 frame_stub!(v23, 23);
@@ -96,10 +94,27 @@ frame_stub!(v31, 31);
 // Vectors 32..=255 share one stub; the dispatcher sees `EXTERNAL`.
 frame_stub!(external, super::EXTERNAL);
 
-/// The stubs of the 32 exception vectors, by vector.
-pub static EXCEPTIONS: [extern "C" fn(); 32] = [
-    v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, v16, v17, v18, v19, v20,
-    v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31,
-];
+// #UD: a stub made with tdx-boot's `entry_stub!`, calling the TDCALL emulation.
+tdx_boot::entry_stub!(
+    /// The #UD entry point.
+    pub fn invalid_opcode => super::on_invalid_opcode
+);
+
+/// The entry stub of `vector`: tdx-boot's `ve_entry` for #VE, the `entry_stub!` one for #UD,
+/// the kernel's own for every other vector.
+pub fn entry_for(vector: usize) -> usize {
+    let own: [extern "C" fn(); 30] = [
+        v0, v1, v2, v3, v4, v5, v7, v8, v9, v10, v11, v12, v13, v14, v15, v16, v17, v18, v19, v21,
+        v22, v23, v24, v25, v26, v27, v28, v29, v30, v31,
+    ];
+    match vector {
+        6 => invalid_opcode as usize,
+        20 => tdx_boot::ve::ve_entry as usize,
+        0..6 => own[vector] as usize,
+        7..20 => own[vector - 1] as usize,
+        21..32 => own[vector - 2] as usize,
+        _ => external as usize,
+    }
+}
 
 const _: () = assert!(core::mem::size_of::<Frame>() == 160);
