@@ -14,13 +14,16 @@
 
 extern crate alloc;
 
+mod acceptance;
 mod checks;
+mod conversion;
 mod fake_firmware;
 mod firmware;
 mod gdt;
 mod heap;
 mod interrupts;
 mod memory;
+mod paging;
 mod percpu;
 mod qemu_exit;
 #[cfg(mini_kernel_image)]
@@ -98,10 +101,12 @@ fn kernel_main(handoff: firmware::Handoff, boot_tsc: u64) -> ! {
     percpu::init(0, bsp_apic_id);
     gdt::init();
     interrupts::init();
+    let page_table_root = paging::init();
     check!(
         "descriptor tables",
         true,
-        "GDT + TSS with 7 IST stacks; IDT: 256 gates each on an IST stack, #VE -> tdx-boot's ve_entry"
+        "GDT + TSS with 7 IST stacks; IDT: 256 gates each on an IST stack, #VE -> tdx-boot's ve_entry; \
+         own identity-mapped page tables at {page_table_root:#x}"
     );
 
     let mut map = match memory::read(&handoff) {
@@ -192,6 +197,21 @@ fn kernel_main(handoff: firmware::Handoff, boot_tsc: u64) -> ! {
 
     virtualization_exceptions(&platform, td.shared_mask());
 
+    let lazy = match acceptance::bitmap(&map) {
+        Some(Ok(lazy)) => Some(lazy),
+        Some(Err(e)) => {
+            check!("lazy acceptance", false, "bitmap: {e:?}");
+            None
+        }
+        None => {
+            kprintln!("mini-kernel: no unaccepted memory: nothing to accept");
+            None
+        }
+    };
+    if let Some(lazy) = &lazy {
+        accept_lazily(&platform, lazy);
+    }
+
     // APs: in a TD they already wait in TDVF's mailbox; in plain QEMU the kernel parks them.
     let wake_madt_bytes;
     let wake_madt = match platform {
@@ -226,6 +246,12 @@ fn kernel_main(handoff: firmware::Handoff, boot_tsc: u64) -> ! {
         Err(e) => check!("APs woken through the mailbox", false, "{e:?}"),
     }
 
+    if let Some(lazy) = &lazy {
+        accept_in_parallel(&platform, lazy, &mut map);
+    }
+
+    convert_round_trip(&platform, td.shared_mask());
+
     measure(&platform);
 
     let (passed, failed) = checks::totals();
@@ -247,6 +273,134 @@ fn kernel_main(handoff: firmware::Handoff, boot_tsc: u64) -> ! {
     } else {
         ExitCode::Failure
     })
+}
+
+/// Takes 16 MiB out of unaccepted memory the way an allocator would: accepted on first use.
+fn accept_lazily(platform: &Platform, lazy: &acceptance::Lazy) {
+    const TAKE: u64 = 16 << 20;
+    let Some(&(start, end)) = lazy.ranges.iter().find(|(s, e)| e - s > TAKE + (2 << 20)) else {
+        return kprintln!("mini-kernel: lazy acceptance: no unaccepted range above 18 MiB");
+    };
+    let before = lazy.bitmap.unaccepted_bytes();
+    let begin = tsc::now();
+    let result = lazy.bitmap.ensure_accepted(&Hardware, start, start + TAKE);
+    let ms = tsc::ms(tsc::now() - begin);
+    let accepted = before - lazy.bitmap.unaccepted_bytes();
+    // SAFETY: the range was just accepted (private, zeroed by the module) and is unused.
+    let zeroed = unsafe { core::slice::from_raw_parts(start as *const u64, (TAKE / 8) as usize) }
+        .iter()
+        .all(|&w| w == 0);
+    let states_ok = match platform {
+        Platform::Model(module) => {
+            module.page_state(start) == tdx_boot::model::PageState::Private
+                && module.page_state(start + TAKE) == tdx_boot::model::PageState::Private
+                && module.page_state(start + TAKE + (2 << 20))
+                    == tdx_boot::model::PageState::Unaccepted
+        }
+        Platform::Td => true,
+    };
+    check!(
+        "lazy acceptance",
+        result.is_ok() && accepted == TAKE + (2 << 20) && zeroed && states_ok && end > start,
+        "ensure_accepted({start:#x}..{:#x}) accepted {} MiB (with the 2 MiB guard unit) in {ms} ms, \
+         zeroed; {} MiB still unaccepted",
+        start + TAKE,
+        accepted >> 20,
+        lazy.bitmap.unaccepted_bytes() >> 20
+    );
+}
+
+/// The rest of unaccepted memory, split across every CPU.
+fn accept_in_parallel<const N: usize>(
+    platform: &Platform,
+    lazy: &acceptance::Lazy,
+    map: &mut tdx_boot::e820::MemoryMap<N>,
+) {
+    let before = lazy.bitmap.unaccepted_bytes();
+    let run = acceptance::accept_rest_in_parallel(lazy);
+    for (cpu, share) in &run.shares {
+        kprintln!(
+            "    CPU {cpu}: {} MiB in {} items, {} 2M + {} 4K ACCEPTs",
+            share.bytes >> 20,
+            share.items,
+            share.stats.accepted_2m,
+            share.stats.accepted_4k
+        );
+    }
+    let total: u64 = run.shares.iter().map(|(_, s)| s.bytes).sum();
+    let busy_cpus = run.shares.iter().filter(|(_, s)| s.bytes > 0).count();
+    for &(start, end) in &lazy.ranges {
+        let _ = map.mark_accepted(start, end);
+    }
+    let none_left = match platform {
+        Platform::Model(module) => lazy.ranges.iter().all(|&(s, e)| {
+            module
+                .page_runs(s, e)
+                .iter()
+                .all(|r| r.2 == tdx_boot::model::PageState::Private)
+        }),
+        Platform::Td => true,
+    };
+    let rate = if run.ms > 0 {
+        (total >> 20) * 1000 / run.ms
+    } else {
+        0
+    };
+    check!(
+        "parallel acceptance",
+        run.result.is_ok()
+            && run.first_error.is_none()
+            && total == before
+            && lazy.bitmap.unaccepted_bytes() == 0
+            && none_left
+            && busy_cpus == run.shares.len(),
+        "{} MiB on {} CPUs in {} ms ({rate} MiB/s), every CPU took a share; map now {} MiB unaccepted{}",
+        total >> 20,
+        run.shares.len(),
+        run.ms,
+        map.unaccepted_bytes() >> 20,
+        run.first_error
+            .map(|e| alloc::format!(" (error {e:?})"))
+            .unwrap_or_default()
+    );
+}
+
+/// A buffer to shared and back.
+fn convert_round_trip(platform: &Platform, shared_mask: u64) {
+    let mut vmm_saw_shared = matches!(platform, Platform::Td);
+    let trip = conversion::round_trip(shared_mask, |range| {
+        if let Platform::Model(module) = platform {
+            vmm_saw_shared = (0..conversion::PAGES).all(|p| {
+                module.page_state(range.gpa + p * 4096) == tdx_boot::model::PageState::Shared
+            });
+        }
+    });
+    let vmm_sees_private = match platform {
+        Platform::Model(module) => {
+            module.page_state(trip.range.gpa) == tdx_boot::model::PageState::Private
+        }
+        Platform::Td => true,
+    };
+    check!(
+        "shared conversion round trip",
+        trip.error.is_none()
+            && trip.shared_mapping
+            && vmm_saw_shared
+            && trip.private_mapping_restored
+            && vmm_sees_private
+            && trip.zeroed_after,
+        "{} KiB at {:#x}: shared (PTE bit {:#x}, MapGPA {} calls / {} retries, VMM view shared: {vmm_saw_shared}), \
+         then private again (accepted, zeroed: {}){}",
+        trip.range.len >> 10,
+        trip.range.gpa,
+        shared_mask,
+        trip.shared_stats.calls,
+        trip.shared_stats.retries,
+        trip.zeroed_after,
+        trip.error
+            .map(|e| alloc::format!(" error {e:?}"))
+            .unwrap_or_default()
+    );
 }
 
 /// CPUID, port IO and MMIO through #VE and tdx-boot's handler.

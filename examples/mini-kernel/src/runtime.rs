@@ -6,16 +6,50 @@
 
 use core::arch::asm;
 
+/// Copies forward in 32-byte blocks (each block loaded before it is stored, so a destination
+/// below an overlapping source is fine), then the tail with `rep movsb`.
+///
+/// # Safety
+///
+/// `dest` and `src` are valid for `n` bytes; `dest` does not start inside `src`'s range.
+unsafe fn copy_forward(dest: *mut u8, src: *const u8, n: usize) {
+    // SAFETY: the caller guarantees both ranges; DF is clear per the ABI.
+    unsafe {
+        asm!(
+            "2:",
+            "cmp rcx, 32",
+            "jb 3f",
+            "mov rax, [rsi]",
+            "mov rdx, [rsi + 8]",
+            "mov r8, [rsi + 16]",
+            "mov r9, [rsi + 24]",
+            "mov [rdi], rax",
+            "mov [rdi + 8], rdx",
+            "mov [rdi + 16], r8",
+            "mov [rdi + 24], r9",
+            "add rsi, 32",
+            "add rdi, 32",
+            "sub rcx, 32",
+            "jmp 2b",
+            "3:",
+            "rep movsb",
+            inout("rcx") n => _, inout("rdi") dest => _, inout("rsi") src => _,
+            out("rax") _, out("rdx") _, out("r8") _, out("r9") _,
+            options(nostack),
+        );
+    }
+}
+
+// Block loops rather than `rep movsb`/`rep stosb` alone: under QEMU's TCG every iteration of a
+// string instruction is emulated separately, which made zeroing accepted memory crawl.
+
 /// # Safety
 ///
 /// `dest` and `src` are valid for `n` bytes and do not overlap.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn memcpy(dest: *mut u8, src: *const u8, n: usize) -> *mut u8 {
-    // SAFETY: the caller guarantees both ranges are valid; DF is clear per the ABI.
-    unsafe {
-        asm!("rep movsb", inout("rcx") n => _, inout("rdi") dest => _, inout("rsi") src => _,
-             options(nostack, preserves_flags));
-    }
+    // SAFETY: forwarded; non-overlapping ranges satisfy `copy_forward`.
+    unsafe { copy_forward(dest, src, n) };
     dest
 }
 
@@ -25,12 +59,8 @@ pub unsafe extern "C" fn memcpy(dest: *mut u8, src: *const u8, n: usize) -> *mut
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn memmove(dest: *mut u8, src: *const u8, n: usize) -> *mut u8 {
     if (dest as usize).wrapping_sub(src as usize) >= n {
-        // Forward copy is safe: `dest` does not start inside `src`'s range.
-        // SAFETY: as for `memcpy`; a forward copy reads every source byte before overwriting it.
-        unsafe {
-            asm!("rep movsb", inout("rcx") n => _, inout("rdi") dest => _, inout("rsi") src => _,
-                 options(nostack, preserves_flags));
-        }
+        // SAFETY: `dest` does not start inside `src`'s range, so a forward copy is correct.
+        unsafe { copy_forward(dest, src, n) };
     } else {
         // `dest` overlaps the tail of `src`: copy backwards with the direction flag set.
         // SAFETY: the pointers address the last byte of each valid range; DF is restored.
@@ -50,10 +80,27 @@ pub unsafe extern "C" fn memmove(dest: *mut u8, src: *const u8, n: usize) -> *mu
 /// `dest` is valid for `n` bytes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn memset(dest: *mut u8, value: i32, n: usize) -> *mut u8 {
+    let pattern = u64::from(value as u8) * 0x0101_0101_0101_0101;
     // SAFETY: the caller guarantees the range is valid; DF is clear per the ABI.
     unsafe {
-        asm!("rep stosb", inout("rcx") n => _, inout("rdi") dest => _, in("al") value as u8,
-             options(nostack, preserves_flags));
+        asm!(
+            "movq xmm0, rax",
+            "punpcklqdq xmm0, xmm0",
+            "2:",
+            "cmp rcx, 64",
+            "jb 3f",
+            "movups [rdi], xmm0",
+            "movups [rdi + 16], xmm0",
+            "movups [rdi + 32], xmm0",
+            "movups [rdi + 48], xmm0",
+            "add rdi, 64",
+            "sub rcx, 64",
+            "jmp 2b",
+            "3:",
+            "rep stosb",
+            inout("rcx") n => _, inout("rdi") dest => _, in("rax") pattern, out("xmm0") _,
+            options(nostack),
+        );
     }
     dest
 }
@@ -89,5 +136,13 @@ pub extern "C" fn rust_eh_personality() {}
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     crate::kprintln!("mini-kernel: PANIC: {info}");
+    crate::qemu_exit::exit(crate::qemu_exit::ExitCode::Failure)
+}
+
+/// Referenced by landing pads in the precompiled `alloc`/`core` (built with unwinding). With
+/// panic=abort nothing unwinds, so this is never reached; if it were, stop loudly.
+#[unsafe(no_mangle)]
+pub extern "C" fn _Unwind_Resume() -> ! {
+    crate::serial::emergency_print(format_args!("mini-kernel: _Unwind_Resume called\n"));
     crate::qemu_exit::exit(crate::qemu_exit::ExitCode::Failure)
 }

@@ -81,6 +81,11 @@ pub unsafe fn wake_aps<const N: usize>(
             |boot| started.push(boot.apic_id),
         )
         .map_err(WakeFailure::Wake)?;
+    // Each AP reports online after setting up its descriptor tables, a little after `started`.
+    let start = tsc::now();
+    while (online_aps() as usize) < started.len() && tsc::ms(tsc::now() - start) < WAKE_TIMEOUT_MS {
+        core::hint::spin_loop();
+    }
     Ok(started)
 }
 

@@ -29,13 +29,13 @@ pub fn install<const N: usize>(map: &MemoryMap<N>, num_vcpus: u32) -> &'static T
         };
         module.add_memory(region.start, region.end, state);
         if backed {
-            // SAFETY: RAM is identity-mapped, so the host address of a GPA is the GPA itself;
-            // the model writes only what a TDX module would (pages being accepted, buffers the
+            // SAFETY: the host view maps all RAM for good at HOST_VIEW_BASE + GPA, and the
+            // model writes only what a TDX module would (pages being accepted, buffers the
             // kernel hands to TDCALLs), which the kernel treats exactly as on hardware.
             unsafe {
                 module.add_backing(
                     region.start,
-                    region.start as *mut u8,
+                    (crate::paging::HOST_VIEW_BASE + region.start) as *mut u8,
                     region.end - region.start,
                 )
             };

@@ -133,7 +133,7 @@ pub fn boot(
     std::fs::copy(&ovmf.vars, &vars).map_err(|e| format!("{}: {e}", ovmf.vars.display()))?;
     let mut cmd = Command::new(QEMU);
     cmd.args([
-        "-machine", "q35", "-accel", "tcg", "-cpu", "max", "-smp", "4", "-m", "2G",
+        "-machine", "q35", "-accel", "tcg", "-cpu", "max", "-smp", "4", "-m", "1G",
     ])
     .arg("-drive")
     .arg(format!(
