@@ -74,7 +74,10 @@ fn loader_from_args() -> qemu::Loader {
 
 /// `cargo xtask run [--esp]`: build the image and boot it, serial console on stdout.
 pub fn run() -> Result<(), String> {
-    let (_, efi) = build()?;
+    let (elf, efi) = build()?;
+    if let Err(e) = red_zone_check(&elf) {
+        eprintln!("xtask: warning: {e}");
+    }
     let ovmf = qemu::ensure_installed()?;
     let boot = qemu::boot(&efi, &target_dir(), &ovmf, loader_from_args(), BOOT_TIMEOUT)?;
     judge(&boot).map(|summary| eprintln!("xtask: {summary}"))
@@ -104,11 +107,9 @@ fn judge(boot: &qemu::Boot) -> Result<String, String> {
     }
 }
 
-/// The QEMU boot check of `cargo xtask test`: every kernel check passes, and no function in the
-/// image uses the red zone.
-pub fn boot_test() -> Result<(), String> {
-    let (elf, efi) = build()?;
-    let uses = redzone::check_image(&elf)?;
+/// Fails if any function in the image accesses memory below RSP.
+fn red_zone_check(elf: &std::path::Path) -> Result<(), String> {
+    let uses = redzone::check_image(elf)?;
     if !uses.is_empty() {
         let list: Vec<String> = uses
             .iter()
@@ -121,6 +122,14 @@ pub fn boot_test() -> Result<(), String> {
         ));
     }
     eprintln!("xtask: red-zone check: no function in the image accesses memory below RSP");
+    Ok(())
+}
+
+/// The QEMU boot check of `cargo xtask test`: every kernel check passes, and no function in the
+/// image uses the red zone.
+pub fn boot_test() -> Result<(), String> {
+    let (elf, efi) = build()?;
+    red_zone_check(&elf)?;
     let ovmf = qemu::ensure_installed()?;
     let boot = qemu::boot(
         &efi,

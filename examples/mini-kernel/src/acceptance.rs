@@ -50,7 +50,8 @@ pub fn bitmap<const N: usize>(
 
 /// What the parallel run did.
 pub struct Parallel {
-    pub shares: Vec<(u32, CpuShare)>,
+    /// (CPU index, APIC ID, share), by CPU index.
+    pub shares: Vec<(u32, u32, CpuShare)>,
     pub result: Result<(), u64>,
     pub first_error: Option<AcceptError>,
     pub ms: u64,
@@ -74,13 +75,16 @@ pub fn accept_rest_in_parallel(lazy: &Lazy) -> Parallel {
     let errors = Mutex::new(None);
     let start = tsc::now();
     smp::run_on_all(&|cpu| match job.run(&Hardware) {
-        Ok(share) => shares.lock().push((cpu, share)),
+        Ok(share) => {
+            let apic_id = crate::percpu::current().map_or(0, |c| c.apic_id);
+            shares.lock().push((cpu, apic_id, share));
+        }
         Err(e) => *errors.lock() = Some(e),
     });
     let result = job.wait();
     let ms = tsc::ms(tsc::now() - start);
     let mut shares = shares.into_inner();
-    shares.sort_by_key(|(cpu, _)| *cpu);
+    shares.sort_by_key(|(cpu, _, _)| *cpu);
     Parallel {
         shares,
         result,

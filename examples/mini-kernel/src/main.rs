@@ -60,7 +60,10 @@ pub unsafe extern "efiapi" fn efi_main(
 ) -> uefi::Status {
     let boot_tsc = tsc::now();
     serial::init();
-    kprintln!("\nmini-kernel: efi_main at {:#x}", efi_main as usize);
+    kprintln!(
+        "\nmini-kernel: efi_main at {:#x}",
+        efi_main as *const () as usize
+    );
     // SAFETY: the firmware passes a valid system table.
     let Some(system_table) = (unsafe { system_table.as_ref() }) else {
         return uefi::INVALID_PARAMETER;
@@ -254,6 +257,14 @@ fn kernel_main(handoff: firmware::Handoff, boot_tsc: u64) -> ! {
 
     measure(&platform);
 
+    if let Platform::Model(module) = platform {
+        kprintln!(
+            "mini-kernel: the model answered {} TDCALLs through #UD ({} TDG.VP.VMCALLs); heap {} MiB free",
+            ud_tdcall::emulated_count(),
+            module.tdcall_count(tdx_boot::tdcall::leaf::VP_VMCALL),
+            heap::HEAP.free() >> 20
+        );
+    }
     let (passed, failed) = checks::totals();
     let elapsed = tsc::ms(tsc::now() - boot_tsc);
     kprintln!(
@@ -317,18 +328,21 @@ fn accept_in_parallel<const N: usize>(
     map: &mut tdx_boot::e820::MemoryMap<N>,
 ) {
     let before = lazy.bitmap.unaccepted_bytes();
+    let accept_calls = |platform: &Platform| match platform {
+        Platform::Model(module) => module.tdcall_count(tdx_boot::tdcall::leaf::MEM_PAGE_ACCEPT),
+        Platform::Td => 0,
+    };
+    let calls_before = accept_calls(platform);
     let run = acceptance::accept_rest_in_parallel(lazy);
-    for (cpu, share) in &run.shares {
+    for (cpu, apic_id, share) in &run.shares {
         kprintln!(
-            "    CPU {cpu}: {} MiB in {} items, {} 2M + {} 4K ACCEPTs",
+            "    CPU {cpu} (APIC ID {apic_id}): {} MiB in {} work items",
             share.bytes >> 20,
-            share.items,
-            share.stats.accepted_2m,
-            share.stats.accepted_4k
+            share.items
         );
     }
-    let total: u64 = run.shares.iter().map(|(_, s)| s.bytes).sum();
-    let busy_cpus = run.shares.iter().filter(|(_, s)| s.bytes > 0).count();
+    let total: u64 = run.shares.iter().map(|(_, _, s)| s.bytes).sum();
+    let busy_cpus = run.shares.iter().filter(|(_, _, s)| s.bytes > 0).count();
     for &(start, end) in &lazy.ranges {
         let _ = map.mark_accepted(start, end);
     }
@@ -341,11 +355,7 @@ fn accept_in_parallel<const N: usize>(
         }),
         Platform::Td => true,
     };
-    let rate = if run.ms > 0 {
-        (total >> 20) * 1000 / run.ms
-    } else {
-        0
-    };
+    let rate = ((total >> 20) * 1000).checked_div(run.ms).unwrap_or(0);
     check!(
         "parallel acceptance",
         run.result.is_ok()
@@ -354,10 +364,12 @@ fn accept_in_parallel<const N: usize>(
             && lazy.bitmap.unaccepted_bytes() == 0
             && none_left
             && busy_cpus == run.shares.len(),
-        "{} MiB on {} CPUs in {} ms ({rate} MiB/s), every CPU took a share; map now {} MiB unaccepted{}",
+        "{} MiB on {} CPUs in {} ms ({rate} MiB/s, {} ACCEPT calls), every CPU took a share; \
+         map now {} MiB unaccepted{}",
         total >> 20,
         run.shares.len(),
         run.ms,
+        accept_calls(platform) - calls_before,
         map.unaccepted_bytes() >> 20,
         run.first_error
             .map(|e| alloc::format!(" (error {e:?})"))

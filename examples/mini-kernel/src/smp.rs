@@ -19,8 +19,12 @@ const WAKE_TIMEOUT_MS: u64 = 1_000;
 /// APs that reached [`ap_entry`].
 static ONLINE: AtomicU32 = AtomicU32::new(0);
 
-/// Why the APs could not be woken.
+/// Why the APs could not be woken (printed with `Debug`).
 #[derive(Debug)]
+#[allow(
+    dead_code,
+    reason = "the fields are read through Debug, in the boot log"
+)]
 pub enum WakeFailure {
     NoMailbox,
     Placement(mpwk::PlacementError),

@@ -71,10 +71,10 @@ fn is_root() -> bool {
 
 /// QEMU and OVMF, installed with apt-get when missing and this runs as root.
 pub fn ensure_installed() -> Result<Ovmf, String> {
-    if have_qemu() {
-        if let Some(ovmf) = find_ovmf() {
-            return Ok(ovmf);
-        }
+    if have_qemu()
+        && let Some(ovmf) = find_ovmf()
+    {
+        return Ok(ovmf);
     }
     let how = format!(
         "the boot needs {QEMU} and OVMF: install the packages `{}` (Debian/Ubuntu: \

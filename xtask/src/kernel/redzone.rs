@@ -42,13 +42,11 @@ fn negative_displacement(operands: &str, register: &str) -> Option<u64> {
     let mut rest = operands;
     while let Some(at) = rest.find(&pattern) {
         let before = &rest[..at];
-        let start = before
-            .rfind(|c: char| c == ',' || c == ' ' || c == '*')
-            .map_or(0, |i| i + 1);
-        if let Some(hex) = before[start..].strip_prefix("-0x") {
-            if let Ok(value) = u64::from_str_radix(hex, 16) {
-                return Some(value);
-            }
+        let start = before.rfind([',', ' ', '*']).map_or(0, |i| i + 1);
+        if let Some(hex) = before[start..].strip_prefix("-0x")
+            && let Ok(value) = u64::from_str_radix(hex, 16)
+        {
+            return Some(value);
         }
         rest = &rest[at + pattern.len()..];
     }

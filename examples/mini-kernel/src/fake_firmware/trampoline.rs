@@ -105,7 +105,7 @@ impl Trampoline {
         let start = &raw const mini_kernel_ap_trampoline_start as usize;
         let end = &raw const mini_kernel_ap_trampoline_end as usize;
         let length = end - start;
-        assert!(length <= 4096 && page < 0x10_0000 && page % 4096 == 0);
+        assert!(length <= 4096 && page < 0x10_0000 && page.is_multiple_of(4096));
         // SAFETY: the source is this image's text; the destination is the caller's page.
         unsafe { core::ptr::copy_nonoverlapping(start as *const u8, page as *mut u8, length) };
         let this = Self { page };

@@ -108,12 +108,12 @@ pub fn entry_for(vector: usize) -> usize {
         v22, v23, v24, v25, v26, v27, v28, v29, v30, v31,
     ];
     match vector {
-        6 => invalid_opcode as usize,
-        20 => tdx_boot::ve::ve_entry as usize,
-        0..6 => own[vector] as usize,
-        7..20 => own[vector - 1] as usize,
-        21..32 => own[vector - 2] as usize,
-        _ => external as usize,
+        6 => invalid_opcode as *const () as usize,
+        20 => tdx_boot::ve::ve_entry as *const () as usize,
+        0..6 => own[vector] as *const () as usize,
+        7..20 => own[vector - 1] as *const () as usize,
+        21..32 => own[vector - 2] as *const () as usize,
+        _ => external as *const () as usize,
     }
 }
 
