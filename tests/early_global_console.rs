@@ -6,6 +6,7 @@
 use core::fmt;
 use tdx_boot::early::{self, ConsoleError};
 use tdx_boot::model::{ModelConfig, TdxModule};
+use tdx_boot::tdcall::vmcall::function;
 
 /// A value whose formatting prints to the console itself, as a panic inside `Display` would.
 struct Reentrant;
@@ -23,6 +24,7 @@ fn the_global_console_prints_and_survives_reentry() {
         early::print(format_args!("lost")),
         Err(ConsoleError::NotInstalled)
     );
+    assert_eq!(early::configure_console(), Err(ConsoleError::NotInstalled));
     let model: &'static TdxModule = Box::leak(Box::new(TdxModule::new(ModelConfig::default())));
     let vcpu = Box::leak(Box::new(model.vcpu(0)));
     assert!(early::install_console(vcpu));
@@ -33,7 +35,11 @@ fn the_global_console_prints_and_survives_reentry() {
     );
     assert!(early::installed_console().is_some());
 
+    // The model's UART does not confirm a FIFO, so printing still reads the status per byte.
+    early::configure_console().unwrap();
+    let io_before = model.vmcall_count(function::IO);
     early::print(format_args!("boot {}\n", 1)).unwrap();
+    assert_eq!(model.vmcall_count(function::IO) - io_before, 2 * 8);
     assert_eq!(model.uart_output(), b"boot 1\r\n".to_vec());
 
     // The inner print finds the lock taken, gives up waiting and writes anyway.
