@@ -4,15 +4,20 @@
 //! handler first. This one asks the VMM directly, and so works from the first instruction of the
 //! kernel, in the #VE handler itself, and in a panic.
 //!
+//! Every register access is a VM exit, so the console makes as few as it can: once the line-status
+//! register says the transmitter is empty, a UART whose 16-byte FIFO is known to be on
+//! ([`TdxSerial::configure`] enables and verifies it) takes 16 bytes without another look.
+//!
 //! The VMM is untrusted, also here: the line-status register is polled a bounded number of times
 //! ([`LSR_POLL_LIMIT`]); a VMM that never reports the transmitter ready gets the bytes anyway, and
 //! after the first such timeout the console stops polling altogether, so a hostile or broken
-//! UART costs neither a hang nor a VM exit storm.
+//! UART costs neither a hang nor a VM exit storm. A VMM that lies about its FIFO can only lose
+//! console bytes.
 
 use crate::tdcall::TdCall;
 use crate::tdcall::vmcall::{IoSize, VmcallError, io_read, io_write};
 use core::fmt;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicU16, Ordering};
 
 /// The I/O base of the first PC serial port.
 pub const COM1: u16 = 0x3F8;
@@ -37,6 +42,8 @@ mod reg {
     pub const MCR: u16 = 4;
     /// Line status.
     pub const LSR: u16 = 5;
+    /// Interrupt identification (read) at the FIFO control register's offset.
+    pub const IIR: u16 = 2;
     /// The highest offset a 16550 decodes.
     pub const LAST: u16 = 7;
 }
@@ -53,6 +60,42 @@ const FCR_ENABLE_CLEAR: u32 = 0x07;
 const MCR_DTR_RTS: u32 = 0x03;
 /// The divisor of 115200 baud from the UART's 1.8432 MHz clock.
 const DIVISOR_115200: u32 = 1;
+/// IIR bits 7:6: both set when the FIFOs are enabled (a 16550A).
+const IIR_FIFO_ENABLED: u32 = 0xC0;
+/// The transmit FIFO depth of a 16550A.
+const FIFO_DEPTH: u8 = 16;
+
+/// What a console has learned about its UART, kept across short-lived [`TdxSerial`]s (the global
+/// console and the logger build one per message).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct SerialState {
+    /// The line-status register once timed out: bytes go out without polling.
+    pub(super) lsr_unresponsive: bool,
+    /// Bytes the transmitter takes after reporting empty: 16 with a verified FIFO, 1 otherwise.
+    pub(super) fifo_depth: u8,
+}
+
+impl SerialState {
+    /// Nothing learned yet: poll before every byte.
+    pub(super) const INITIAL: Self = Self {
+        lsr_unresponsive: false,
+        fifo_depth: 1,
+    };
+
+    /// Packs the state into a `u16` for an atomic.
+    pub(super) const fn pack(self) -> u16 {
+        (self.lsr_unresponsive as u16) << 8 | self.fifo_depth as u16
+    }
+
+    /// The inverse of [`SerialState::pack`]; a depth of 0 (never packed) reads as 1.
+    pub(super) const fn unpack(raw: u16) -> Self {
+        let depth = raw as u8;
+        Self {
+            lsr_unresponsive: raw >> 8 & 1 != 0,
+            fifo_depth: if depth == 0 { 1 } else { depth },
+        }
+    }
+}
 
 /// Why the console could not write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,7 +127,9 @@ impl From<VmcallError> for ConsoleError {
 pub struct TdxSerial<'a, T: TdCall + ?Sized> {
     tdx: &'a T,
     base: u16,
-    lsr_unresponsive: bool,
+    state: SerialState,
+    /// Bytes that may still be written before the line-status register must be read again.
+    tx_room: u8,
     last_error: Option<VmcallError>,
 }
 
@@ -95,7 +140,8 @@ impl<'a, T: TdCall + ?Sized> TdxSerial<'a, T> {
         Self {
             tdx,
             base: COM1,
-            lsr_unresponsive: false,
+            state: SerialState::INITIAL,
+            tx_room: 0,
             last_error: None,
         }
     }
@@ -109,7 +155,8 @@ impl<'a, T: TdCall + ?Sized> TdxSerial<'a, T> {
         Some(Self {
             tdx,
             base,
-            lsr_unresponsive: false,
+            state: SerialState::INITIAL,
+            tx_room: 0,
             last_error: None,
         })
     }
@@ -122,13 +169,23 @@ impl<'a, T: TdCall + ?Sized> TdxSerial<'a, T> {
     /// Whether the line-status register once failed to report ready within [`LSR_POLL_LIMIT`]
     /// reads, so that bytes are now sent without polling.
     pub const fn lsr_unresponsive(&self) -> bool {
-        self.lsr_unresponsive
+        self.state.lsr_unresponsive
     }
 
-    /// Stops polling the line-status register, as if it had timed out once: for consoles that
-    /// share that knowledge across short-lived `TdxSerial`s.
-    pub(super) fn assume_lsr_unresponsive(&mut self) {
-        self.lsr_unresponsive = true;
+    /// How many bytes the UART takes each time it reports its transmitter empty: 16 once
+    /// [`TdxSerial::configure`] found the FIFO enabled, 1 before.
+    pub const fn fifo_depth(&self) -> u8 {
+        self.state.fifo_depth
+    }
+
+    /// What this console learned about its UART.
+    pub(super) const fn state(&self) -> SerialState {
+        self.state
+    }
+
+    /// Starts from what an earlier console on the same UART learned.
+    pub(super) fn set_state(&mut self, state: SerialState) {
+        self.state = state;
     }
 
     /// The error that made the last [`fmt::Write`] call fail, if any.
@@ -137,6 +194,8 @@ impl<'a, T: TdCall + ?Sized> TdxSerial<'a, T> {
     }
 
     /// Programs the UART: 115200 baud, 8N1, FIFOs on, interrupts off, DTR and RTS asserted.
+    /// Then reads IIR: if it confirms the FIFOs are on (a 16550A), later writes send 16 bytes
+    /// per line-status read instead of one.
     pub fn configure(&mut self) -> Result<(), ConsoleError> {
         let steps = [
             (reg::IER, 0),
@@ -150,6 +209,13 @@ impl<'a, T: TdCall + ?Sized> TdxSerial<'a, T> {
         for (offset, value) in steps {
             self.out(offset, value)?;
         }
+        let iir = io_read(&self.tdx, self.port(reg::IIR), IoSize::U8)?;
+        self.state.fifo_depth = if iir & IIR_FIFO_ENABLED == IIR_FIFO_ENABLED {
+            FIFO_DEPTH
+        } else {
+            1
+        };
+        self.tx_room = 0;
         Ok(())
     }
 
@@ -164,14 +230,20 @@ impl<'a, T: TdCall + ?Sized> TdxSerial<'a, T> {
         Ok(())
     }
 
-    /// Sends one byte as is, after waiting (boundedly) for the transmitter.
+    /// Sends one byte as is, after waiting (boundedly) for the transmitter if the FIFO may be
+    /// full.
     pub fn write_raw_byte(&mut self, byte: u8) -> Result<(), ConsoleError> {
-        self.wait_for_transmitter();
-        self.out(reg::DATA, byte.into())
+        if self.tx_room == 0 {
+            self.wait_for_transmitter();
+            self.tx_room = self.state.fifo_depth.max(1);
+        }
+        self.out(reg::DATA, byte.into())?;
+        self.tx_room = self.tx_room.saturating_sub(1);
+        Ok(())
     }
 
     fn wait_for_transmitter(&mut self) {
-        if self.lsr_unresponsive {
+        if self.state.lsr_unresponsive {
             return;
         }
         for _ in 0..LSR_POLL_LIMIT {
@@ -183,7 +255,7 @@ impl<'a, T: TdCall + ?Sized> TdxSerial<'a, T> {
             }
             core::hint::spin_loop();
         }
-        self.lsr_unresponsive = true;
+        self.state.lsr_unresponsive = true;
     }
 
     fn out(&self, offset: u16, value: u32) -> Result<(), ConsoleError> {
@@ -215,13 +287,14 @@ struct GlobalConsole {
     tdx: spin::Once<&'static (dyn TdCall + Sync)>,
     /// Keeps lines from different CPUs apart; never required for memory safety.
     lock: spin::Mutex<()>,
-    lsr_unresponsive: AtomicBool,
+    /// The packed [`SerialState`].
+    state: AtomicU16,
 }
 
 static CONSOLE: GlobalConsole = GlobalConsole {
     tdx: spin::Once::new(),
     lock: spin::Mutex::new(()),
-    lsr_unresponsive: AtomicBool::new(false),
+    state: AtomicU16::new(SerialState::INITIAL.pack()),
 };
 
 /// How many times [`print`] tries the console lock before writing without it.
@@ -243,6 +316,20 @@ pub fn installed_console() -> Option<&'static (dyn TdCall + Sync)> {
     CONSOLE.tdx.get().copied()
 }
 
+/// Programs the global console's UART (see [`TdxSerial::configure`]) and remembers whether its
+/// FIFO is on.
+pub fn configure_console() -> Result<(), ConsoleError> {
+    let tdx = installed_console().ok_or(ConsoleError::NotInstalled)?;
+    let _guard = CONSOLE.lock.try_lock();
+    let mut serial = TdxSerial::new(tdx);
+    serial.set_state(SerialState::unpack(CONSOLE.state.load(Ordering::Relaxed)));
+    serial.configure()?;
+    CONSOLE
+        .state
+        .store(serial.state().pack(), Ordering::Relaxed);
+    Ok(())
+}
+
 /// Writes `args` to the global console.
 ///
 /// Takes the console lock if it can within a bounded number of attempts, and writes without it
@@ -259,13 +346,11 @@ pub fn print(args: fmt::Arguments<'_>) -> Result<(), ConsoleError> {
         core::hint::spin_loop();
     }
     let mut serial = TdxSerial::new(tdx);
-    if CONSOLE.lsr_unresponsive.load(Ordering::Relaxed) {
-        serial.assume_lsr_unresponsive();
-    }
+    serial.set_state(SerialState::unpack(CONSOLE.state.load(Ordering::Relaxed)));
     let result = fmt::write(&mut serial, args);
-    if serial.lsr_unresponsive {
-        CONSOLE.lsr_unresponsive.store(true, Ordering::Relaxed);
-    }
+    CONSOLE
+        .state
+        .store(serial.state().pack(), Ordering::Relaxed);
     drop(guard);
     match (result, serial.last_error) {
         (Ok(()), _) => Ok(()),

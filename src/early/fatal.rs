@@ -10,6 +10,12 @@ use crate::tdcall::TdCall;
 use crate::tdcall::vmcall::{FATAL_MESSAGE_SIZE, VmcallError, hlt, report_fatal_error};
 use core::fmt::{self, Write};
 use core::panic::PanicInfo;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+/// Set by the first [`fatal_panic`]: a second panic (one raised while formatting the first
+/// message, or on another vCPU meanwhile) must not format again, or a panicking `Display` would
+/// recurse until the stack overflows.
+static PANICKING: AtomicBool = AtomicBool::new(false);
 
 /// The error code reported for a Rust panic (Linux also reports its panics with code 0).
 pub const PANIC_ERROR_CODE: u32 = 0;
@@ -141,8 +147,13 @@ pub fn halt_forever(tdx: &impl TdCall) -> ! {
 /// }
 /// ```
 ///
-/// The message comes first, so the 64 bytes the host sees hold as much of it as possible.
+/// The message comes first, so the 64 bytes the host sees hold as much of it as possible. A
+/// second panic (nested, or on another vCPU) reports a fixed message without formatting.
 pub fn fatal_panic(tdx: &impl TdCall, info: &PanicInfo<'_>) -> ! {
+    if PANICKING.swap(true, Ordering::Relaxed) {
+        let _ = report_fatal_error(tdx, PANIC_ERROR_CODE, b"second panic while panicking");
+        halt_forever(tdx)
+    }
     match info.location() {
         Some(at) => fatal(
             tdx,

@@ -1,9 +1,9 @@
 //! [`TdxLogger`]: `log::Log` over the TDVMCALL serial console (feature `log`).
 
-use super::console::TdxSerial;
+use super::console::{SerialState, TdxSerial};
 use crate::tdcall::TdCall;
 use core::fmt::Write;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicU16, Ordering};
 use log::{LevelFilter, Log, Metadata, Record};
 
 /// How many times a record tries the logger's lock before writing without it (see
@@ -24,7 +24,8 @@ pub struct TdxLogger<T: TdCall + Send + Sync> {
     tdx: T,
     level: LevelFilter,
     lock: spin::Mutex<()>,
-    lsr_unresponsive: AtomicBool,
+    /// The packed [`SerialState`] of the UART, learned by earlier records.
+    state: AtomicU16,
 }
 
 impl<T: TdCall + Send + Sync> TdxLogger<T> {
@@ -34,7 +35,7 @@ impl<T: TdCall + Send + Sync> TdxLogger<T> {
             tdx,
             level,
             lock: spin::Mutex::new(()),
-            lsr_unresponsive: AtomicBool::new(false),
+            state: AtomicU16::new(SerialState::INITIAL.pack()),
         }
     }
 
@@ -62,9 +63,7 @@ impl<T: TdCall + Send + Sync> Log for TdxLogger<T> {
             core::hint::spin_loop();
         }
         let mut serial = TdxSerial::new(&self.tdx);
-        if self.lsr_unresponsive.load(Ordering::Relaxed) {
-            serial.assume_lsr_unresponsive();
-        }
+        serial.set_state(SerialState::unpack(self.state.load(Ordering::Relaxed)));
         // Nothing useful can be done about a console the VMM refuses.
         let _ = writeln!(
             serial,
@@ -73,9 +72,7 @@ impl<T: TdCall + Send + Sync> Log for TdxLogger<T> {
             record.target(),
             record.args()
         );
-        if serial.lsr_unresponsive() {
-            self.lsr_unresponsive.store(true, Ordering::Relaxed);
-        }
+        self.state.store(serial.state().pack(), Ordering::Relaxed);
         drop(guard);
     }
 

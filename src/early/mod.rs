@@ -38,7 +38,8 @@ mod policy;
 mod td;
 
 pub use console::{
-    COM1, ConsoleError, LSR_POLL_LIMIT, TdxSerial, install_console, installed_console, print,
+    COM1, ConsoleError, LSR_POLL_LIMIT, TdxSerial, configure_console, install_console,
+    installed_console, print,
 };
 pub use detect::{DetectError, TDX_SIGNATURE, detect, detect_with};
 pub use fatal::{

@@ -43,8 +43,8 @@ fn set_td_ctls(tdx: &impl TdCall, bits: u64) -> Result<u64, TdxError> {
 
 /// What the kernel accepts from the TD's configuration and asks of the TDX module.
 ///
-/// `Policy::default()` is the strict policy: no DEBUG relaxation, no forbidden attributes besides
-/// that, REDUCE_VE requested.
+/// `Policy::default()` is the strict policy: SEPT #VE must be disabled even in a DEBUG TD, no
+/// attribute is forbidden outright, REDUCE_VE is requested.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Policy {
     /// Accept a TD in which SEPT #VE stays enabled, provided the TD's DEBUG attribute is set.

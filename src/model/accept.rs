@@ -100,6 +100,12 @@ impl TdxModule {
         match decision {
             Decision::Answer(status) => self.accept_answer(status),
             Decision::Accept { start, end } => {
+                while self
+                    .stall_accepts
+                    .load(core::sync::atomic::Ordering::SeqCst)
+                {
+                    core::hint::spin_loop();
+                }
                 // Zeroing happens without the lock, so vCPUs accepting disjoint pages zero in
                 // parallel, as on hardware; the in-flight entry keeps others off these pages.
                 self.zero_backing(start, end - start);

@@ -52,11 +52,12 @@ pub use vmcall::VMM_GARBAGE;
 pub use vmm::{Halt, MmioDevice, PortDevice, RegisterFile};
 
 use crate::tdcall::vmcall::CpuidResult;
-use crate::tdcall::{Regs, TdCall, TdxStatus, VeInfo, leaf};
+use crate::tdcall::{Regs, TdCall, TdxStatus, VeInfo, VmcallStatus, leaf};
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use backing::Backing;
+use core::sync::atomic::{AtomicBool, Ordering};
 use faults::Faults;
 use measurement::Measurement;
 use memory::Memory;
@@ -112,7 +113,31 @@ pub struct TdxModule {
     vmm: Mutex<Vmm>,
     faults: Mutex<Faults>,
     stats: Stats,
+    /// While set, ACCEPTs wait in flight (after locking their pages, before zeroing).
+    stall_accepts: AtomicBool,
 }
+
+/// Every TDCALL status the model returns by itself (injected statuses aside).
+pub const TDCALL_STATUSES: &[TdxStatus] = &[
+    TdxStatus::SUCCESS,
+    TdxStatus::PAGE_ALREADY_ACCEPTED,
+    TdxStatus::OPERAND_INVALID,
+    TdxStatus::OPERAND_BUSY,
+    TdxStatus::NO_VALID_VE_INFO,
+    TdxStatus::EPT_WALK_FAILED,
+    TdxStatus::PAGE_SIZE_MISMATCH,
+    TdxStatus::METADATA_FIELD_ID_INCORRECT,
+    TdxStatus::METADATA_FIELD_NOT_WRITABLE,
+    TdxStatus::METADATA_FIELD_VALUE_NOT_VALID,
+];
+
+/// Every TDG.VP.VMCALL status (R10) the model's VMM returns by itself (refusals aside).
+pub const VMCALL_STATUSES: &[VmcallStatus] = &[
+    VmcallStatus::Success,
+    VmcallStatus::Retry,
+    VmcallStatus::InvalidOperand,
+    VmcallStatus::AlignError,
+];
 
 /// One vCPU of a [`TdxModule`]: what a guest's code calls TDCALL on.
 ///
@@ -158,6 +183,7 @@ impl TdxModule {
             vmm: Mutex::new(Vmm::new()),
             faults: Mutex::new(Faults::default()),
             stats: Stats::default(),
+            stall_accepts: AtomicBool::new(false),
             config,
         }
     }
@@ -319,6 +345,18 @@ impl TdxModule {
     /// Disarms every injected status, refusal and MapGPA fault.
     pub fn clear_faults(&self) {
         self.faults.lock().clear();
+    }
+
+    /// While `stall` is true, every ACCEPT that passed its checks waits in flight (its pages
+    /// locked, before zeroing) until `stall` is set false again: lets a test make two vCPUs
+    /// meet on the same page deterministically. See [`TdxModule::accepts_in_flight`].
+    pub fn stall_accepts(&self, stall: bool) {
+        self.stall_accepts.store(stall, Ordering::SeqCst);
+    }
+
+    /// How many ACCEPTs are in flight right now.
+    pub fn accepts_in_flight(&self) -> usize {
+        self.memory.lock().in_flight.len()
     }
 
     /// How many TDCALLs of `leaf` (RAX bits 15:0, any version) were made, on all vCPUs.
