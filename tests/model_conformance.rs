@@ -13,8 +13,8 @@ use sha2::{Digest, Sha384};
 use std::collections::BTreeSet;
 use tdx_boot::model::{
     FOREVER, HostPageSize, MODEL_QUOTE_TAG, MapGpaFault, ModelConfig, PageState,
-    QUOTE_STATUS_ERROR, QUOTE_STATUS_SUCCESS, RegisterFile, TDCALL_STATUSES, TdxModule,
-    VMCALL_STATUSES, VMM_GARBAGE,
+    QUOTE_STATUS_ERROR, QUOTE_STATUS_IN_FLIGHT, QUOTE_STATUS_SUCCESS, RegisterFile,
+    TDCALL_STATUSES, TdxModule, VMCALL_STATUSES, VMM_GARBAGE,
 };
 use tdx_boot::tdcall::vmcall::{CpuidResult, expose, function};
 use tdx_boot::tdcall::{
@@ -1573,6 +1573,57 @@ fn get_quote_rejects_bad_buffers() {
         vmm_status(&get_quote(&tdx, SHARED | 0xa0_0000, PAGE)),
         VmcallStatus::InvalidOperand
     );
+}
+
+#[test]
+fn deferred_quotes_are_in_flight_until_completed_and_then_notified() {
+    let (tdx, mem) = quote_model();
+    tdx.set_quote_deferred(true);
+    let out = vmcall(
+        &tdx,
+        function::SETUP_EVENT_NOTIFY_INTERRUPT,
+        expose::R12,
+        Regs {
+            r12: 0xf0,
+            ..Regs::default()
+        },
+    );
+    assert_eq!(vmm_status(&out), VmcallStatus::Success);
+    mem.write(0, &header(1, 0, 64, 0));
+    mem.write(24, &[0x13; 64]);
+    assert_eq!(
+        vmm_status(&get_quote(&tdx, SHARED | 0x80_0000, PAGE)),
+        VmcallStatus::Success
+    );
+    assert_eq!(mem.read(8, 8), QUOTE_STATUS_IN_FLIGHT.to_le_bytes());
+    assert_eq!(mem.read(24, 8), [0x13; 8], "nothing written yet");
+    assert_eq!(tdx.event_notifications(), 0);
+    assert_eq!(tdx.complete_quotes(), 1);
+    assert_eq!(mem.read(8, 8), QUOTE_STATUS_SUCCESS.to_le_bytes());
+    assert_eq!(mem.read(24, MODEL_QUOTE_TAG.len()), MODEL_QUOTE_TAG);
+    assert_eq!(tdx.event_notifications(), 1);
+    assert_eq!(tdx.complete_quotes(), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backing
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn backing_rejects_empty_wrapping_and_overlapping_ranges() {
+    let mem = HostMemory::new(2 * PAGE as usize, 0);
+    let tdx = model();
+    // SAFETY (all calls): `mem` is leaked test memory; the model never touches it here except
+    // through the one registration that succeeds.
+    unsafe {
+        assert!(!tdx.add_backing(0, mem.ptr(0), 0));
+        assert!(!tdx.add_backing(u64::MAX - 10, mem.ptr(0), 100));
+        assert!(tdx.add_backing(PAGE, mem.ptr(0), PAGE));
+        assert!(!tdx.add_backing(0, mem.ptr(PAGE as usize), 2 * PAGE));
+        assert!(!tdx.add_backing(PAGE + 8, mem.ptr(8), 8));
+        // Host address 0: the null page is skipped; one page of it leaves nothing.
+        assert!(!tdx.add_backing(0x100_0000, std::ptr::null_mut(), PAGE));
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

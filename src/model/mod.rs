@@ -12,6 +12,11 @@
 //! the module answers; where the real module would instead exit to the VMM (an ACCEPT of a GPA
 //! without private memory), the model answers a status and says so on the method.
 //!
+//! Leaves the model implements: TDG.VP.VMCALL, VP.INFO, MR.RTMR.EXTEND, VP.VEINFO.GET,
+//! MR.REPORT, MEM.PAGE.ACCEPT, VM.RD and VM.WR. Every other leaf answers `TDX_OPERAND_INVALID`
+//! (operand RAX), as the module answers a leaf it does not have; code that needs, say,
+//! TDG.SYS.RD must therefore cope with a module that lacks it.
+//!
 //! The model needs only `alloc` and [`spin`], so a `no_std` kernel can compile it in and service
 //! TDCALL (which raises #UD without TDX) from it.
 //!
@@ -46,7 +51,9 @@ mod vp_info;
 
 pub use config::{HostPageSize, ModelConfig};
 pub use faults::{FOREVER, MapGpaFault, Times};
-pub use quote::{MODEL_QUOTE_TAG, QUOTE_STATUS_ERROR, QUOTE_STATUS_SUCCESS};
+pub use quote::{
+    MODEL_QUOTE_TAG, QUOTE_STATUS_ERROR, QUOTE_STATUS_IN_FLIGHT, QUOTE_STATUS_SUCCESS,
+};
 pub use stats::{AcceptStats, TraceEvent};
 pub use vmcall::VMM_GARBAGE;
 pub use vmm::{Halt, MmioDevice, PortDevice, RegisterFile};
@@ -113,6 +120,8 @@ pub struct TdxModule {
     vmm: Mutex<Vmm>,
     faults: Mutex<Faults>,
     stats: Stats,
+    /// Whether any fault was ever armed: spares every TDCALL the faults lock otherwise.
+    faults_armed: AtomicBool,
     /// While set, ACCEPTs wait in flight (after locking their pages, before zeroing).
     stall_accepts: AtomicBool,
 }
@@ -183,6 +192,7 @@ impl TdxModule {
             vmm: Mutex::new(Vmm::new()),
             faults: Mutex::new(Faults::default()),
             stats: Stats::default(),
+            faults_armed: AtomicBool::new(false),
             stall_accepts: AtomicBool::new(false),
             config,
         }
@@ -319,6 +329,7 @@ impl TdxModule {
     /// The next `times` calls of TDCALL `leaf` (any vCPU) return `status` and do nothing else.
     /// [`FOREVER`] never runs out.
     pub fn inject_tdcall_status(&self, leaf: u64, status: TdxStatus, times: Times) {
+        self.faults_armed.store(true, Ordering::SeqCst);
         self.faults.lock().arm_tdcall(leaf, status.raw(), times);
     }
 
@@ -334,11 +345,13 @@ impl TdxModule {
     /// The VMM answers the next `times` TDG.VP.VMCALLs of sub-function `function` with the raw
     /// VMCALL status `status` (R10) and does nothing else.
     pub fn refuse_vmcall(&self, function: u64, status: u64, times: Times) {
+        self.faults_armed.store(true, Ordering::SeqCst);
         self.faults.lock().arm_vmcall(function, status, times);
     }
 
     /// Makes every following MapGPA misbehave as `fault` says; `None` restores honest answers.
     pub fn set_map_gpa_fault(&self, fault: Option<MapGpaFault>) {
+        self.faults_armed.store(true, Ordering::SeqCst);
         self.faults.lock().map_gpa = fault;
     }
 
@@ -475,7 +488,11 @@ impl TdxModule {
         if sti {
             self.vcpus.lock().entry(vcpu).or_default().sti_calls += 1;
         }
-        let injected = self.faults.lock().take_tdcall(leaf_number);
+        let injected = if self.faults_armed.load(Ordering::Relaxed) {
+            self.faults.lock().take_tdcall(leaf_number)
+        } else {
+            None
+        };
         if let Some(status) = injected {
             if leaf_number == leaf::MEM_PAGE_ACCEPT {
                 self.stats.record_accept_answer(TdxStatus::from_raw(status));

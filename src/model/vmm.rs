@@ -174,6 +174,9 @@ pub(crate) struct Vmm {
     pub(crate) fatal: Option<(u32, Vec<u8>)>,
     pub(crate) notify_vector: Option<u8>,
     pub(crate) wbinvd: u64,
+    pub(crate) quote_deferred: bool,
+    pub(crate) pending_quotes: Vec<(u64, u64)>,
+    pub(crate) event_notifications: u64,
 }
 
 impl Vmm {
@@ -188,6 +191,9 @@ impl Vmm {
             fatal: None,
             notify_vector: None,
             wbinvd: 0,
+            quote_deferred: false,
+            pending_quotes: Vec::new(),
+            event_notifications: 0,
         }
     }
 }
@@ -206,7 +212,11 @@ impl TdxModule {
         }
         let function = get(seen, R11);
         self.stats.count_vmcall(function);
-        if let Some(status) = self.faults.lock().take_vmcall(function) {
+        if self
+            .faults_armed
+            .load(core::sync::atomic::Ordering::Relaxed)
+            && let Some(status) = self.faults.lock().take_vmcall(function)
+        {
             return VmmReply::status(status);
         }
         match function {
