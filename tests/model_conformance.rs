@@ -482,6 +482,29 @@ fn veinfo_returns_and_consumes_the_injected_ve_of_that_vcpu() {
         )
     };
     assert_eq!(status(&get(0)), TdxStatus::NO_VALID_VE_INFO);
+    // Outputs are zeroed even on failure; version 1 exists, version 2 does not.
+    let out = call(
+        &tdx.vcpu(0),
+        Regs {
+            rax: leaf::VP_VEINFO_GET | 1 << 16,
+            rcx: 1,
+            rdx: 2,
+            r8: 3,
+            r9: 4,
+            r10: 5,
+            ..Regs::default()
+        },
+    );
+    assert_eq!(status(&out), TdxStatus::NO_VALID_VE_INFO);
+    assert_eq!((out.rcx, out.rdx, out.r8, out.r9, out.r10), (0, 0, 0, 0, 0));
+    let out = call(
+        &tdx.vcpu(0),
+        Regs {
+            rax: leaf::VP_VEINFO_GET | 2 << 16,
+            ..Regs::default()
+        },
+    );
+    assert_eq!(status(&out), TdxStatus::OPERAND_INVALID);
     tdx.inject_ve(1, info);
     assert!(tdx.ve_pending(1));
     assert_eq!(status(&get(0)), TdxStatus::NO_VALID_VE_INFO, "other vCPU");

@@ -515,8 +515,10 @@ impl TdxModule {
         let leaf_number = regs.rax & 0xffff;
         let version = (regs.rax >> 16) & 0xff;
         let reserved = regs.rax >> 24;
-        // RAX: leaf in 15:0, version in 23:16 (only TDG.VM.RD has a version 1), rest reserved.
-        if reserved != 0 || (version > 0 && leaf_number != leaf::VM_RD) {
+        // RAX: leaf in 15:0, version in 23:16 (only TDG.VM.RD and TDG.VP.VEINFO.GET have a
+        // version 1), the rest reserved.
+        let versioned = matches!(leaf_number, leaf::VM_RD | leaf::VP_VEINFO_GET);
+        if reserved != 0 || version > u64::from(versioned) {
             regs.rax = status_with_operand(TdxStatus::OPERAND_INVALID, OPERAND_RAX);
             return;
         }
@@ -527,7 +529,7 @@ impl TdxModule {
             leaf::VP_VEINFO_GET => self.veinfo_get(vcpu, regs),
             leaf::MR_REPORT => self.mr_report(regs),
             leaf::MEM_PAGE_ACCEPT => self.page_accept(regs.rcx),
-            leaf::VM_RD => self.vm_rd(version, regs),
+            leaf::VM_RD => self.vm_rd(regs),
             leaf::VM_WR => self.vm_wr(regs),
             _ => status_with_operand(TdxStatus::OPERAND_INVALID, OPERAND_RAX),
         };
