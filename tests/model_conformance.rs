@@ -1039,6 +1039,31 @@ fn unknown_sub_functions_and_refusals() {
 }
 
 #[test]
+fn the_unsupported_sub_function_status_is_configurable() {
+    let subfunc_unsupported = 0x8000_0000_0000_0003;
+    let tdx = TdxModule::new(ModelConfig {
+        vmcall_unsupported_status: subfunc_unsupported,
+        ..Default::default()
+    });
+    let out = vmcall(&tdx, 0x10005, 0, Regs::default());
+    assert_eq!(out.r10, subfunc_unsupported);
+    let out = vmcall(
+        &tdx,
+        function::GET_TD_VMCALL_INFO,
+        expose::R12,
+        Regs {
+            r12: 1,
+            ..Regs::default()
+        },
+    );
+    assert_eq!(
+        vmm_status(&out),
+        VmcallStatus::InvalidOperand,
+        "a known sub-function's bad input"
+    );
+}
+
+#[test]
 fn hlt_records_the_blocked_flag_and_sti() {
     let tdx = model();
     vmcall(
@@ -1371,6 +1396,8 @@ fn map_gpa_validates_its_range() {
             VmcallStatus::InvalidOperand,
         ),
         (SHARED | (8 * MIB2), PAGE, VmcallStatus::InvalidOperand),
+        // KVM checks the range before the alignment.
+        (SHARED - 0x800, PAGE, VmcallStatus::InvalidOperand),
     ];
     for (gpa, len, expected) in cases {
         assert_eq!(

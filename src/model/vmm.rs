@@ -3,7 +3,8 @@
 //!
 //! Argument checks follow what KVM does for a TD: IO sizes 1/2/4, MMIO sizes 1/2/4/8 on a
 //! shared GPA without crossing a page, directions 0/1; everything else answers
-//! INVALID_OPERAND. Unknown sub-functions answer INVALID_OPERAND.
+//! INVALID_OPERAND. Unknown sub-functions answer
+//! [`ModelConfig::vmcall_unsupported_status`](super::ModelConfig::vmcall_unsupported_status).
 
 use super::vmcall::{R8, R9, R10, R11, R12, R13, R14, R15, RBX, RDI, RDX, RSI, VmmRegs, VmmReply};
 use super::{PageState, TdxModule};
@@ -277,7 +278,7 @@ impl TdxModule {
                 }
                 _ => VmmReply::invalid(),
             },
-            _ => VmmReply::invalid(),
+            _ => VmmReply::status(self.config.vmcall_unsupported_status),
         }
     }
 
