@@ -151,6 +151,13 @@ fn vp_info_reports_gpaw_attributes_counts_and_the_calling_vcpu() {
 }
 
 #[test]
+fn the_model_and_its_vcpus_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<TdxModule>();
+    send_sync::<tdx_boot::model::Vcpu<'static>>();
+}
+
+#[test]
 fn default_config_is_a_sane_td() {
     let config = ModelConfig::default();
     assert_eq!(config.gpaw, 48);
@@ -272,6 +279,7 @@ fn accept_zeroes_the_page_and_a_second_accept_does_not() {
     assert_eq!(s, TdxStatus::PAGE_ALREADY_ACCEPTED);
     assert_eq!(s.operand_id(), 1, "found at the 2 MiB level");
     assert_eq!(tdx.accept_stats().already_accepted, 2);
+    assert_eq!(tdx.accept_stats().accepted_bytes(), PAGE + MIB2);
 }
 
 #[test]
