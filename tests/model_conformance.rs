@@ -513,7 +513,7 @@ fn veinfo_returns_and_consumes_the_injected_ve_of_that_vcpu() {
         },
     );
     assert_eq!(status(&out), TdxStatus::OPERAND_INVALID);
-    tdx.inject_ve(1, info);
+    assert!(tdx.inject_ve(1, info));
     assert!(tdx.ve_pending(1));
     assert_eq!(status(&get(0)), TdxStatus::NO_VALID_VE_INFO, "other vCPU");
     let out = get(1);
@@ -525,6 +525,18 @@ fn veinfo_returns_and_consumes_the_injected_ve_of_that_vcpu() {
     assert_eq!(out.r10, 3 | 0x77 << 32);
     assert!(!tdx.ve_pending(1));
     assert_eq!(status(&get(1)), TdxStatus::NO_VALID_VE_INFO, "consumed");
+    // A #VE while the previous one is unread: a double fault on hardware; the first stays.
+    assert!(tdx.inject_ve(0, info));
+    let second = VeInfo {
+        exit_reason: VeInfo::EXIT_REASON_HLT,
+        ..info
+    };
+    assert!(!tdx.inject_ve(0, second));
+    assert_eq!(tdx.ve_double_faults(0), 1);
+    assert_eq!(get(0).rcx, 48);
+    assert!(tdx.inject_ve(0, second));
+    assert_eq!(get(0).rcx, 12);
+    assert_eq!(tdx.ve_double_faults(1), 0);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -106,6 +106,8 @@ struct VcpuState {
     pending_ve: Option<VeInfo>,
     /// How many TDCALLs were made with interrupts enabled (STI before TDCALL).
     sti_calls: u64,
+    /// #VEs injected while the previous one was unread.
+    ve_double_faults: u64,
 }
 
 /// A software TDX module holding one TD and its VMM. `Sync`: vCPUs on several threads call it
@@ -308,8 +310,28 @@ impl TdxModule {
     }
 
     /// Makes a #VE pending on `vcpu`: the next TDG.VP.VEINFO.GET there returns `info`.
-    pub fn inject_ve(&self, vcpu: u32, info: VeInfo) {
-        self.vcpus.lock().entry(vcpu).or_default().pending_ve = Some(info);
+    ///
+    /// Returns false, keeping the pending information, if the previous #VE on `vcpu` was not
+    /// yet read: on hardware that second #VE escalates to a double fault. Such events are
+    /// counted ([`TdxModule::ve_double_faults`]).
+    pub fn inject_ve(&self, vcpu: u32, info: VeInfo) -> bool {
+        let mut vcpus = self.vcpus.lock();
+        let state = vcpus.entry(vcpu).or_default();
+        if state.pending_ve.is_some() {
+            state.ve_double_faults += 1;
+            return false;
+        }
+        state.pending_ve = Some(info);
+        true
+    }
+
+    /// How many #VEs were injected on `vcpu` while VE information was still unread (each a
+    /// double fault on hardware).
+    pub fn ve_double_faults(&self, vcpu: u32) -> u64 {
+        self.vcpus
+            .lock()
+            .get(&vcpu)
+            .map_or(0, |v| v.ve_double_faults)
     }
 
     /// Whether a #VE is pending (not yet read with VEINFO.GET) on `vcpu`.
