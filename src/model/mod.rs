@@ -8,6 +8,24 @@
 //! the outcome through accessors, counters and the call trace; knobs make it misbehave the way
 //! real hosts do (busy, refusals, lying MapGPA).
 //!
+//! # What a test can do
+//!
+//! - Build the TD: [`TdxModule::new`] with a [`ModelConfig`]; [`TdxModule::add_memory`] in a
+//!   [`PageState`]; [`TdxModule::set_host_page_size`] per range; [`TdxModule::add_backing`] to
+//!   give guest memory real bytes; [`TdxModule::add_port_device`],
+//!   [`TdxModule::add_mmio_device`] (with [`RegisterFile`]), [`TdxModule::set_cpuid`],
+//!   [`TdxModule::set_msr`].
+//! - Run guest code: [`TdxModule::vcpu`] gives a [`Vcpu`], a [`TdCall`].
+//! - Provoke: [`TdxModule::inject_ve`], [`TdxModule::inject_busy`],
+//!   [`TdxModule::inject_tdcall_status`], [`TdxModule::refuse_vmcall`],
+//!   [`TdxModule::set_map_gpa_fault`], [`TdxModule::stall_accepts`],
+//!   [`TdxModule::set_quote_deferred`].
+//! - Observe: [`TdxModule::page_state`], [`TdxModule::page_runs`], [`TdxModule::host_maps_4k`],
+//!   [`TdxModule::accept_stats`], [`TdxModule::tdcall_count`], [`TdxModule::vmcall_count`],
+//!   [`TdxModule::trace`], [`TdxModule::uart_output`], [`TdxModule::halts`],
+//!   [`TdxModule::sti_calls`], [`TdxModule::msr`], [`TdxModule::rtmr`], [`TdxModule::td_ctls`],
+//!   [`TdxModule::fatal_error`], [`TdxModule::event_notify_vector`], and more below.
+//!
 //! Every status follows the TDX module source (`intel/tdx-module`, `src/td_dispatcher/`) where
 //! the module answers; where the real module would instead exit to the VMM (an ACCEPT of a GPA
 //! without private memory), the model answers a status and says so on the method.
