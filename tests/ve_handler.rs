@@ -1,6 +1,8 @@
 //! The #VE handler against the model: each exit reason injected into a vCPU, handled on a
 //! Frame, with the registers, RIP and the VMM-side effect checked, and every error path.
 
+#![cfg(feature = "model")]
+
 use tdx_boot::model::{ModelConfig, RegisterFile, TdxModule};
 use tdx_boot::tdcall::vmcall::{CpuidResult, VmcallError, function};
 use tdx_boot::tdcall::{TdxStatus, VeInfo, VmcallStatus, leaf};
