@@ -19,8 +19,25 @@ crate::entry_stub!(
 /// installs a function that calls [`handle`] with its model vCPU; one that wants to inject #GP
 /// for refused MSRs or to log errors installs its own reaction around [`handle`].
 ///
-/// `handler` runs in exception context on the #VE stack: it must not cause a #VE itself (no
-/// port IO, CPUID, HLT, MSR or MMIO instructions: use the `vmcall` functions instead).
+/// `handler` receives the real interrupted context, so it may pass it to the unsafe [`handle`].
+/// It runs in exception context on the #VE stack: it must not cause a #VE itself (no port IO,
+/// CPUID, HLT, MSR or MMIO instructions: use the `vmcall` functions instead).
+///
+/// ```no_run
+/// use tdx_boot::tdcall::Hardware;
+/// use tdx_boot::ve::{Frame, handle, install_handler, report_and_stop};
+///
+/// fn on_ve(frame: &mut Frame) {
+///     // SAFETY: `ve_entry` passes the interrupted context of this #VE.
+///     match unsafe { handle(&Hardware, frame) } {
+///         Ok(()) => {}
+///         Err(e) if e.should_inject_gp() => { /* deliver #GP to the interrupted code */ }
+///         Err(e) => report_and_stop(&Hardware, &e, frame),
+///     }
+/// }
+///
+/// install_handler(on_ve);
+/// ```
 pub fn install_handler(handler: fn(&mut Frame)) {
     HANDLER.store(handler as *mut (), Ordering::Release);
 }
