@@ -55,15 +55,13 @@ static_assertions::const_assert_eq!(core::mem::offset_of!(MailboxPage, firmware_
 impl MailboxPage {
     /// A zeroed page (command NOOP).
     pub const fn new() -> Self {
-        // Atomics are not Copy; build the arrays element by element at compile time.
-        const ZERO: AtomicU64 = AtomicU64::new(0);
         MailboxPage {
             command: AtomicU16::new(0),
             reserved: AtomicU16::new(0),
             apic_id: AtomicU32::new(0),
             wakeup_vector: AtomicU64::new(0),
-            os_area: [ZERO; MAILBOX_OS_AREA_LEN / 8],
-            firmware_area: [ZERO; MAILBOX_FIRMWARE_AREA_LEN / 8],
+            os_area: [const { AtomicU64::new(0) }; MAILBOX_OS_AREA_LEN / 8],
+            firmware_area: [const { AtomicU64::new(0) }; MAILBOX_FIRMWARE_AREA_LEN / 8],
         }
     }
 }

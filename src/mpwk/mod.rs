@@ -51,3 +51,5 @@ pub use placement::{PlacementError, check_mailbox_placement};
 pub use rsdp::{RsdpError, find_madt, find_table};
 pub use trampoline::{BootSlot, Trampoline, TrampolineError, install_trampoline};
 pub use wake::{MpWaker, WakeAllError, WakeError};
+/// The GDTR/IDTR image stored in [`ApBoot`] (re-exported from `x86_64`).
+pub use x86_64::structures::DescriptorTablePointer;
