@@ -545,3 +545,61 @@ fn wake_all_skips_aps_without_a_block_and_rejects_mismatched_blocks() {
     );
     assert!(Mailbox::new(h.mailbox).is_idle());
 }
+
+// ---- the mailbox's bytes, as firmware reads them ----
+
+/// The first 16 bytes of the page, read the way firmware would (plain bytes).
+fn raw_head(page: &MailboxPage) -> [u8; 16] {
+    // SAFETY: the page is 4096 readable bytes; no other thread runs in these tests.
+    unsafe { *(page as *const MailboxPage as *const [u8; 16]) }
+}
+
+#[test]
+fn wire_layout_of_a_posted_wakeup() {
+    let page: &'static MailboxPage = leak_mailbox();
+    let mailbox = Mailbox::new(page);
+    mailbox.post(
+        tdx_boot::mpwk::Command::Wakeup,
+        0x0102_0304,
+        0x1122_3344_5566_7788,
+    );
+    let bytes = raw_head(page);
+    assert_eq!(&bytes[0..2], &1u16.to_le_bytes(), "command");
+    assert_eq!(&bytes[2..4], &[0, 0], "reserved");
+    assert_eq!(&bytes[4..8], &0x0102_0304u32.to_le_bytes(), "APIC ID");
+    assert_eq!(
+        &bytes[8..16],
+        &0x1122_3344_5566_7788u64.to_le_bytes(),
+        "vector"
+    );
+    // TDVF acknowledges by zeroing the first qword, APIC ID included.
+    assert_eq!(
+        mailbox.firmware_poll(0x0102_0304),
+        Some(0x1122_3344_5566_7788)
+    );
+    assert_eq!(&raw_head(page)[0..8], &[0; 8]);
+    assert!(mailbox.is_idle());
+}
+
+#[test]
+fn garbage_in_the_reserved_half_is_cleared_by_the_post() {
+    // TDVF compares the command as a dword: a non-zero reserved half would hide WAKEUP from it.
+    let page: &'static mut MailboxPage = Box::leak(Box::new(MailboxPage::new()));
+    // SAFETY: the page is exclusively borrowed and no thread shares it yet; byte 2 is the low
+    // byte of the reserved field.
+    unsafe { (page as *mut MailboxPage as *mut u8).add(2).write(0x5A) };
+    let page: &'static MailboxPage = page;
+    let mailbox = Mailbox::new(page);
+    assert!(mailbox.is_idle(), "the command itself is NOOP");
+    let h = Harness {
+        mailbox: page,
+        ..Harness::new()
+    };
+    let aps = vec![h.spawn_ap(12, Behaviour::Prompt)];
+    let mut waker = h.waker();
+    assert_eq!(
+        waker.wake(block(12), seconds(20.0)).map(|b| b.apic_id),
+        Ok(12)
+    );
+    assert_eq!(h.finish(aps), vec![Some(expected_arrival(12))]);
+}
