@@ -21,7 +21,7 @@ impl PageLevel {
         }
     }
 
-    /// The level number placed in RCX[2:0].
+    /// The level number placed in RCX\[2:0\].
     pub const fn level(self) -> u64 {
         match self {
             Self::Size4K => 0,

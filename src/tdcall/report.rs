@@ -143,7 +143,7 @@ pub unsafe fn tdreport(
     TdxStatus::from_raw(regs.rax).into_result().map(drop)
 }
 
-/// Executes TDG.MR.RTMR.EXTEND: RTMR[`index`] = SHA-384(RTMR[`index`] || `digest`).
+/// Executes TDG.MR.RTMR.EXTEND: RTMR\[`index`\] = SHA-384(RTMR\[`index`\] || `digest`).
 ///
 /// An `index` above 3 fails with `TDX_OPERAND_INVALID` without a call, as the module would answer.
 ///

@@ -1,0 +1,98 @@
+//! MapGPA: the VMM converting a GPA range between private and shared.
+//!
+//! Checks as KVM makes them: start and length 4 KiB aligned (else ALIGN_ERROR); non-empty,
+//! not wrapping, inside GPAW and on one side of the shared bit (else INVALID_OPERAND); the
+//! model also refuses ranges with absent or MMIO pages (INVALID_OPERAND). A page made shared
+//! loses its private contents (the backing is zeroed); a page made private is pending
+//! (`Unaccepted`) until the guest accepts it. Pages already in the target state stay as they
+//! are. With [`ModelConfig::map_gpa_chunk`](super::ModelConfig::map_gpa_chunk) the VMM
+//! converts that much per call and answers RETRY with R11 = the GPA to resume from, shared
+//! bit as given.
+
+use super::faults::MapGpaFault;
+use super::memory::PAGE_4K;
+use super::vmcall::{R11, R12, R13, VmmRegs, VmmReply};
+use super::{PageState, TdxModule};
+use crate::tdcall::VmcallStatus;
+use alloc::vec::Vec;
+
+impl TdxModule {
+    pub(super) fn vmm_map_gpa(&self, seen: &VmmRegs) -> VmmReply {
+        let gpa = seen.get(R12).copied().unwrap_or(0);
+        let len = seen.get(R13).copied().unwrap_or(0);
+        if gpa % PAGE_4K != 0 || len % PAGE_4K != 0 {
+            return VmmReply::status(VmcallStatus::ALIGN_ERROR_RAW);
+        }
+        let shared_bit = self.shared_bit();
+        let Some(end) = gpa.checked_add(len).filter(|_| len != 0) else {
+            return VmmReply::invalid();
+        };
+        let last = end - 1;
+        if !self.config.gpa_in_range(last) || (gpa ^ last) & shared_bit != 0 {
+            return VmmReply::invalid();
+        }
+        let to_shared = gpa & shared_bit != 0;
+        let start = gpa & !shared_bit;
+        if !self.all_convertible(start, start + len) {
+            return VmmReply::invalid();
+        }
+        let fault = self.faults.lock().map_gpa;
+        if fault == Some(MapGpaFault::RetryWithoutProgress) {
+            return VmmReply::status(VmcallStatus::RETRY_RAW).with(R11, gpa);
+        }
+        let chunk = match self.config.map_gpa_chunk {
+            0 => len,
+            // A chunk below a page would never progress; the VMM converts at least one page.
+            c => c.max(PAGE_4K) & !(PAGE_4K - 1),
+        }
+        .min(len);
+        self.convert(start, start + chunk, to_shared);
+        let next = gpa + chunk;
+        let resume = match fault {
+            None if chunk == len => return VmmReply::success(),
+            None => next,
+            Some(MapGpaFault::ResumePastEnd) => end.wrapping_add(PAGE_4K),
+            Some(MapGpaFault::ResumeBeforeStart) => gpa.wrapping_sub(PAGE_4K),
+            Some(MapGpaFault::ResumeWithoutSharedBit) => next & !shared_bit,
+            Some(MapGpaFault::ResumeAt(value)) => value,
+            Some(MapGpaFault::RetryWithoutProgress) => gpa,
+        };
+        VmmReply::status(VmcallStatus::RETRY_RAW).with(R11, resume)
+    }
+
+    /// Whether every page of `[start, end)` is memory that can change sides.
+    fn all_convertible(&self, start: u64, end: u64) -> bool {
+        let memory = self.memory.lock();
+        let mut covered = start;
+        for (run_start, run_end, state) in memory.states.runs(start, end) {
+            if run_start != covered || matches!(state, PageState::Absent | PageState::Mmio) {
+                return false;
+            }
+            covered = run_end;
+        }
+        covered == end
+    }
+
+    /// Converts `[start, end)` (no shared bit) to shared or to private.
+    fn convert(&self, start: u64, end: u64, to_shared: bool) {
+        let mut lost_contents: Vec<(u64, u64)> = Vec::new();
+        {
+            let mut memory = self.memory.lock();
+            let runs: Vec<_> = memory.states.runs(start, end).collect();
+            for (run_start, run_end, state) in runs {
+                let new_state = match (to_shared, state) {
+                    (true, PageState::Unaccepted | PageState::Private) => {
+                        lost_contents.push((run_start, run_end));
+                        PageState::Shared
+                    }
+                    (false, PageState::Shared) => PageState::Unaccepted,
+                    (_, unchanged) => unchanged,
+                };
+                memory.set_state(run_start, run_end, new_state);
+            }
+        }
+        for (run_start, run_end) in lost_contents {
+            self.zero_backing(run_start, run_end - run_start);
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! The TD's memory as the module and the host see it: page states, the host's mapping size
+//! per 2 MiB block, and the ACCEPTs in flight.
+
+use super::page_map::RangeMap;
+use super::{HostPageSize, PageState};
+use alloc::vec::Vec;
+
+/// 4 KiB.
+pub(crate) const PAGE_4K: u64 = 0x1000;
+/// 2 MiB.
+pub(crate) const PAGE_2M: u64 = 0x20_0000;
+
+/// Page states and host mappings, guarded by one lock in [`super::TdxModule`].
+#[derive(Debug)]
+pub(crate) struct Memory {
+    /// The state of every page that exists; absent pages have no entry.
+    pub(crate) states: RangeMap<PageState>,
+    /// Per-2 MiB-block overrides of the host mapping size (set by the test, or by the host
+    /// splitting a block when a 4 KiB page inside it is accepted).
+    host_size: RangeMap<HostPageSize>,
+    /// The host mapping size of blocks without an override.
+    default_host_size: HostPageSize,
+    /// `[start, end)` ranges an ACCEPT is zeroing right now: another ACCEPT touching them gets
+    /// `TDX_OPERAND_BUSY`, as the Secure-EPT entry is locked.
+    pub(crate) in_flight: Vec<(u64, u64)>,
+}
+
+impl Memory {
+    pub(crate) fn new(default_host_size: HostPageSize) -> Self {
+        Self {
+            states: RangeMap::new(),
+            host_size: RangeMap::new(),
+            default_host_size,
+            in_flight: Vec::new(),
+        }
+    }
+
+    /// The state of the page holding `gpa` (no shared bit).
+    pub(crate) fn state(&self, gpa: u64) -> PageState {
+        self.states.get(gpa).unwrap_or(PageState::Absent)
+    }
+
+    /// Sets `[start, end)` to `state`; `Absent` removes the pages.
+    pub(crate) fn set_state(&mut self, start: u64, end: u64, state: PageState) {
+        let value = (state != PageState::Absent).then_some(state);
+        self.states.set(start, end, value);
+    }
+
+    /// Overrides the host mapping size of every 2 MiB block touching `[start, end)`.
+    pub(crate) fn set_host_size(&mut self, start: u64, end: u64, size: HostPageSize) {
+        if start >= end {
+            return;
+        }
+        let block_start = start & !(PAGE_2M - 1);
+        let block_end = end
+            .checked_add(PAGE_2M - 1)
+            .map_or(!(PAGE_2M - 1), |e| e & !(PAGE_2M - 1));
+        self.host_size.set(block_start, block_end, Some(size));
+    }
+
+    /// Whether the host maps the 2 MiB block at `block` with 4 KiB pages: by configuration,
+    /// because it split it, or because the block mixes states (a 2 MiB mapping needs one state).
+    pub(crate) fn host_maps_4k(&self, block: u64) -> bool {
+        let size = self.host_size.get(block).unwrap_or(self.default_host_size);
+        size == HostPageSize::Size4K
+            || self
+                .states
+                .uniform(block, block.saturating_add(PAGE_2M))
+                .is_none()
+    }
+
+    /// Whether `[start, end)` overlaps an ACCEPT in flight.
+    pub(crate) fn busy(&self, start: u64, end: u64) -> bool {
+        self.in_flight.iter().any(|&(s, e)| start < e && s < end)
+    }
+
+    /// Ends the in-flight ACCEPT of `[start, end)`.
+    pub(crate) fn finish_in_flight(&mut self, start: u64, end: u64) {
+        if let Some(at) = self.in_flight.iter().position(|&r| r == (start, end)) {
+            self.in_flight.swap_remove(at);
+        }
+    }
+
+    /// The number of range-map entries: a measure of the model's memory use.
+    pub(crate) fn entry_count(&self) -> usize {
+        self.states.len() + self.host_size.len()
+    }
+}

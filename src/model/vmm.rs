@@ -1,0 +1,378 @@
+//! The VMM behind TDG.VP.VMCALL: its tables (CPUID, MSRs), its devices (a 16550 UART at COM1,
+//! port and MMIO devices) and the simple sub-functions.
+//!
+//! Argument checks follow what KVM does for a TD: IO sizes 1/2/4, MMIO sizes 1/2/4/8 on a
+//! shared GPA without crossing a page, directions 0/1; everything else answers
+//! INVALID_OPERAND. Unknown sub-functions answer INVALID_OPERAND.
+
+use super::vmcall::{R8, R9, R10, R11, R12, R13, R14, R15, RBX, RDI, RDX, RSI, VmmRegs, VmmReply};
+use super::{PageState, TdxModule};
+use crate::tdcall::vmcall::{CpuidResult, function};
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+use spin::Mutex;
+
+/// A device on IO ports. `offset` is the port minus the device's first port; `size` is 1, 2
+/// or 4 bytes.
+pub trait PortDevice: Send {
+    /// An IN: the value read (the model keeps the low `size` bytes).
+    fn read(&mut self, offset: u16, size: u8) -> u32;
+    /// An OUT of the low `size` bytes of `value`.
+    fn write(&mut self, offset: u16, size: u8, value: u32);
+}
+
+/// A device in MMIO space. `offset` is the GPA minus the device's base; `size` is 1, 2, 4 or
+/// 8 bytes.
+pub trait MmioDevice: Send {
+    /// A read: the value (the model keeps the low `size` bytes).
+    fn read(&mut self, offset: u64, size: u8) -> u64;
+    /// A write of the low `size` bytes of `value`.
+    fn write(&mut self, offset: u64, size: u8, value: u64);
+}
+
+/// A plain register file: reads return what was last written (little endian, any size at
+/// any offset inside it; outside reads as zero, writes are dropped). Clones share the
+/// registers, so a test keeps one to inspect what the guest wrote.
+#[derive(Clone, Debug)]
+pub struct RegisterFile {
+    bytes: Arc<Mutex<Vec<u8>>>,
+}
+
+impl RegisterFile {
+    /// `len` bytes of zeroed registers.
+    pub fn new(len: usize) -> Self {
+        Self {
+            bytes: Arc::new(Mutex::new(vec![0; len])),
+        }
+    }
+
+    /// Reads `size` (at most 8) bytes at `offset`, little endian.
+    pub fn get(&self, offset: u64, size: u8) -> u64 {
+        let bytes = self.bytes.lock();
+        let mut value = 0u64;
+        for i in (0..u64::from(size.min(8))).rev() {
+            let byte = usize::try_from(offset.saturating_add(i))
+                .ok()
+                .and_then(|at| bytes.get(at))
+                .copied()
+                .unwrap_or(0);
+            value = value << 8 | u64::from(byte);
+        }
+        value
+    }
+
+    /// Writes the low `size` (at most 8) bytes of `value` at `offset`, little endian.
+    pub fn set(&self, offset: u64, size: u8, value: u64) {
+        let mut bytes = self.bytes.lock();
+        for i in 0..u64::from(size.min(8)) {
+            if let Some(byte) = usize::try_from(offset.saturating_add(i))
+                .ok()
+                .and_then(|at| bytes.get_mut(at))
+            {
+                *byte = (value >> (8 * i)) as u8;
+            }
+        }
+    }
+}
+
+impl MmioDevice for RegisterFile {
+    fn read(&mut self, offset: u64, size: u8) -> u64 {
+        self.get(offset, size)
+    }
+
+    fn write(&mut self, offset: u64, size: u8, value: u64) {
+        self.set(offset, size, value);
+    }
+}
+
+impl PortDevice for RegisterFile {
+    fn read(&mut self, offset: u16, size: u8) -> u32 {
+        self.get(offset.into(), size) as u32
+    }
+
+    fn write(&mut self, offset: u16, size: u8, value: u32) {
+        self.set(offset.into(), size, value.into());
+    }
+}
+
+/// One Instruction.HLT the VMM saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Halt {
+    /// The halting vCPU.
+    pub vcpu: u32,
+    /// R12 as the VMM saw it: the guest said interrupts were blocked.
+    pub interrupts_blocked: bool,
+    /// The TDCALL was made with STI right before it (`safe_halt`).
+    pub sti: bool,
+}
+
+/// COM1's base port.
+pub(crate) const COM1: u16 = 0x3f8;
+/// Line status: transmit holding register empty and transmitter empty.
+const LSR_IDLE: u8 = 0x60;
+
+/// A 16550 UART that captures what is transmitted and is always ready to transmit.
+#[derive(Debug, Default)]
+pub(crate) struct Uart {
+    pub(crate) output: Vec<u8>,
+    /// Registers 1..=7 and the divisor latch, as last written.
+    regs: [u8; 8],
+    divisor: [u8; 2],
+}
+
+impl Uart {
+    const LCR_DLAB: u8 = 0x80;
+
+    fn dlab(&self) -> bool {
+        self.regs
+            .get(3)
+            .is_some_and(|lcr| lcr & Self::LCR_DLAB != 0)
+    }
+
+    fn read(&mut self, offset: u16) -> u8 {
+        match offset {
+            0 | 1 if self.dlab() => self.divisor.get(usize::from(offset)).copied().unwrap_or(0),
+            // Receive buffer: nothing is ever received.
+            0 => 0,
+            5 => LSR_IDLE,
+            // Interrupt identification: no interrupt pending.
+            2 => 0x01,
+            _ => self.regs.get(usize::from(offset)).copied().unwrap_or(0),
+        }
+    }
+
+    fn write(&mut self, offset: u16, value: u8) {
+        match offset {
+            0 | 1 if self.dlab() => {
+                if let Some(d) = self.divisor.get_mut(usize::from(offset)) {
+                    *d = value;
+                }
+            }
+            0 => self.output.push(value),
+            // LSR and IIR/FCR reads are synthesized; writes to LSR are ignored.
+            5 => {}
+            _ => {
+                if let Some(r) = self.regs.get_mut(usize::from(offset)) {
+                    *r = value;
+                }
+            }
+        }
+    }
+}
+
+/// The VMM's state.
+pub(crate) struct Vmm {
+    pub(crate) cpuid: BTreeMap<(u32, u32), CpuidResult>,
+    pub(crate) msrs: BTreeMap<u32, u64>,
+    pub(crate) uart: Uart,
+    pub(crate) ports: Vec<(u16, u16, Box<dyn PortDevice>)>,
+    pub(crate) mmio: Vec<(u64, u64, Box<dyn MmioDevice>)>,
+    pub(crate) halts: Vec<Halt>,
+    pub(crate) fatal: Option<(u32, Vec<u8>)>,
+    pub(crate) notify_vector: Option<u8>,
+    pub(crate) wbinvd: u64,
+}
+
+impl Vmm {
+    pub(crate) fn new() -> Self {
+        Self {
+            cpuid: BTreeMap::new(),
+            msrs: BTreeMap::new(),
+            uart: Uart::default(),
+            ports: Vec::new(),
+            mmio: Vec::new(),
+            halts: Vec::new(),
+            fatal: None,
+            notify_vector: None,
+            wbinvd: 0,
+        }
+    }
+}
+
+fn get(seen: &VmmRegs, reg: usize) -> u64 {
+    seen.get(reg).copied().unwrap_or(0)
+}
+
+impl TdxModule {
+    /// The VMM's handling of one TDG.VP.VMCALL, given the registers it sees.
+    pub(super) fn vmm_handle(&self, vcpu: u32, seen: &VmmRegs, sti: bool) -> VmmReply {
+        // R10 = 0 selects the GHCI-standard sub-functions; anything else is vendor-specific,
+        // which this VMM does not implement.
+        if get(seen, R10) != 0 {
+            return VmmReply::invalid();
+        }
+        let function = get(seen, R11);
+        self.stats.count_vmcall(function);
+        if let Some(status) = self.faults.lock().take_vmcall(function) {
+            return VmmReply::status(status);
+        }
+        match function {
+            function::CPUID => self.vmm_cpuid(seen),
+            function::HLT => {
+                self.vmm.lock().halts.push(Halt {
+                    vcpu,
+                    interrupts_blocked: get(seen, R12) != 0,
+                    sti,
+                });
+                VmmReply::success()
+            }
+            function::IO => self.vmm_io(seen),
+            function::RDMSR => match u32::try_from(get(seen, R12))
+                .ok()
+                .and_then(|index| self.vmm.lock().msrs.get(&index).copied())
+            {
+                Some(value) => VmmReply::success().with(R11, value),
+                None => VmmReply::invalid(),
+            },
+            function::WRMSR => {
+                let mut vmm = self.vmm.lock();
+                match u32::try_from(get(seen, R12))
+                    .ok()
+                    .and_then(|index| vmm.msrs.get_mut(&index))
+                {
+                    Some(slot) => {
+                        *slot = get(seen, R13);
+                        VmmReply::success()
+                    }
+                    None => VmmReply::invalid(),
+                }
+            }
+            function::REQUEST_MMIO => self.vmm_mmio(seen),
+            function::WBINVD => {
+                self.vmm.lock().wbinvd += 1;
+                VmmReply::success()
+            }
+            function::GET_TD_VMCALL_INFO => match get(seen, R12) {
+                // Leaf 0: the GHCI version is supported; R11..R14 are 0.
+                0 => VmmReply::success()
+                    .with(R11, 0)
+                    .with(R12, 0)
+                    .with(R13, 0)
+                    .with(R14, 0),
+                _ => VmmReply::invalid(),
+            },
+            function::MAP_GPA => self.vmm_map_gpa(seen),
+            function::GET_QUOTE => self.vmm_get_quote(seen),
+            function::REPORT_FATAL_ERROR => {
+                self.vmm_fatal(seen);
+                VmmReply::success()
+            }
+            function::SETUP_EVENT_NOTIFY_INTERRUPT => match u8::try_from(get(seen, R12)) {
+                Ok(vector) if vector >= 32 => {
+                    self.vmm.lock().notify_vector = Some(vector);
+                    VmmReply::success()
+                }
+                _ => VmmReply::invalid(),
+            },
+            _ => VmmReply::invalid(),
+        }
+    }
+
+    fn vmm_cpuid(&self, seen: &VmmRegs) -> VmmReply {
+        let (Ok(leaf), Ok(subleaf)) =
+            (u32::try_from(get(seen, R12)), u32::try_from(get(seen, R13)))
+        else {
+            return VmmReply::invalid();
+        };
+        let result = self
+            .vmm
+            .lock()
+            .cpuid
+            .get(&(leaf, subleaf))
+            .copied()
+            .unwrap_or_default();
+        VmmReply::success()
+            .with(R12, result.eax.into())
+            .with(R13, result.ebx.into())
+            .with(R14, result.ecx.into())
+            .with(R15, result.edx.into())
+    }
+
+    fn vmm_io(&self, seen: &VmmRegs) -> VmmReply {
+        let size = get(seen, R12);
+        let direction = get(seen, R13);
+        let (Ok(port), true, true) = (
+            u16::try_from(get(seen, R14)),
+            matches!(size, 1 | 2 | 4),
+            direction <= 1,
+        ) else {
+            return VmmReply::invalid();
+        };
+        let size = size as u8;
+        let mask = u32::MAX >> (32 - 8 * u32::from(size));
+        let mut vmm = self.vmm.lock();
+        let device = vmm.ports.iter_mut().rev().find(|(first, count, _)| {
+            port >= *first && u32::from(port) < u32::from(*first) + u32::from(*count)
+        });
+        if direction == 0 {
+            let value = match device {
+                Some((first, _, device)) => device.read(port - *first, size),
+                None if (COM1..COM1 + 8).contains(&port) => u32::from(vmm.uart.read(port - COM1)),
+                None => u32::MAX,
+            };
+            VmmReply::success().with(R11, u64::from(value & mask))
+        } else {
+            let value = get(seen, R15) as u32 & mask;
+            match device {
+                Some((first, _, device)) => device.write(port - *first, size, value),
+                None if (COM1..COM1 + 8).contains(&port) => {
+                    vmm.uart.write(port - COM1, value as u8)
+                }
+                None => {}
+            }
+            VmmReply::success()
+        }
+    }
+
+    fn vmm_mmio(&self, seen: &VmmRegs) -> VmmReply {
+        let size = get(seen, R12);
+        let direction = get(seen, R13);
+        let gpa = get(seen, R14);
+        let shared_bit = self.shared_bit();
+        if !matches!(size, 1 | 2 | 4 | 8)
+            || direction > 1
+            || gpa & shared_bit == 0
+            || !self.config.gpa_in_range(gpa)
+        {
+            return VmmReply::invalid();
+        }
+        let gpa = gpa & !shared_bit;
+        let last = gpa + size - 1;
+        if gpa >> 12 != last >> 12 || self.page_state(gpa) != PageState::Mmio {
+            return VmmReply::invalid();
+        }
+        let size = size as u8;
+        let mask = u64::MAX >> (64 - 8 * u32::from(size));
+        let mut vmm = self.vmm.lock();
+        let Some((base, _, device)) = vmm
+            .mmio
+            .iter_mut()
+            .rev()
+            .find(|(base, len, _)| gpa >= *base && last - *base < *len)
+        else {
+            return VmmReply::invalid();
+        };
+        let offset = gpa - *base;
+        if direction == 0 {
+            VmmReply::success().with(R11, device.read(offset, size) & mask)
+        } else {
+            device.write(offset, size, get(seen, R15) & mask);
+            VmmReply::success()
+        }
+    }
+
+    fn vmm_fatal(&self, seen: &VmmRegs) {
+        let code = get(seen, R12) as u32;
+        let mut message = Vec::with_capacity(64);
+        for reg in [R14, R15, RBX, RDI, RSI, R8, R9, RDX] {
+            message.extend_from_slice(&get(seen, reg).to_le_bytes());
+        }
+        if let Some(nul) = message.iter().position(|&b| b == 0) {
+            message.truncate(nul);
+        }
+        self.vmm.lock().fatal = Some((code, message));
+    }
+}
