@@ -145,6 +145,9 @@ impl<'a> MpWaker<'a> {
     /// `block_for(apic_id)` supplies each AP's block (`None` skips that AP, e.g. more CPUs than
     /// the kernel supports); `budget_for(apic_id)` supplies each AP's `keep_waiting` closure;
     /// `on_started` is called with each started AP's block. Returns how many APs started.
+    ///
+    /// Duplicates are found by rescanning the entries before each one (no allocation): quadratic
+    /// in the number of processor entries, a few million entry reads for a thousand CPUs.
     pub fn wake_all<B, K, S>(
         &mut self,
         madt: &Madt<'_>,
