@@ -99,7 +99,10 @@ fn ensure_accepted_takes_the_guard_unit_and_then_costs_no_call() {
     assert_eq!(bitmap.unaccepted_bytes(), 28 * M2);
     // The last unit has no guard unit to take; ranges beyond the coverage are accepted memory.
     bitmap.ensure_accepted(&cpu, 31 * M2, 40 * M2).unwrap();
-    assert_eq!(bitmap.ensure_accepted(&cpu, 2, 1), Err(AcceptError::Reversed { start: 2, end: 1 }));
+    assert_eq!(
+        bitmap.ensure_accepted(&cpu, 2, 1),
+        Err(AcceptError::Reversed { start: 2, end: 1 })
+    );
 }
 
 #[test]
@@ -126,7 +129,9 @@ fn a_failed_unit_stays_unaccepted_and_a_retry_finishes_it() {
     let cpu_failing = tdx.vcpu(1);
     bitmap.ensure_accepted(&cpu, 0, M2 / 2).unwrap();
     tdx.inject_tdcall_status(leaf::MEM_PAGE_ACCEPT, TdxStatus::EPT_WALK_FAILED, 1);
-    let err = bitmap.ensure_accepted(&cpu_failing, M2, 3 * M2 - 1).unwrap_err();
+    let err = bitmap
+        .ensure_accepted(&cpu_failing, M2, 3 * M2 - 1)
+        .unwrap_err();
     assert!(matches!(err, AcceptError::Refused { gpa, .. } if gpa == M2));
     assert!(bitmap.needs_accept(M2, M2 + 1));
     assert_eq!(bitmap.unaccepted_bytes(), 31 * M2);
@@ -157,10 +162,14 @@ fn many_threads_on_overlapping_ranges_accept_each_unit_once() {
                     // Each thread walks the whole TD in its own stride and order.
                     let mut x = u64::from(cpu) * 7919 + 1;
                     for _ in 0..150 {
-                        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        x = x
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
                         let start = (x >> 20) % size;
                         let len = (x >> 44) % (8 * M2) + 1;
-                        bitmap.ensure_accepted(&vcpu, start, (start + len).min(size)).unwrap();
+                        bitmap
+                            .ensure_accepted(&vcpu, start, (start + len).min(size))
+                            .unwrap();
                         assert!(!bitmap.needs_accept(start, (start + len).min(size)));
                         let page = start & !(K4 - 1);
                         assert_eq!(tdx.page_state(page), PageState::Private);
@@ -173,8 +182,14 @@ fn many_threads_on_overlapping_ranges_accept_each_unit_once() {
         }
         bitmap.ensure_accepted(&tdx.vcpu(0), 0, size).unwrap();
         let stats = tdx.accept_stats();
-        assert_eq!(stats.already_accepted, 0, "a unit was accepted twice: {stats:?}");
-        assert_eq!(stats.busy, 0, "two CPUs accepted the same page at once: {stats:?}");
+        assert_eq!(
+            stats.already_accepted, 0,
+            "a unit was accepted twice: {stats:?}"
+        );
+        assert_eq!(
+            stats.busy, 0,
+            "two CPUs accepted the same page at once: {stats:?}"
+        );
         assert_eq!(stats.accepted_bytes(), size);
         assert_eq!(bitmap.unaccepted_bytes(), 0);
     }

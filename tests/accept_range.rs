@@ -26,7 +26,12 @@ fn all_private(tdx: &TdxModule, start: u64, end: u64) -> bool {
     tdx.page_runs(start, end)
         .iter()
         .all(|&(_, _, s)| s == PageState::Private)
-        && tdx.page_runs(start, end).iter().map(|r| r.1 - r.0).sum::<u64>() == end - start
+        && tdx
+            .page_runs(start, end)
+            .iter()
+            .map(|r| r.1 - r.0)
+            .sum::<u64>()
+            == end - start
 }
 
 /// The fewest calls for `[start, end)` when the host maps every block at 2 MiB.
@@ -77,7 +82,10 @@ fn a_4k_host_stops_paying_for_2m_attempts() {
     // The streak, then one probe per PROBE_INTERVAL blocks.
     let bound = u64::from(HostMappingGuess::MISMATCH_STREAK)
         + blocks / u64::from(HostMappingGuess::PROBE_INTERVAL);
-    assert!(mismatches <= bound, "{mismatches} failed 2M attempts, bound {bound}");
+    assert!(
+        mismatches <= bound,
+        "{mismatches} failed 2M attempts, bound {bound}"
+    );
     assert_eq!(stats.size_mismatches, mismatches);
     assert_eq!(accepts(&tdx), pages + mismatches);
 }
@@ -126,8 +134,14 @@ fn already_accepted_is_success_and_keeps_contents() {
     assert!(all_private(&tdx, 0, 4 * M2));
     assert_eq!(tdx.accept_stats().already_accepted, 2);
     let (kept, zeroed) = memory.split_at((2 * M2) as usize);
-    assert!(kept.iter().all(|&b| b == 0xA5), "accepted memory was zeroed");
-    assert!(zeroed.iter().all(|&b| b == 0), "newly accepted memory was not zeroed");
+    assert!(
+        kept.iter().all(|&b| b == 0xA5),
+        "accepted memory was zeroed"
+    );
+    assert!(
+        zeroed.iter().all(|&b| b == 0),
+        "newly accepted memory was not zeroed"
+    );
 }
 
 #[test]
@@ -199,7 +213,10 @@ fn bounds_are_checked_before_any_call() {
     );
     assert_eq!(
         accept_range(&cpu, 0, M2 - 1),
-        Err(AcceptError::Unaligned { start: 0, end: M2 - 1 })
+        Err(AcceptError::Unaligned {
+            start: 0,
+            end: M2 - 1
+        })
     );
     assert_eq!(
         accept_range(&cpu, M2, 0),
@@ -217,7 +234,11 @@ fn never_asks_for_1g() {
     accept_range(&tdx.vcpu(0), 0, 2 << 30).unwrap();
     let trace = tdx.trace();
     assert_eq!(trace.len(), 1024);
-    assert!(trace.iter().all(|e| e.input.rcx & 7 == PageLevel::Size2M.level()));
+    assert!(
+        trace
+            .iter()
+            .all(|e| e.input.rcx & 7 == PageLevel::Size2M.level())
+    );
 }
 
 proptest! {

@@ -316,11 +316,7 @@ fn bad_ranges_change_nothing() {
             shared_mask,
             ConvertCause::OutOfRange,
         ),
-        (
-            range(u64::MAX & !0xfff, 2 * K4),
-            shared_mask,
-            ConvertCause::OutOfRange,
-        ),
+        (range(!0xfff, 2 * K4), shared_mask, ConvertCause::OutOfRange),
     ];
     for (r, mask, cause) in cases {
         // SAFETY: refused before any change.
@@ -421,11 +417,11 @@ fn progress_then_a_stuck_vmm_reports_how_far_it_got() {
     tdx.add_memory(0, 16 * M2, PageState::Private);
     let cpu = tdx.vcpu(0);
     let mut mapper = TableMapper::mapping(0, 8 * M2);
-    tdx.set_map_gpa_fault(Some(MapGpaFault::ResumeAt(2 * M2 | shared_mask)));
+    tdx.set_map_gpa_fault(Some(MapGpaFault::ResumeAt((2 * M2) | shared_mask)));
     // SAFETY: as above.
     let first = unsafe { make_shared(&cpu, &mut mapper, shared_mask, range(0, 8 * M2)) };
     assert!(first.is_err());
-    tdx.set_map_gpa_fault(Some(MapGpaFault::ResumeAt(3 * M2 | shared_mask)));
+    tdx.set_map_gpa_fault(Some(MapGpaFault::ResumeAt((3 * M2) | shared_mask)));
     let mut mapper = TableMapper::mapping(4 * M2, 4 * M2);
     // SAFETY: as above.
     let err =
