@@ -184,7 +184,7 @@ impl HostMappingGuess {
 /// data anyone relies on: the TD cannot read or write it before it is accepted. A page that is
 /// already accepted, and so may hold live data, is answered with `TDX_PAGE_ALREADY_ACCEPTED`
 /// and NOT zeroed. Whatever range a caller passes, no memory the program can observe changes,
-/// as long as the TDX module keeps that rule (it does: [Module] tdg_mem_page_accept.c).
+/// as long as the TDX module keeps that rule (it does: `tdg_mem_page_accept.c` in the TDX module source).
 pub fn accept_range(tdx: &impl TdCall, start: u64, end: u64) -> Result<(), AcceptError> {
     accept_range_with(tdx, start, end, &HostMappingGuess::new()).map(|_| ())
 }
