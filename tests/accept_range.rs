@@ -79,9 +79,10 @@ fn a_4k_host_stops_paying_for_2m_attempts() {
     let pages = size / K4;
     let blocks = size / M2;
     let mismatches = tdx.accept_stats().size_mismatch;
-    // The streak, then one probe per PROBE_INTERVAL blocks.
+    // The streak, probes after 1, 2, 4, ... blocks, then one per MAX_PROBE_INTERVAL blocks.
     let bound = u64::from(HostMappingGuess::MISMATCH_STREAK)
-        + blocks / u64::from(HostMappingGuess::PROBE_INTERVAL);
+        + 6
+        + blocks / u64::from(HostMappingGuess::MAX_PROBE_INTERVAL);
     assert!(
         mismatches <= bound,
         "{mismatches} failed 2M attempts, bound {bound}"
@@ -95,17 +96,21 @@ fn a_probe_notices_when_the_host_maps_2m_again() {
     let tdx = model(HostPageSize::Size2M);
     let size = 512u64 << 20;
     tdx.add_memory(0, size, PageState::Unaccepted);
-    // The first 64 MiB at 4K, the rest at 2M.
-    tdx.set_host_page_size(0, 64 << 20, HostPageSize::Size4K);
+    // The first 256 MiB at 4K (long enough to be taken for a 4K-only host), the rest at 2M.
+    tdx.set_host_page_size(0, 256 << 20, HostPageSize::Size4K);
     let guess = HostMappingGuess::new();
     let stats = accept_range_with(&tdx.vcpu(0), 0, size, &guess).unwrap();
     assert!(all_private(&tdx, 0, size));
     assert!(!guess.assumes_4k_only());
-    // After the first probe in the 2M part, every later block is one call.
-    let later_blocks = (size - (64 << 20)) / M2;
+    // At most MAX_PROBE_INTERVAL blocks of the 2M part go at 4K before a probe succeeds.
+    let later_blocks = (size - (256 << 20)) / M2;
     assert!(
-        stats.accepted_2m + u64::from(HostMappingGuess::PROBE_INTERVAL) >= later_blocks,
+        stats.accepted_2m + u64::from(HostMappingGuess::MAX_PROBE_INTERVAL) >= later_blocks,
         "{stats:?}"
+    );
+    assert!(
+        stats.accepted_2m < later_blocks,
+        "the 4K part never looked 4K-only: {stats:?}"
     );
 }
 
@@ -266,6 +271,11 @@ proptest! {
         prop_assert_eq!(stats.calls(), accepts(&tdx));
         if host_4k_blocks.is_empty() && accepted_pages.is_empty() {
             prop_assert_eq!(accepts(&tdx), optimum_2m(start, end));
+        }
+        // Scattered 4K blocks never look like a 4K-only host: every 2M block gets its attempt.
+        if accepted_pages.is_empty() {
+            let blocks_4k = (start..end).step_by(M2 as usize).filter(|&g| tdx.host_maps_4k(g)).count() as u64;
+            prop_assert!(accepts(&tdx) <= optimum_2m(start, end) + blocks_4k * 512 + blocks_4k);
         }
         // Never more than one failed 2M attempt per block on top of the 4K pages.
         prop_assert!(accepts(&tdx) <= (end - start) / K4 + (end - start) / M2);
