@@ -601,3 +601,33 @@ fn placement_rejects_ram_gaps_and_overlaps() {
     );
     assert_eq!(check_mailbox_placement(0x8_9000, overlapping), Ok(()));
 }
+
+#[test]
+fn mailbox_must_be_private() {
+    use tdx_boot::mpwk::check_mailbox_private;
+    assert_eq!(check_mailbox_private(0x7FF7_E000, 48), Ok(()));
+    // The last private page below the shared bit (47 for GPAW 48).
+    assert_eq!(check_mailbox_private((1 << 47) - 0x1000, 48), Ok(()));
+    assert_eq!(
+        check_mailbox_private(1 << 47, 48),
+        Err(PlacementError::NotPrivate(1 << 47))
+    );
+    assert_eq!(
+        check_mailbox_private((1 << 47) | 0x7FF7_E000, 48),
+        Err(PlacementError::NotPrivate((1 << 47) | 0x7FF7_E000))
+    );
+    assert_eq!(check_mailbox_private(1 << 47, 52), Ok(()));
+    assert_eq!(
+        check_mailbox_private(1 << 51, 52),
+        Err(PlacementError::NotPrivate(1 << 51))
+    );
+    assert_eq!(
+        check_mailbox_private(u64::MAX - 0xFFF, 52),
+        Err(PlacementError::Overflow(u64::MAX - 0xFFF))
+    );
+    // A nonsensical width never lets anything through.
+    assert_eq!(
+        check_mailbox_private(0x1000, 0),
+        Err(PlacementError::NotPrivate(0x1000))
+    );
+}

@@ -1,13 +1,15 @@
 //! The #VE handler against the model: each exit reason injected into a vCPU, handled on a
 //! Frame, with the registers, RIP and the VMM-side effect checked, and every error path.
 
+#![cfg(feature = "model")]
+
 use tdx_boot::model::{ModelConfig, RegisterFile, TdxModule};
 use tdx_boot::tdcall::vmcall::{CpuidResult, VmcallError, function};
 use tdx_boot::tdcall::{TdxStatus, VeInfo, VmcallStatus, leaf};
 use tdx_boot::ve::mmio::MmioError;
 use tdx_boot::ve::{
-    Frame, RFLAGS_IF, VE_FATAL_ERROR_CODE, VeError, handle, handle_with_code, report_fatal,
-    safe_halt,
+    Frame, RFLAGS_IF, VE_FATAL_ERROR_CODE, VeContext, VeError, handle, handle_with_code,
+    report_fatal, safe_halt,
 };
 
 const RIP: u64 = 0xffff_8000_0010_0000;
@@ -565,4 +567,44 @@ fn handle_reads_the_instruction_at_rip_including_across_a_page_boundary() {
         assert_eq!(frame.rax, 0x0102_0304_0506_0708, "at {start}");
         assert_eq!(frame.rip, pages.0.as_ptr() as u64 + start as u64 + 7);
     }
+}
+
+#[test]
+fn a_context_saves_the_vp_info_query_and_keeps_the_checks() {
+    let td = TdxModule::new(ModelConfig {
+        gpaw: 52,
+        ..ModelConfig::default()
+    });
+    let (device, base) = with_device(&td);
+    assert_eq!(base, MMIO_BASE | 1 << 51);
+    device.set(0, 4, 0x600d_cafe);
+    let context = VeContext::query(&td.vcpu(0)).unwrap();
+    assert_eq!((context.gpaw(), context.shared_mask()), (52, 1 << 51));
+    let vp_info_before = td.tdcall_count(leaf::VP_INFO);
+    for _ in 0..3 {
+        let mut frame = crate::frame();
+        td.inject_ve(0, ept(base));
+        context
+            .handle_with_code(&td.vcpu(0), &mut frame, &[0x8b, 0x07])
+            .unwrap();
+        assert_eq!(frame.rax, 0x600d_cafe);
+    }
+    assert_eq!(
+        td.tdcall_count(leaf::VP_INFO),
+        vp_info_before,
+        "no VP.INFO per access"
+    );
+    // The free function asks every time.
+    let mut frame = crate::frame();
+    td.inject_ve(0, ept(base));
+    handle_with_code(&td.vcpu(0), &mut frame, &[0x8b, 0x07]).unwrap();
+    assert_eq!(td.tdcall_count(leaf::VP_INFO), vp_info_before + 1);
+    // Bit 47 is not the shared bit with GPAW 52: a GPA with only bit 47 set is private.
+    let mut frame = crate::frame();
+    let private = MMIO_BASE | 1 << 47;
+    td.inject_ve(0, ept(private));
+    assert_eq!(
+        context.handle_with_code(&td.vcpu(0), &mut frame, &[0x8b, 0x07]),
+        Err(VeError::PrivateGpa(private))
+    );
 }

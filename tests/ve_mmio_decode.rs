@@ -478,7 +478,10 @@ fn refusals() {
             &[0xc7, 0x08, 0, 0, 0, 0],
             MmioError::UnsupportedOpcodeExtension(1),
         ),
-        (&[0xc6, 0xf8, 0x00], MmioError::RegisterOperand), // XABORT
+        (
+            &[0xc6, 0xf8, 0x00],
+            MmioError::UnsupportedOpcodeExtension(7),
+        ), // XABORT
         (
             &[0xc5, 0xf9, 0x6f, 0x00],
             MmioError::UnsupportedOpcode(0xc5),

@@ -253,6 +253,7 @@ impl<'a> UnacceptedBitmap<'a> {
 
     /// Whether any unit `ensure_accepted(start, end)` would have to accept (guard unit
     /// included) is still unaccepted. A few atomic loads.
+    #[inline]
     pub fn needs_accept(&self, start: u64, end: u64) -> bool {
         match self.guarded_units(start, end) {
             Some((first, last)) => !self.all_accepted(first, last),
@@ -267,6 +268,7 @@ impl<'a> UnacceptedBitmap<'a> {
     /// for the protocol and for the rules on interrupts. Returns once every unit is accepted,
     /// by this CPU or another; if this CPU fails to accept a unit, the error names the GPA and
     /// the units it did not accept are left unaccepted for a later retry.
+    #[inline]
     pub fn ensure_accepted(
         &self,
         tdx: &impl TdCall,
@@ -279,10 +281,16 @@ impl<'a> UnacceptedBitmap<'a> {
         let Some((first, last)) = self.guarded_units(start, end) else {
             return Ok(());
         };
+        if self.all_accepted(first, last) {
+            return Ok(());
+        }
+        self.accept_and_wait(tdx, first, last)
+    }
+
+    /// The slow path of [`Self::ensure_accepted`], kept out of line so the fast path inlines.
+    #[inline(never)]
+    fn accept_and_wait(&self, tdx: &impl TdCall, first: u64, last: u64) -> Result<(), AcceptError> {
         loop {
-            if self.all_accepted(first, last) {
-                return Ok(());
-            }
             self.claim_and_accept(tdx, first, last)?;
             if self.all_accepted(first, last) {
                 return Ok(());
@@ -319,24 +327,29 @@ impl<'a> UnacceptedBitmap<'a> {
 
     /// The unit index range for `ensure_accepted(start, end)`: the units the bytes touch plus
     /// the guard unit, clamped to the coverage. `None` if empty.
+    #[inline]
     fn guarded_units(&self, start: u64, end: u64) -> Option<(u64, u64)> {
         if start >= end || end <= self.base || start >= self.coverage_end() {
             return None;
         }
         let first = self.unit_of(start.max(self.base));
         let mut last = self.unit_of_ceil(end.min(self.coverage_end()));
-        if end % self.unit_size() == 0 {
+        if end & (self.unit_size() - 1) == 0 {
             last = last.saturating_add(1);
         }
         Some((first, last.min(self.units)))
     }
 
+    #[inline]
     fn unit_of(&self, gpa: u64) -> u64 {
         (gpa - self.base) >> self.unit_shift
     }
 
+    #[inline]
     fn unit_of_ceil(&self, gpa: u64) -> u64 {
-        (gpa - self.base).div_ceil(self.unit_size())
+        // Shifts and masks, not a division: this is on the fast path.
+        let offset = gpa - self.base;
+        (offset >> self.unit_shift) + u64::from(offset & (self.unit_size() - 1) != 0)
     }
 
     fn gpa_of(&self, unit: u64) -> u64 {
@@ -344,6 +357,7 @@ impl<'a> UnacceptedBitmap<'a> {
     }
 
     /// The words of unit range `[first, last)` with the units of each that lie inside.
+    #[inline]
     fn word_spans(&self, first: u64, last: u64) -> impl Iterator<Item = WordSpan> {
         let first_word = first / UNITS_PER_WORD;
         let last_word = last.div_ceil(UNITS_PER_WORD);
@@ -358,13 +372,25 @@ impl<'a> UnacceptedBitmap<'a> {
         })
     }
 
+    #[inline]
     fn all_accepted(&self, first: u64, last: u64) -> bool {
-        self.word_spans(first, last).all(|span| {
-            self.words.get(span.word).is_none_or(|w| {
-                let both = spread(span.units) * 0b11;
-                w.load(Ordering::Acquire) & both == 0
-            })
-        })
+        // Both bits of every unit in the span: one contiguous bit range per word, so no
+        // `spread` on the fast path.
+        let mut unit = first;
+        while unit < last {
+            let word = unit / UNITS_PER_WORD;
+            let word_first = word * UNITS_PER_WORD;
+            let lo = 2 * (unit - word_first);
+            let hi = 2 * (last - word_first).min(UNITS_PER_WORD);
+            let below = |n: u64| if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
+            let mask = below(hi) & !below(lo);
+            match self.words.get(word as usize) {
+                Some(w) if w.load(Ordering::Acquire) & mask != 0 => return false,
+                _ => {}
+            }
+            unit = word_first + UNITS_PER_WORD;
+        }
+        true
     }
 
     /// One pass over `[first, last)`: claims whatever is unaccepted and unheld, word by word,
@@ -489,12 +515,14 @@ impl<'a> UnacceptedBitmap<'a> {
 }
 
 /// One bit per unit for units `[lo, hi)` of a word (`hi <= 32`).
+#[inline]
 fn unit_mask(lo: u64, hi: u64) -> u32 {
     let upto = |n: u64| if n >= 32 { u32::MAX } else { (1u32 << n) - 1 };
     upto(hi) & !upto(lo)
 }
 
 /// Moves bit `i` of `x` to bit `2 i` (the pending bit of unit `i`).
+#[inline]
 fn spread(x: u32) -> u64 {
     let mut x = u64::from(x);
     x = (x | (x << 16)) & 0x0000_FFFF_0000_FFFF;

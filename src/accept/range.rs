@@ -114,30 +114,34 @@ impl AcceptStats {
 }
 
 /// What acceptance has learnt about how the host maps private memory; shared by every CPU that
-/// accepts (all fields are relaxed atomics: a stale view costs at most one extra call).
+/// accepts (all fields are relaxed atomics: a stale view costs at most a few extra calls).
 ///
-/// After [`Self::MISMATCH_STREAK`] 2 MiB attempts in a row failed with `TDX_PAGE_SIZE_MISMATCH`,
-/// blocks go straight to 4 KiB, except one block in [`Self::PROBE_INTERVAL`], which tries 2 MiB
-/// again: a success ends the streak, so a host that maps later memory at 2 MiB is noticed.
-/// On a 4K-only host this bounds the waste to `MISMATCH_STREAK` calls plus one call per
-/// `PROBE_INTERVAL * 512` pages (0.003 %).
+/// The costs are lopsided: a failed 2 MiB attempt costs one call, while skipping the attempt on
+/// a block the host does map at 2 MiB costs 511. So 2 MiB is tried on every block until
+/// [`Self::MISMATCH_STREAK`] attempts in a row have failed (a host mapping at 4 KiB only, not a
+/// patch of split blocks), and even then probed again after skipping 1, 2, 4, ... up to
+/// [`Self::MAX_PROBE_INTERVAL`] blocks; one success ends the streak. On a 4K-only host the waste
+/// is the streak plus one call per `MAX_PROBE_INTERVAL * 512` pages (0.006 %); where the host
+/// switches back to 2 MiB at most `MAX_PROBE_INTERVAL` blocks go at 4 KiB.
 #[derive(Debug, Default)]
 pub struct HostMappingGuess {
     mismatch_streak: AtomicU32,
-    blocks_skipped: AtomicU32,
+    probe_interval: AtomicU32,
+    blocks_until_probe: AtomicU32,
 }
 
 impl HostMappingGuess {
-    /// Consecutive 2 MiB size mismatches after which 2 MiB is tried only to probe.
-    pub const MISMATCH_STREAK: u32 = 4;
-    /// While 4 KiB-only is assumed, one block in this many still tries 2 MiB.
-    pub const PROBE_INTERVAL: u32 = 64;
+    /// Consecutive 2 MiB size mismatches after which 2 MiB is only probed.
+    pub const MISMATCH_STREAK: u32 = 32;
+    /// The longest run of blocks accepted at 4 KiB without a 2 MiB probe.
+    pub const MAX_PROBE_INTERVAL: u32 = 32;
 
     /// A guess that starts by trying 2 MiB.
     pub const fn new() -> Self {
         Self {
             mismatch_streak: AtomicU32::new(0),
-            blocks_skipped: AtomicU32::new(0),
+            probe_interval: AtomicU32::new(0),
+            blocks_until_probe: AtomicU32::new(0),
         }
     }
 
@@ -150,18 +154,30 @@ impl HostMappingGuess {
         if !self.assumes_4k_only() {
             return true;
         }
-        let skipped = self.blocks_skipped.fetch_add(1, Ordering::Relaxed);
-        skipped % Self::PROBE_INTERVAL == Self::PROBE_INTERVAL - 1
+        // Skip while the budget lasts; the block that finds it empty is the probe.
+        self.blocks_until_probe
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_err()
     }
 
     fn record_2m(&self, mismatched: bool) {
-        if mismatched {
-            // Saturating: a streak far beyond the threshold means the same as at the threshold.
-            let _ = self
-                .mismatch_streak
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_add(1));
-        } else {
+        if !mismatched {
             self.mismatch_streak.store(0, Ordering::Relaxed);
+            self.probe_interval.store(0, Ordering::Relaxed);
+            return;
+        }
+        let streak = self
+            .mismatch_streak
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_add(1))
+            .map_or(u32::MAX, |n| n.saturating_add(1));
+        if streak >= Self::MISMATCH_STREAK {
+            let interval = self
+                .probe_interval
+                .load(Ordering::Relaxed)
+                .saturating_mul(2)
+                .clamp(1, Self::MAX_PROBE_INTERVAL);
+            self.probe_interval.store(interval, Ordering::Relaxed);
+            self.blocks_until_probe.store(interval, Ordering::Relaxed);
         }
     }
 }
@@ -184,7 +200,7 @@ impl HostMappingGuess {
 /// data anyone relies on: the TD cannot read or write it before it is accepted. A page that is
 /// already accepted, and so may hold live data, is answered with `TDX_PAGE_ALREADY_ACCEPTED`
 /// and NOT zeroed. Whatever range a caller passes, no memory the program can observe changes,
-/// as long as the TDX module keeps that rule (it does: [Module] tdg_mem_page_accept.c).
+/// as long as the TDX module keeps that rule (it does: `tdg_mem_page_accept.c` in the TDX module source).
 pub fn accept_range(tdx: &impl TdCall, start: u64, end: u64) -> Result<(), AcceptError> {
     accept_range_with(tdx, start, end, &HostMappingGuess::new()).map(|_| ())
 }

@@ -52,3 +52,8 @@ pub use uefi::{
     MemoryDescriptor, UEFI_PAGE_SIZE, UefiMapError, UefiMemoryMap, UefiMemoryType,
     read_uefi_memory_map, uefi_kind,
 };
+pub use unaccepted_table::{
+    UNACCEPTED_TABLE_GUID, UNACCEPTED_TABLE_HEADER_LEN, UNACCEPTED_TABLE_VERSION,
+    UNACCEPTED_UNIT_SIZE, UnacceptedBitmap, UnacceptedTableError, encode_unaccepted_table,
+    read_unaccepted_table, unaccepted_table_len,
+};

@@ -24,7 +24,8 @@ const STARTED: u32 = 1;
 #[derive(Debug)]
 pub struct ApBoot {
     /// Physical address of the kernel's top-level page table (written to CR3 as is; it must
-    /// identity-map the trampoline page, see [`super::trampoline`]).
+    /// identity-map the trampoline page, see [`super::trampoline`]). No PCID and no bit 63
+    /// ("no flush"): the AP arrives with CR4.PCIDE as the firmware left it (clear in TDVF).
     pub cr3: u64,
     /// The kernel's GDT (base is a kernel virtual address).
     pub gdtr: DescriptorTablePointer,

@@ -7,8 +7,15 @@
 //!
 //! The page is untrusted (the VMM can write it): values read back are only compared, never used
 //! as addresses.
+//!
+//! The first eight bytes (command, reserved, APIC ID) are one `AtomicU64`. TDVF's AP loop compares
+//! the command as a *dword* (so the reserved half must be zero, or WAKEUP is ignored) and
+//! acknowledges by zeroing the whole *qword* (command and APIC ID) [edk2
+//! OvmfPkg/TdxDxe/X64/ApRunLoop.nasm]. Posting is one aligned 8-byte release store of
+//! `APIC ID << 32 | command`: the APIC ID can never be seen after the command, the reserved half is
+//! always written as zero, and the OS never tears its own write.
 
-use core::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 /// Size (and alignment) of the mailbox page.
 pub const MAILBOX_SIZE: usize = 4096;
@@ -38,9 +45,8 @@ pub const APIC_ID_BROADCAST: u32 = 0xFFFF_FFFE;
 /// play the firmware; real firmware's page is reached through [`Mailbox::from_address`].
 #[repr(C, align(4096))]
 pub struct MailboxPage {
-    command: AtomicU16,
-    reserved: AtomicU16,
-    apic_id: AtomicU32,
+    /// Bits 15:0 command, 31:16 reserved (zero), 63:32 APIC ID.
+    head: AtomicU64,
     wakeup_vector: AtomicU64,
     os_area: [AtomicU64; MAILBOX_OS_AREA_LEN / 8],
     firmware_area: [AtomicU64; MAILBOX_FIRMWARE_AREA_LEN / 8],
@@ -48,22 +54,17 @@ pub struct MailboxPage {
 
 static_assertions::const_assert_eq!(core::mem::size_of::<MailboxPage>(), MAILBOX_SIZE);
 static_assertions::const_assert_eq!(core::mem::align_of::<MailboxPage>(), MAILBOX_SIZE);
-static_assertions::const_assert_eq!(core::mem::offset_of!(MailboxPage, apic_id), 4);
 static_assertions::const_assert_eq!(core::mem::offset_of!(MailboxPage, wakeup_vector), 8);
 static_assertions::const_assert_eq!(core::mem::offset_of!(MailboxPage, firmware_area), 2048);
 
 impl MailboxPage {
     /// A zeroed page (command NOOP).
     pub const fn new() -> Self {
-        // Atomics are not Copy; build the arrays element by element at compile time.
-        const ZERO: AtomicU64 = AtomicU64::new(0);
         MailboxPage {
-            command: AtomicU16::new(0),
-            reserved: AtomicU16::new(0),
-            apic_id: AtomicU32::new(0),
+            head: AtomicU64::new(0),
             wakeup_vector: AtomicU64::new(0),
-            os_area: [ZERO; MAILBOX_OS_AREA_LEN / 8],
-            firmware_area: [ZERO; MAILBOX_FIRMWARE_AREA_LEN / 8],
+            os_area: [const { AtomicU64::new(0) }; MAILBOX_OS_AREA_LEN / 8],
+            firmware_area: [const { AtomicU64::new(0) }; MAILBOX_FIRMWARE_AREA_LEN / 8],
         }
     }
 }
@@ -123,7 +124,7 @@ impl<'a> Mailbox<'a> {
 
     /// The command field as read (any value a VMM may have written).
     pub fn command_raw(&self) -> u16 {
-        self.page.command.load(Ordering::Acquire)
+        (self.page.head.load(Ordering::Acquire) & 0xFFFF) as u16
     }
 
     /// True when the command is NOOP: the last command was acknowledged.
@@ -131,9 +132,9 @@ impl<'a> Mailbox<'a> {
         self.command_raw() == Command::Noop as u16
     }
 
-    /// The APIC ID field.
+    /// The APIC ID field (TDVF zeroes it with its acknowledgement).
     pub fn apic_id(&self) -> u32 {
-        self.page.apic_id.load(Ordering::Acquire)
+        (self.page.head.load(Ordering::Acquire) >> 32) as u32
     }
 
     /// The wakeup vector field.
@@ -141,41 +142,36 @@ impl<'a> Mailbox<'a> {
         self.page.wakeup_vector.load(Ordering::Acquire)
     }
 
-    /// OS side: publishes APIC ID and vector, then the command with release ordering, so an AP
+    /// OS side: publishes the vector, then APIC ID and command in one release store, so an AP
     /// that sees the command also sees both fields. Does not wait; see [`super::MpWaker`].
     pub fn post(&self, command: Command, apic_id: u32, wakeup_vector: u64) {
-        self.page.apic_id.store(apic_id, Ordering::Relaxed);
         self.page
             .wakeup_vector
             .store(wakeup_vector, Ordering::Relaxed);
-        self.page.command.store(command as u16, Ordering::Release);
+        let head = (u64::from(apic_id) << 32) | command as u64;
+        self.page.head.store(head, Ordering::Release);
     }
 
-    /// Firmware side, as TDVF's AP loop does it: if the command is WAKEUP for `my_apic_id`, read
-    /// the vector, acknowledge (command = NOOP) and return the vector to jump to.
+    /// Firmware side, as TDVF's AP loop does it: if the command dword is WAKEUP and the APIC ID is
+    /// `my_apic_id`, read the vector, acknowledge by zeroing command and APIC ID, and return the
+    /// vector to jump to.
     ///
     /// For test harnesses and test kernels that park APs the way TDVF does.
     pub fn firmware_poll(&self, my_apic_id: u32) -> Option<u64> {
-        if self.page.command.load(Ordering::Acquire) != Command::Wakeup as u16 {
-            return None;
-        }
-        if self.page.apic_id.load(Ordering::Relaxed) != my_apic_id {
+        let head = self.page.head.load(Ordering::Acquire);
+        if head & 0xFFFF_FFFF != Command::Wakeup as u64 || (head >> 32) as u32 != my_apic_id {
             return None;
         }
         let vector = self.page.wakeup_vector.load(Ordering::Relaxed);
         // The vector is read before the acknowledgement: after NOOP the OS may rewrite it.
-        self.page
-            .command
-            .store(Command::Noop as u16, Ordering::Release);
+        self.page.head.store(0, Ordering::Release);
         Some(vector)
     }
 
     /// Firmware side without the wake-up: acknowledge whatever command is pending (models a
     /// firmware or VMM that answers without starting the AP).
     pub fn firmware_acknowledge(&self) {
-        self.page
-            .command
-            .store(Command::Noop as u16, Ordering::Release);
+        self.page.head.store(0, Ordering::Release);
     }
 
     /// Reads one `u64` of the OS area (`index` < 254), e.g. for diagnostics.

@@ -21,12 +21,13 @@
 //! use tdx_boot::mpwk::{self, ApBoot, Madt, Mailbox, MpWaker};
 //!
 //! # fn kernel(madt_bytes: &'static [u8], page: &'static mut [u8; 4096], page_phys: u64,
-//! #           my_apic_id: u32, map_mailbox: impl Fn(u64) -> u64,
+//! #           my_apic_id: u32, gpaw: u8, map_mailbox: impl Fn(u64) -> u64,
 //! #           memory_map: &[(u64, u64, bool)],
 //! #           block_for: impl FnMut(u32) -> Option<&'static mut ApBoot>) -> Option<usize> {
 //! let madt = Madt::parse(madt_bytes).ok()?;
 //! let wakeup = madt.mailbox()?;                       // None unless usable
 //! mpwk::check_mailbox_placement(wakeup.mailbox_address, memory_map.iter().copied()).ok()?;
+//! mpwk::check_mailbox_private(wakeup.mailbox_address, gpaw).ok()?;
 //! // SAFETY: the kernel mapped the mailbox page (private, write-back) at this address for good.
 //! let mailbox = unsafe { Mailbox::from_address(map_mailbox(wakeup.mailbox_address)) };
 //! let trampoline = mpwk::install_trampoline(page, page_phys).ok()?;
@@ -47,7 +48,9 @@ pub mod wake;
 pub use ap_boot::{ApBoot, ApEntry, ApState};
 pub use madt::{Madt, MadtError, MpWakeup, Processor, WakeupUnusable};
 pub use mailbox::{Command, Mailbox, MailboxPage};
-pub use placement::{PlacementError, check_mailbox_placement};
+pub use placement::{PlacementError, check_mailbox_placement, check_mailbox_private};
 pub use rsdp::{RsdpError, find_madt, find_table};
 pub use trampoline::{BootSlot, Trampoline, TrampolineError, install_trampoline};
 pub use wake::{MpWaker, WakeAllError, WakeError};
+/// The GDTR/IDTR image stored in [`ApBoot`] (re-exported from `x86_64`).
+pub use x86_64::structures::DescriptorTablePointer;

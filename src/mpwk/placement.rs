@@ -18,6 +18,9 @@ pub enum PlacementError {
     Overflow(u64),
     /// Part of the page (starting at this address) is in no reserved/ACPI NVS region.
     NotCovered(u64),
+    /// The address has the TD's shared bit (GPAW - 1) or a bit above the GPA width set: the mailbox
+    /// must be private memory, which the VMM can neither read nor write.
+    NotPrivate(u64),
     /// A region of another kind (RAM, MMIO, ...) overlaps the page.
     OverlapsOtherRegion {
         /// Start of the overlapping region.
@@ -56,6 +59,20 @@ where
             Some(end) if end > cursor => cursor = end,
             _ => return Err(PlacementError::NotCovered(cursor)),
         }
+    }
+    Ok(())
+}
+
+/// Checks that the mailbox page is a private GPA of a TD with guest physical address width
+/// `gpaw` (from TDG.VP.INFO): below the shared bit `1 << (gpaw - 1)`. A MADT naming a shared
+/// mailbox would let the VMM see and rewrite every wake-up (APIC ID and vector).
+pub fn check_mailbox_private(mailbox_address: u64, gpaw: u8) -> Result<(), PlacementError> {
+    let shared_bit = u32::from(gpaw).saturating_sub(1).min(63);
+    let page_end = mailbox_address
+        .checked_add(MAILBOX_SIZE as u64)
+        .ok_or(PlacementError::Overflow(mailbox_address))?;
+    if page_end > 1u64 << shared_bit {
+        return Err(PlacementError::NotPrivate(mailbox_address));
     }
     Ok(())
 }

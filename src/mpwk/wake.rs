@@ -1,7 +1,7 @@
 //! The BSP side of the wake protocol: one AP at a time, bounded waits, no reuse after a timeout.
 //!
 //! For each AP: check that no earlier AP still owns the trampoline slot; publish the AP's CR3 and
-//! block in the slot; write APIC ID and wakeup vector, then WAKEUP with release ordering; wait
+//! block in the slot; write the wakeup vector, then APIC ID and WAKEUP in one release store; wait
 //! until the firmware acknowledges (command back to NOOP); wait until the AP sets its started flag.
 //!
 //! Every wait is bounded by the caller's `keep_waiting` closure, called once per poll: return
@@ -145,6 +145,9 @@ impl<'a> MpWaker<'a> {
     /// `block_for(apic_id)` supplies each AP's block (`None` skips that AP, e.g. more CPUs than
     /// the kernel supports); `budget_for(apic_id)` supplies each AP's `keep_waiting` closure;
     /// `on_started` is called with each started AP's block. Returns how many APs started.
+    ///
+    /// Duplicates are found by rescanning the entries before each one (no allocation): quadratic
+    /// in the number of processor entries, a few million entry reads for a thousand CPUs.
     pub fn wake_all<B, K, S>(
         &mut self,
         madt: &Madt<'_>,

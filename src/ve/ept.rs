@@ -2,9 +2,9 @@
 
 use super::handler::{Code, advance};
 use super::mmio::{self, MAX_INSN_LEN, Mmio, MmioError};
-use super::{Frame, VeError};
+use super::{Frame, VeContext, VeError};
 use crate::tdcall::vmcall;
-use crate::tdcall::{TdCall, VeInfo, vp_info};
+use crate::tdcall::{TdCall, VeInfo};
 
 const PAGE_SIZE: u64 = 4096;
 
@@ -16,12 +16,16 @@ pub(super) fn emulate(
     info: &VeInfo,
     frame: &mut Frame,
     code: Code<'_>,
+    context: Option<&VeContext>,
 ) -> Result<(), VeError> {
     if frame.is_user_mode() {
         return Err(VeError::UserMode);
     }
     let gpa = info.guest_physical_address;
-    let td = vp_info(tdx).map_err(VeError::TdInfo)?;
+    let td = match context {
+        Some(known) => *known,
+        None => VeContext::query(tdx).map_err(VeError::TdInfo)?,
+    };
     if !td.gpa_in_range(gpa) {
         return Err(VeError::GpaOutOfRange(gpa));
     }

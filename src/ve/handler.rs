@@ -1,6 +1,6 @@
 //! The #VE dispatcher: VEINFO.GET, then one emulation per exit reason.
 
-use super::{Frame, VeError, cpuid, ept, hlt, io_port, msr};
+use super::{Frame, VeContext, VeError, cpuid, ept, hlt, io_port, msr};
 use crate::tdcall::{TdCall, VeInfo, ve_info_get};
 
 /// Where the EPT-violation path gets the instruction bytes from.
@@ -24,17 +24,26 @@ pub(super) enum Code<'a> {
 /// points at readable code in the current address space, in the page and, if the instruction
 /// crosses it, the following page.
 pub unsafe fn handle(tdx: &impl TdCall, frame: &mut Frame) -> Result<(), VeError> {
-    dispatch(tdx, frame, Code::AtRip)
+    dispatch(tdx, frame, Code::AtRip, None)
 }
 
 /// Like [`handle`], but takes the bytes at RIP from `code` instead of reading memory: safe, and
 /// what a kernel that fetched the instruction itself (or a test) uses. `code` needs to hold only
 /// the faulting instruction; it is used only for EPT violations.
+///
+/// EPT violations query TDG.VP.INFO for the shared bit; [`VeContext`] avoids that.
 pub fn handle_with_code(tdx: &impl TdCall, frame: &mut Frame, code: &[u8]) -> Result<(), VeError> {
-    dispatch(tdx, frame, Code::Given(code))
+    dispatch(tdx, frame, Code::Given(code), None)
 }
 
-fn dispatch(tdx: &impl TdCall, frame: &mut Frame, code: Code<'_>) -> Result<(), VeError> {
+/// Handles one #VE; `context` is queried with TDG.VP.INFO when an EPT violation needs it and
+/// none is given.
+pub(super) fn dispatch(
+    tdx: &impl TdCall,
+    frame: &mut Frame,
+    code: Code<'_>,
+    context: Option<&VeContext>,
+) -> Result<(), VeError> {
     // First, before anything that could raise another #VE: a #VE while this one's information
     // is still unread escalates to a double fault.
     let info = ve_info_get(tdx).map_err(VeError::VeInfo)?;
@@ -44,7 +53,7 @@ fn dispatch(tdx: &impl TdCall, frame: &mut Frame, code: Code<'_>) -> Result<(), 
         VeInfo::EXIT_REASON_IO => io_port::emulate(tdx, &info, frame),
         VeInfo::EXIT_REASON_RDMSR => msr::emulate_rdmsr(tdx, &info, frame),
         VeInfo::EXIT_REASON_WRMSR => msr::emulate_wrmsr(tdx, &info, frame),
-        VeInfo::EXIT_REASON_EPT_VIOLATION => ept::emulate(tdx, &info, frame, code),
+        VeInfo::EXIT_REASON_EPT_VIOLATION => ept::emulate(tdx, &info, frame, code, context),
         other => Err(VeError::UnsupportedExitReason(other)),
     }
 }

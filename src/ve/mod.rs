@@ -21,6 +21,7 @@
 //! install(tdx_boot::ve::ve_entry as usize as u64);
 //! ```
 
+mod context;
 mod cpuid;
 mod entry;
 mod ept;
@@ -34,6 +35,7 @@ pub mod mmio_access;
 mod msr;
 mod stub;
 
+pub use context::VeContext;
 pub use entry::{
     VE_FATAL_ERROR_CODE, default_handler, install_handler, report_and_stop, report_fatal, ve_entry,
 };
