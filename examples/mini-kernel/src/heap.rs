@@ -38,16 +38,26 @@ impl Heap {
 #[cfg_attr(mini_kernel_image, global_allocator)]
 pub static HEAP: Heap = Heap::empty();
 
-/// Hands `[start, start + size)` to the heap.
+/// Hands `[start, start + size)` to the kernel heap.
 ///
 /// # Safety
 ///
 /// The range is memory the kernel owns, used for nothing else, for the rest of the run.
 pub unsafe fn init(start: u64, size: u64) {
-    let mut bump = HEAP.0.lock();
-    bump.next = start as usize;
-    bump.last = start as usize;
-    bump.end = (start + size) as usize;
+    // SAFETY: forwarded.
+    unsafe { HEAP.give(start as usize, size as usize) };
+}
+
+impl Heap {
+    /// # Safety
+    ///
+    /// As for [`init`].
+    unsafe fn give(&self, start: usize, size: usize) {
+        let mut bump = self.0.lock();
+        bump.next = start;
+        bump.last = start;
+        bump.end = start.saturating_add(size);
+    }
 }
 
 // SAFETY: every allocation is a distinct, suitably aligned range inside the heap, handed out
@@ -73,5 +83,36 @@ unsafe impl GlobalAlloc for Heap {
         if ptr as usize == bump.last && bump.last + layout.size() == bump.next {
             bump.next = bump.last;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allocations_are_aligned_disjoint_bounded_and_the_last_one_comes_back() {
+        let memory = vec![0u64; 64]; // 512 bytes, 8-aligned
+        let heap = Heap::empty();
+        // SAFETY: the vector outlives the heap and is used for nothing else.
+        unsafe { heap.give(memory.as_ptr() as usize, 512) };
+        let layout = |size, align| Layout::from_size_align(size, align).unwrap();
+        // SAFETY: allocating from a heap over valid memory.
+        let (a, b) = unsafe { (heap.alloc(layout(24, 8)), heap.alloc(layout(64, 64))) };
+        assert!(!a.is_null() && !b.is_null());
+        assert_eq!(b as usize % 64, 0);
+        assert!(b as usize >= a as usize + 24, "allocations overlap");
+        let free = heap.free();
+        // SAFETY: `b` was the most recent allocation, with this layout.
+        unsafe { heap.dealloc(b, layout(64, 64)) };
+        assert_eq!(heap.free(), free + 64, "the latest allocation is returned");
+        // SAFETY: `a` is not the latest allocation: nothing is returned.
+        unsafe { heap.dealloc(a, layout(24, 8)) };
+        assert_eq!(heap.free(), free + 64);
+        // SAFETY: as above.
+        assert!(
+            unsafe { heap.alloc(layout(1024, 8)) }.is_null(),
+            "beyond the end fails"
+        );
     }
 }

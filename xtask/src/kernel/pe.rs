@@ -170,10 +170,10 @@ fn relative_relocations(
 ) -> Result<Vec<(u64, u64)>, String> {
     let endian = LittleEndian;
     let sections = header
-        .sections(endian, data)
+        .section_headers(endian, data)
         .map_err(|e| format!("ELF: {e}"))?;
     let mut out = Vec::new();
-    for section in sections.iter() {
+    for section in sections {
         if !section.sh_flags(endian).contains(elf::SHF_ALLOC) {
             continue;
         }
@@ -260,4 +260,97 @@ pub fn summarize(image: &[u8]) -> Result<PeSummary, String> {
         relocations,
         entry,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: u64 = 0x1000;
+    const DATA: u64 = 0x2000;
+    const RELA_OFFSET: u64 = 0x2010;
+    const SECTION_HEADERS: u64 = 0x2028;
+
+    fn put(out: &mut [u8], at: u64, bytes: &[u8]) {
+        out[at as usize..at as usize + bytes.len()].copy_from_slice(bytes);
+    }
+
+    /// A minimal static PIE: R+X text at 0x1000, R+W data (+bss) at `data_vaddr`, and one
+    /// dynamic relocation of `kind` at data + 8 with addend 0x1004.
+    fn tiny_elf(kind: u32, data_vaddr: u64) -> Vec<u8> {
+        let mut elf = vec![0u8; (SECTION_HEADERS + 2 * 64) as usize];
+        put(&mut elf, 0, &[0x7f, b'E', b'L', b'F', 2, 1, 1]);
+        put(&mut elf, 16, &3u16.to_le_bytes()); // ET_DYN
+        put(&mut elf, 18, &62u16.to_le_bytes()); // EM_X86_64
+        put(&mut elf, 20, &1u32.to_le_bytes());
+        put(&mut elf, 24, &TEXT.to_le_bytes()); // entry
+        put(&mut elf, 32, &64u64.to_le_bytes()); // phoff
+        put(&mut elf, 40, &SECTION_HEADERS.to_le_bytes());
+        put(&mut elf, 52, &64u16.to_le_bytes());
+        put(&mut elf, 54, &56u16.to_le_bytes());
+        put(&mut elf, 56, &2u16.to_le_bytes());
+        put(&mut elf, 58, &64u16.to_le_bytes());
+        put(&mut elf, 60, &2u16.to_le_bytes());
+        // (type, flags, offset, vaddr, filesz, memsz)
+        let segments = [
+            (1u32, 5u32, TEXT, TEXT, 0x10u64, 0x10u64),
+            (1, 6, DATA, data_vaddr, 0x10, 0x100),
+        ];
+        for (i, (kind, flags, offset, vaddr, filesz, memsz)) in segments.into_iter().enumerate() {
+            let at = 64 + 56 * i as u64;
+            put(&mut elf, at, &kind.to_le_bytes());
+            put(&mut elf, at + 4, &flags.to_le_bytes());
+            put(&mut elf, at + 8, &offset.to_le_bytes());
+            put(&mut elf, at + 16, &vaddr.to_le_bytes());
+            put(&mut elf, at + 24, &vaddr.to_le_bytes());
+            put(&mut elf, at + 32, &filesz.to_le_bytes());
+            put(&mut elf, at + 40, &memsz.to_le_bytes());
+            put(&mut elf, at + 48, &0x1000u64.to_le_bytes());
+        }
+        put(&mut elf, TEXT, &[0xcc; 16]);
+        put(&mut elf, RELA_OFFSET, &(data_vaddr + 8).to_le_bytes());
+        put(&mut elf, RELA_OFFSET + 8, &u64::from(kind).to_le_bytes());
+        put(&mut elf, RELA_OFFSET + 16, &0x1004u64.to_le_bytes());
+        let rela = SECTION_HEADERS + 64;
+        put(&mut elf, rela + 4, &4u32.to_le_bytes()); // SHT_RELA
+        put(&mut elf, rela + 8, &2u64.to_le_bytes()); // SHF_ALLOC
+        put(&mut elf, rela + 24, &RELA_OFFSET.to_le_bytes());
+        put(&mut elf, rela + 32, &24u64.to_le_bytes());
+        put(&mut elf, rela + 48, &8u64.to_le_bytes());
+        put(&mut elf, rela + 56, &24u64.to_le_bytes());
+        elf
+    }
+
+    #[test]
+    fn segments_become_sections_with_their_permissions_and_relocations() {
+        let (image, summary) = elf_to_pe(&tiny_elf(8, DATA)).expect("converts");
+        assert_eq!(summary.entry, 0x1000);
+        assert_eq!(summary.relocations, 1);
+        let text = (pe::IMAGE_SCN_CNT_CODE | pe::IMAGE_SCN_MEM_EXECUTE | pe::IMAGE_SCN_MEM_READ).0;
+        let data =
+            (pe::IMAGE_SCN_CNT_INITIALIZED_DATA | pe::IMAGE_SCN_MEM_READ | pe::IMAGE_SCN_MEM_WRITE)
+                .0;
+        assert_eq!(summary.sections[0], (".text".into(), 0x1000, 0x10, text));
+        assert_eq!(summary.sections[1], (".data".into(), 0x2000, 0x100, data));
+        assert_eq!(summary.sections[2].0, ".reloc");
+        // The relocated word holds the addend (the link-time address, image base 0).
+        let file = object::read::pe::PeFile64::parse(&*image).expect("parses");
+        let data_section = file.section_table().iter().nth(1).expect("data section");
+        let raw = data_section.pointer_to_raw_data.get(LittleEndian) as usize;
+        assert_eq!(image[raw + 8..raw + 16], 0x1004u64.to_le_bytes());
+    }
+
+    #[test]
+    fn a_symbolic_relocation_is_refused() {
+        let error =
+            elf_to_pe(&tiny_elf(1, DATA)).expect_err("R_X86_64_64 cannot be a base relocation");
+        assert!(error.contains("unsupported relocation type 1"), "{error}");
+    }
+
+    #[test]
+    fn an_unaligned_segment_is_refused() {
+        let error =
+            elf_to_pe(&tiny_elf(8, DATA + 0x10)).expect_err("segments must be page aligned");
+        assert!(error.contains("not page aligned"), "{error}");
+    }
 }
