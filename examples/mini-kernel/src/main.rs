@@ -156,7 +156,7 @@ fn kernel_main(handoff: firmware::Handoff, boot_tsc: u64) -> ! {
             }
             let module = td_model::install(&map, apic_ids.len() as u32);
             kprintln!(
-                "mini-kernel: no TDX ({why:?}): TD detected (model): tdx-boot's software TDX module answers TDCALL's #UD"
+                "mini-kernel: no TDX ({why}): TD detected (model): tdx-boot's software TDX module answers TDCALL's #UD"
             );
             Platform::Model(module)
         }
