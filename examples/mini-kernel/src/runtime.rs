@@ -135,7 +135,8 @@ pub extern "C" fn rust_eh_personality() {}
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    crate::kprintln!("mini-kernel: PANIC: {info}");
+    // Not `kprintln!`: the panicking code may hold the console lock.
+    crate::serial::emergency_print(format_args!("mini-kernel: PANIC: {info}\n"));
     crate::qemu_exit::exit(crate::qemu_exit::ExitCode::Failure)
 }
 
