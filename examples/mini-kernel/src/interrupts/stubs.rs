@@ -12,8 +12,13 @@ use tdx_boot::ve::Frame;
 /// The entry stub of a vector without an error code.
 macro_rules! frame_stub {
     ($name:ident, $vector:expr) => {
+        /// An interrupt entry point.
+        ///
+        /// # Safety
+        ///
+        /// Install its address in an IDT gate; never call it.
         #[unsafe(naked)]
-        pub extern "C" fn $name() {
+        pub unsafe extern "C" fn $name() {
             naked_asm!(
                 "push r15", "push r14", "push r13", "push r12",
                 "push r11", "push r10", "push r9", "push r8",
@@ -44,8 +49,13 @@ macro_rules! frame_stub {
 /// The entry stub of an exception that pushes an error code: report, never return.
 macro_rules! error_stub {
     ($name:ident, $vector:expr) => {
+        /// An interrupt entry point.
+        ///
+        /// # Safety
+        ///
+        /// Install its address in an IDT gate; never call it.
         #[unsafe(naked)]
-        pub extern "C" fn $name() {
+        pub unsafe extern "C" fn $name() {
             naked_asm!(
                 "mov rsi, [rsp]",
                 "lea rdi, [rsp + 8]",
@@ -103,7 +113,7 @@ tdx_boot::entry_stub!(
 /// The entry stub of `vector`: tdx-boot's `ve_entry` for #VE, the `entry_stub!` one for #UD,
 /// the kernel's own for every other vector.
 pub fn entry_for(vector: usize) -> usize {
-    let own: [extern "C" fn(); 30] = [
+    let own: [unsafe extern "C" fn(); 30] = [
         v0, v1, v2, v3, v4, v5, v7, v8, v9, v10, v11, v12, v13, v14, v15, v16, v17, v18, v19, v21,
         v22, v23, v24, v25, v26, v27, v28, v29, v30, v31,
     ];
