@@ -1,17 +1,16 @@
-//! The UEFI phase: everything the kernel takes from boot services before it exits them.
+//! The UEFI phase: what the kernel takes from boot services, then ExitBootServices.
+//!
+//! Two steps, so the kernel can read the memory map and the ACPI tables while boot services
+//! still run (as the boot order says) without invalidating the map key: [`prepare`] allocates
+//! everything, gives the heap to the kernel and reads the memory map; the kernel then parses
+//! what it needs (no boot-service calls, no firmware allocation); [`BootServices::exit`] exits
+//! with that map's key, re-reading the map if the firmware changed it in between.
 
-use crate::{kprintln, tsc, uefi};
+use crate::{heap, kprintln, tsc, uefi};
 
-/// What the firmware handed over, kept after ExitBootServices.
-pub struct Handoff {
-    /// The UEFI memory map exactly as GetMemoryMap wrote it.
-    pub memory_map: &'static [u8],
-    pub descriptor_size: usize,
-    pub descriptor_version: u32,
-    /// The ACPI 2.0 RSDP, if the firmware published one.
-    pub rsdp: Option<u64>,
-    /// Loader-data pages for the kernel heap: (start, bytes).
-    pub heap: (u64, u64),
+/// Pages the kernel keeps after ExitBootServices.
+#[derive(Clone, Copy)]
+pub struct Pages {
     /// A page below 1 MiB, for the fake firmware's real-mode AP start-up code.
     pub low_page: u64,
     /// A page of ACPI NVS memory, for the fake firmware's wakeup mailbox (where TDVF puts it).
@@ -20,90 +19,138 @@ pub struct Handoff {
     pub trampoline_page: u64,
 }
 
-/// Heap size: per-CPU stacks, the model's tables, buffers.
+/// A UEFI memory map exactly as GetMemoryMap wrote it.
+#[derive(Clone, Copy)]
+pub struct UefiMap<'a> {
+    pub bytes: &'a [u8],
+    pub descriptor_size: usize,
+    pub descriptor_version: u32,
+}
+
+/// Boot services still running, with everything allocated and the memory map read.
+pub struct BootServices {
+    services: uefi::BootServicesRef,
+    map_buffer: &'static mut [u8],
+    map: uefi::MapInfo,
+    /// The ACPI 2.0 RSDP, if the firmware published one.
+    pub rsdp: Option<u64>,
+    pub pages: Pages,
+}
+
+/// Heap size: per-CPU stacks, page tables, the model's tables, buffers.
 const HEAP_BYTES: u64 = 64 << 20;
 /// The SIPI vector is a page number below 1 MiB; keep the page in conventional memory.
 const LOW_PAGE_LIMIT: u64 = 0x9_f000;
 const BELOW_4G: u64 = 0xffff_ffff;
 const MAP_BUFFER_PAGES: usize = 16;
 
-/// Collects the hand-off and exits boot services.
+/// Calibrates the TSC, allocates the kernel's memory (and hands the heap over), finds the RSDP
+/// and reads the memory map.
 ///
 /// # Safety
 ///
 /// Called once, from `efi_main`, with the firmware's image handle and system table.
-pub unsafe fn collect(
+pub unsafe fn prepare(
     image: uefi::Handle,
     system_table: &uefi::SystemTable,
-) -> Result<Handoff, &'static str> {
+) -> Result<BootServices, &'static str> {
     // SAFETY: boot services are live (the caller's contract).
-    let mut boot_services = unsafe { uefi::BootServicesRef::new(image, system_table) };
-    let per_ms = tsc::calibrate(|| boot_services.stall(10_000));
+    let services = unsafe { uefi::BootServicesRef::new(image, system_table) };
+    let per_ms = tsc::calibrate(|| services.stall(10_000));
     kprintln!(
         "mini-kernel: TSC runs at {} MHz (calibrated against UEFI Stall)",
         per_ms / 1000
     );
     let allocate = |memory_type, pages, max, what| {
-        boot_services
+        services
             .allocate_pages(memory_type, pages, max)
             .map_err(|_| what)
     };
-    let heap = allocate(
+    let heap_start = allocate(
         uefi::LOADER_DATA,
         (HEAP_BYTES / 4096) as usize,
         None,
         "AllocatePages (heap) failed",
     )?;
-    let low_page = allocate(
-        uefi::LOADER_CODE,
-        1,
-        Some(LOW_PAGE_LIMIT),
-        "AllocatePages (below 1 MiB) failed",
-    )?;
-    let mailbox_page = allocate(
-        uefi::ACPI_MEMORY_NVS,
-        1,
-        Some(BELOW_4G),
-        "AllocatePages (mailbox) failed",
-    )?;
-    let trampoline_page = allocate(
-        uefi::LOADER_CODE,
-        1,
-        Some(BELOW_4G),
-        "AllocatePages (trampoline) failed",
-    )?;
+    let pages = Pages {
+        low_page: allocate(
+            uefi::LOADER_CODE,
+            1,
+            Some(LOW_PAGE_LIMIT),
+            "AllocatePages (below 1 MiB) failed",
+        )?,
+        mailbox_page: allocate(
+            uefi::ACPI_MEMORY_NVS,
+            1,
+            Some(BELOW_4G),
+            "AllocatePages (mailbox) failed",
+        )?,
+        trampoline_page: allocate(
+            uefi::LOADER_CODE,
+            1,
+            Some(BELOW_4G),
+            "AllocatePages (trampoline) failed",
+        )?,
+    };
     let map_buffer = allocate(
         uefi::LOADER_DATA,
         MAP_BUFFER_PAGES,
         None,
         "AllocatePages (memory map) failed",
     )?;
-    let rsdp = uefi::acpi_rsdp(system_table);
+    // SAFETY: the heap pages were just allocated as loader data; nothing else uses them.
+    unsafe { heap::init(heap_start, HEAP_BYTES) };
     // SAFETY: the pages were just allocated as loader data and belong to the kernel.
-    let map =
+    let map_buffer =
         unsafe { core::slice::from_raw_parts_mut(map_buffer as *mut u8, MAP_BUFFER_PAGES * 4096) };
-    // GetMemoryMap and ExitBootServices must agree on the map key; retry if the map changed.
-    for _ in 0..8 {
-        let info = boot_services
-            .memory_map(map)
-            .map_err(|_| "GetMemoryMap failed")?;
-        match boot_services.exit_boot_services(info.key) {
-            Ok(()) => {
-                return Ok(Handoff {
-                    memory_map: map
-                        .get(..info.size)
-                        .ok_or("memory map larger than its buffer")?,
-                    descriptor_size: info.descriptor_size,
-                    descriptor_version: info.version,
-                    rsdp,
-                    heap: (heap, HEAP_BYTES),
-                    low_page,
-                    mailbox_page,
-                    trampoline_page,
-                });
-            }
-            Err((again, _)) => boot_services = again,
+    let map = services
+        .memory_map(map_buffer)
+        .map_err(|_| "GetMemoryMap failed")?;
+    Ok(BootServices {
+        rsdp: uefi::acpi_rsdp(system_table),
+        services,
+        map_buffer,
+        map,
+        pages,
+    })
+}
+
+impl BootServices {
+    /// The memory map read last (valid until [`Self::exit`]).
+    pub fn memory_map(&self) -> UefiMap<'_> {
+        UefiMap {
+            bytes: self.map_buffer.get(..self.map.size).unwrap_or_default(),
+            descriptor_size: self.map.descriptor_size,
+            descriptor_version: self.map.version,
         }
     }
-    Err("ExitBootServices kept failing")
+
+    /// ExitBootServices; returns the memory map that was current when it succeeded, which
+    /// differs from [`Self::memory_map`] only if the firmware changed the map meanwhile.
+    pub fn exit(self) -> Result<UefiMap<'static>, &'static str> {
+        let Self {
+            mut services,
+            map_buffer,
+            mut map,
+            ..
+        } = self;
+        let mut attempts = 0;
+        loop {
+            match services.exit_boot_services(map.key) {
+                Ok(()) => break,
+                Err((again, _)) if attempts < 8 => services = again,
+                Err(_) => return Err("ExitBootServices kept failing"),
+            }
+            attempts += 1;
+            map = services
+                .memory_map(map_buffer)
+                .map_err(|_| "GetMemoryMap failed")?;
+        }
+        let bytes: &'static [u8] = map_buffer;
+        Ok(UefiMap {
+            bytes: bytes.get(..map.size).unwrap_or_default(),
+            descriptor_size: map.descriptor_size,
+            descriptor_version: map.version,
+        })
+    }
 }

@@ -69,8 +69,8 @@ pub unsafe extern "efiapi" fn efi_main(
         return uefi::INVALID_PARAMETER;
     };
     // SAFETY: called once, from efi_main, with the firmware's arguments.
-    match unsafe { firmware::collect(image, system_table) } {
-        Ok(handoff) => kernel_main(handoff, boot_tsc),
+    match unsafe { firmware::prepare(image, system_table) } {
+        Ok(boot_services) => kernel_main(boot_services, boot_tsc),
         Err(why) => {
             kprintln!("mini-kernel: {why}");
             uefi::LOAD_ERROR
@@ -90,10 +90,50 @@ enum Platform {
 /// leaves everything above the prefix it accepts itself (OVMF: 512 MiB).
 const MODEL_ACCEPTED_PREFIX: u64 = 512 << 20;
 
-/// Everything after ExitBootServices.
-fn kernel_main(handoff: firmware::Handoff, boot_tsc: u64) -> ! {
-    // SAFETY: the heap pages were allocated for the kernel and nothing else uses them.
-    unsafe { heap::init(handoff.heap.0, handoff.heap.1) };
+/// The boot, from the firmware's memory map to the final line.
+fn kernel_main(boot_services: firmware::BootServices, boot_tsc: u64) -> ! {
+    // The memory map and the ACPI tables are read while boot services still run: parsing them
+    // calls no boot service and allocates only from the kernel's heap, so the map stays current.
+    let mut map = match memory::read(&boot_services.memory_map()) {
+        Ok(map) => map,
+        Err(e) => fail_now(format_args!("UEFI memory map rejected: {e:?}")),
+    };
+    check!(
+        "memory map",
+        map.usable_bytes() > 0,
+        "{} regions from the UEFI map into e820::MemoryMap, {} MiB usable",
+        map.regions().len(),
+        map.usable_bytes() >> 20
+    );
+
+    let Some(rsdp) = boot_services.rsdp else {
+        fail_now(format_args!("no ACPI 2.0 RSDP"))
+    };
+    let identity = |address: u64, length: usize| {
+        // SAFETY: ACPI tables live in firmware memory, identity-mapped and never reused.
+        Some(unsafe { core::slice::from_raw_parts(address as *const u8, length) })
+    };
+    let platform_madt = match mpwk::find_madt(rsdp, identity) {
+        Ok(madt) => madt,
+        Err(e) => fail_now(format_args!("ACPI MADT: {e:?}")),
+    };
+    let apic_ids: Vec<u32> = platform_madt.apic_ids().collect();
+    check!(
+        "ACPI tables",
+        !apic_ids.is_empty(),
+        "RSDP {rsdp:#x}, MADT lists APIC IDs {apic_ids:?}"
+    );
+
+    let pages = boot_services.pages;
+    let uefi_map = match boot_services.exit() {
+        Ok(uefi_map) => uefi_map,
+        Err(why) => fail_now(format_args!("{why}")),
+    };
+    // Normally the same map; re-read in case the firmware changed it before the exit succeeded.
+    map = match memory::read(&uefi_map) {
+        Ok(map) => map,
+        Err(e) => fail_now(format_args!("UEFI memory map rejected: {e:?}")),
+    };
     kprintln!(
         "mini-kernel: ExitBootServices done ({} ms after efi_main; firmware took {} ms from reset)",
         tsc::ms(tsc::now() - boot_tsc),
@@ -112,35 +152,6 @@ fn kernel_main(handoff: firmware::Handoff, boot_tsc: u64) -> ! {
          own identity-mapped page tables at {page_table_root:#x}"
     );
 
-    let mut map = match memory::read(&handoff) {
-        Ok(map) => map,
-        Err(e) => fail_now(format_args!("UEFI memory map rejected: {e:?}")),
-    };
-    check!(
-        "memory map",
-        map.usable_bytes() > 0,
-        "{} regions from the UEFI map",
-        map.regions().len()
-    );
-
-    let Some(rsdp) = handoff.rsdp else {
-        fail_now(format_args!("no ACPI 2.0 RSDP"))
-    };
-    let identity = |address: u64, length: usize| {
-        // SAFETY: ACPI tables live in firmware memory, identity-mapped and never reused.
-        Some(unsafe { core::slice::from_raw_parts(address as *const u8, length) })
-    };
-    let platform_madt = match mpwk::find_madt(rsdp, identity) {
-        Ok(madt) => madt,
-        Err(e) => fail_now(format_args!("ACPI MADT: {e:?}")),
-    };
-    let apic_ids: Vec<u32> = platform_madt.apic_ids().collect();
-    check!(
-        "ACPI tables",
-        !apic_ids.is_empty(),
-        "RSDP {rsdp:#x}, MADT lists APIC IDs {apic_ids:?}"
-    );
-
     let platform = match early::detect() {
         Ok(()) => {
             kprintln!(
@@ -151,7 +162,7 @@ fn kernel_main(handoff: firmware::Handoff, boot_tsc: u64) -> ! {
             Platform::Td
         }
         Err(why) => {
-            for (start, end) in memory::conventional_ranges(&handoff, MODEL_ACCEPTED_PREFIX) {
+            for (start, end) in memory::conventional_ranges(&uefi_map, MODEL_ACCEPTED_PREFIX) {
                 let _ = map.mark_unaccepted(start, end);
             }
             let module = td_model::install(&map, apic_ids.len() as u32);
@@ -221,13 +232,12 @@ fn kernel_main(handoff: firmware::Handoff, boot_tsc: u64) -> ! {
         Platform::Td => platform_madt,
         Platform::Model(_) => {
             // SAFETY: the pages are the kernel's for good; the APs are idle after ExitBootServices.
-            let published = unsafe {
-                fake_firmware::park_aps(handoff.low_page, handoff.mailbox_page, &apic_ids)
-            };
+            let published =
+                unsafe { fake_firmware::park_aps(pages.low_page, pages.mailbox_page, &apic_ids) };
             kprintln!(
                 "fake firmware: APs {:?} parked in the mailbox loop (INIT-SIPI-SIPI); MADT with MP-wakeup entry, mailbox {:#x}",
                 published.parked,
-                handoff.mailbox_page
+                pages.mailbox_page
             );
             wake_madt_bytes = published.madt;
             match Madt::parse(&wake_madt_bytes) {
@@ -237,7 +247,7 @@ fn kernel_main(handoff: firmware::Handoff, boot_tsc: u64) -> ! {
         }
     };
     // SAFETY: the trampoline page is the kernel's for good, identity-mapped and executable.
-    let woken = unsafe { smp::wake_aps(&wake_madt, &map, handoff.trampoline_page) };
+    let woken = unsafe { smp::wake_aps(&wake_madt, &map, pages.trampoline_page) };
     let expected_aps = apic_ids.len() - 1;
     match woken {
         Ok(ids) => {

@@ -1,6 +1,6 @@
 //! The memory map: the UEFI map read into tdx-boot's `e820::MemoryMap`.
 
-use crate::firmware::Handoff;
+use crate::firmware::UefiMap;
 use alloc::vec::Vec;
 use tdx_boot::e820::{self, MemoryMap, RegionKind, UefiMemoryType};
 
@@ -8,12 +8,12 @@ use tdx_boot::e820::{self, MemoryMap, RegionKind, UefiMemoryType};
 pub const MAX_REGIONS: usize = 256;
 
 /// Reads the firmware's UEFI memory map.
-pub fn read(handoff: &Handoff) -> Result<MemoryMap<MAX_REGIONS>, e820::UefiMapError> {
+pub fn read(uefi: &UefiMap<'_>) -> Result<MemoryMap<MAX_REGIONS>, e820::UefiMapError> {
     let mut map = MemoryMap::new();
     e820::read_uefi_memory_map(
-        handoff.memory_map,
-        handoff.descriptor_size,
-        handoff.descriptor_version,
+        uefi.bytes,
+        uefi.descriptor_size,
+        uefi.descriptor_version,
         &mut map,
     )?;
     Ok(map)
@@ -22,12 +22,10 @@ pub fn read(handoff: &Handoff) -> Result<MemoryMap<MAX_REGIONS>, e820::UefiMapEr
 /// Free conventional memory (EfiConventionalMemory) at or above `floor`, in whole 2 MiB units:
 /// what the kernel can declare unaccepted when it plays a TD without TDX (nothing of the
 /// kernel lives there).
-pub fn conventional_ranges(handoff: &Handoff, floor: u64) -> Vec<(u64, u64)> {
-    let Ok(map) = e820::UefiMemoryMap::new(
-        handoff.memory_map,
-        handoff.descriptor_size,
-        handoff.descriptor_version,
-    ) else {
+pub fn conventional_ranges(uefi: &UefiMap<'_>, floor: u64) -> Vec<(u64, u64)> {
+    let Ok(map) =
+        e820::UefiMemoryMap::new(uefi.bytes, uefi.descriptor_size, uefi.descriptor_version)
+    else {
         return Vec::new();
     };
     map.descriptors()

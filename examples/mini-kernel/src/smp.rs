@@ -13,8 +13,9 @@ use x86_64::instructions::tables::{sgdt, sidt};
 
 /// Each AP's kernel stack.
 const AP_STACK: usize = 64 * 1024;
-/// How long one AP may take from WAKEUP to its entry.
-const WAKE_TIMEOUT_MS: u64 = 1_000;
+/// How long one AP may take from WAKEUP to its entry (generous: under TCG on a busy host a
+/// vCPU thread can wait a long time for a host CPU).
+const WAKE_TIMEOUT_MS: u64 = 5_000;
 
 /// APs that reached [`ap_entry`].
 static ONLINE: AtomicU32 = AtomicU32::new(0);

@@ -30,7 +30,7 @@ pub struct Published {
 
 const PARKING_STACK: usize = 16 * 1024;
 /// How long one AP may take to reach the parking loop.
-const START_TIMEOUT_MS: u64 = 2_000;
+const START_TIMEOUT_MS: u64 = 5_000;
 
 /// Starts the APs `apic_ids` (all but this CPU) into the parking loop and publishes a MADT with
 /// them and the mailbox.
