@@ -83,7 +83,26 @@ pub fn run() -> Result<(), String> {
     judge(&boot).map(|summary| eprintln!("xtask: {summary}"))
 }
 
-/// Decides from the exit status and the final line whether the boot passed.
+/// The checks a boot in plain QEMU must report as passed: every capability, so a step that was
+/// silently skipped fails the test as surely as one that failed.
+const REQUIRED_CHECKS: [&str; 13] = [
+    "memory map",
+    "ACPI tables",
+    "descriptor tables",
+    "TD info and policy",
+    "TDVMCALL console",
+    "#VE CPUID",
+    "#VE port IO",
+    "#VE MMIO",
+    "lazy acceptance",
+    "APs woken through the mailbox",
+    "parallel acceptance",
+    "shared conversion round trip",
+    "RTMR extend and TDREPORT",
+];
+
+/// Decides from the exit status and the final line whether the boot passed: QEMU's success
+/// status, no failed check, and every required check passed.
 fn judge(boot: &qemu::Boot) -> Result<String, String> {
     if boot.timed_out {
         return Err(format!(
@@ -91,19 +110,33 @@ fn judge(boot: &qemu::Boot) -> Result<String, String> {
             BOOT_TIMEOUT.as_secs()
         ));
     }
-    let final_line = boot
+    let Some(line) = boot
         .serial
         .lines()
         .rev()
-        .find(|l| l.starts_with(FINAL_LINE));
-    match (boot.status, final_line) {
-        (Some(QEMU_EXIT_SUCCESS), Some(line)) if line.contains(" 0 failed") => Ok(line.to_string()),
-        (Some(QEMU_EXIT_FAILURE), Some(line)) => {
-            Err(format!("the kernel reported failures: {line}"))
+        .find(|l| l.starts_with(FINAL_LINE))
+    else {
+        return Err(format!(
+            "the kernel did not reach its final line (QEMU status {:?})",
+            boot.status
+        ));
+    };
+    let failed = line
+        .split_once(" passed, ")
+        .and_then(|(_, rest)| rest.split_once(" failed"))
+        .and_then(|(n, _)| n.parse::<u32>().ok());
+    let missing: Vec<&str> = REQUIRED_CHECKS
+        .iter()
+        .copied()
+        .filter(|name| !line.contains(&format!("{name}: pass")))
+        .collect();
+    match (boot.status, failed) {
+        (Some(QEMU_EXIT_SUCCESS), Some(0)) if missing.is_empty() => Ok(line.to_string()),
+        (Some(QEMU_EXIT_SUCCESS), Some(0)) => {
+            Err(format!("checks missing from the boot: {missing:?}"))
         }
-        (status, line) => Err(format!(
-            "the kernel did not reach its final line (QEMU status {status:?}, final line {line:?})"
-        )),
+        (Some(QEMU_EXIT_FAILURE), _) => Err(format!("the kernel reported failures: {line}")),
+        (status, _) => Err(format!("QEMU ended with status {status:?} after: {line}")),
     }
 }
 
@@ -137,4 +170,57 @@ pub fn boot_test() -> Result<(), String> {
         eprintln!("xtask: boot with {loader:?}: {summary}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn boot(status: i32, final_line: &str) -> qemu::Boot {
+        qemu::Boot {
+            serial: format!("BdsDxe: starting\nmini-kernel: efi_main\n{final_line}\n"),
+            status: Some(status),
+            timed_out: false,
+        }
+    }
+
+    fn all_passed() -> String {
+        let checks: Vec<String> = REQUIRED_CHECKS
+            .iter()
+            .map(|c| format!("{c}: pass"))
+            .collect();
+        format!(
+            "{FINAL_LINE} 13 passed, 0 failed ({}) - all checks passed",
+            checks.join(", ")
+        )
+    }
+
+    #[test]
+    fn a_complete_passing_boot_passes() {
+        assert!(judge(&boot(QEMU_EXIT_SUCCESS, &all_passed())).is_ok());
+    }
+
+    #[test]
+    fn a_failed_check_a_missing_check_or_a_bad_status_fails() {
+        let failed = all_passed()
+            .replace("0 failed", "1 failed")
+            .replace("#VE MMIO: pass", "#VE MMIO: FAIL");
+        assert!(judge(&boot(QEMU_EXIT_FAILURE, &failed)).is_err());
+        let missing = all_passed().replace(", lazy acceptance: pass", "");
+        assert!(judge(&boot(QEMU_EXIT_SUCCESS, &missing)).is_err());
+        assert!(
+            judge(&boot(0, &all_passed())).is_err(),
+            "a triple fault exits QEMU with 0"
+        );
+        let hung = qemu::Boot {
+            timed_out: true,
+            ..boot(QEMU_EXIT_SUCCESS, &all_passed())
+        };
+        assert!(judge(&hung).is_err());
+        let no_line = qemu::Boot {
+            serial: "mini-kernel: efi_main\n".into(),
+            ..boot(QEMU_EXIT_SUCCESS, "")
+        };
+        assert!(judge(&no_line).is_err());
+    }
 }

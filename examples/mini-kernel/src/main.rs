@@ -288,20 +288,13 @@ fn kernel_main(boot_services: firmware::BootServices, boot_tsc: u64) -> ! {
             heap::HEAP.free() >> 20
         );
     }
-    let (passed, failed) = checks::totals();
+    let (_, failed) = checks::totals();
     let elapsed = tsc::ms(tsc::now() - boot_tsc);
     kprintln!(
         "mini-kernel: boot took {elapsed} ms from efi_main ({} ms from reset), measured with the TSC",
         tsc::ms(tsc::now())
     );
-    kprintln!(
-        "mini-kernel: checks: {passed} passed, {failed} failed{}",
-        if failed == 0 {
-            " - all checks passed"
-        } else {
-            ""
-        }
-    );
+    kprintln!("{}", checks::final_line());
     exit(if failed == 0 {
         ExitCode::Success
     } else {
@@ -534,7 +527,6 @@ fn measure(platform: &Platform) {
 /// Reports a failure that leaves nothing to continue with, and ends the run.
 fn fail_now(why: core::fmt::Arguments<'_>) -> ! {
     check!("boot", false, "{why}");
-    let (passed, failed) = checks::totals();
-    kprintln!("mini-kernel: checks: {passed} passed, {failed} failed");
+    kprintln!("{}", checks::final_line());
     exit(ExitCode::Failure)
 }
