@@ -3,7 +3,8 @@
 //!
 //! The firmware's tables may be write-protected and are not the kernel's to edit, so the kernel
 //! builds its own: 0..4 GiB with 2 MiB pages (splittable to 4 KiB where a page changes sides)
-//! and 4..512 GiB with 1 GiB pages. No NX, so the image and the AP trampolines stay executable.
+//! and 4..512 GiB with 1 GiB pages, under a PML5 when the firmware runs with 5-level paging. No
+//! NX, so the image and the AP trampolines stay executable.
 //! Converting a page sets or clears the shared bit (GPAW - 1) in its 4 KiB leaf entry: in a TD
 //! that entry then reaches the shared alias. (Without TDX the bit is above QEMU's physical
 //! address width: the kernel must not, and does not, touch the page while it is shared.)
@@ -48,6 +49,16 @@ unsafe fn next_table(entry: u64) -> &'static mut Table {
 /// without pulling the ground from under the model, as a real VMM has its own mappings.
 pub const HOST_VIEW_BASE: u64 = 0xffff_8000_0000_0000;
 
+/// Whether CR4.LA57 (5-level paging) is on.
+fn five_level_paging() -> bool {
+    x86_64::registers::control::Cr4::read_raw() & (1 << 12) != 0
+}
+
+/// The index of `va` in a table of paging level `level` (1 = page table .. 5 = PML5).
+fn index(va: u64, level: u32) -> usize {
+    ((va >> (12 + 9 * (level - 1))) & 0x1ff) as usize
+}
+
 /// Builds the identity map (and the host view) and switches this CPU to it; returns the top
 /// table's address.
 pub fn init() -> u64 {
@@ -70,9 +81,20 @@ pub fn init() -> u64 {
     for (gib, entry) in host_view.iter_mut().enumerate() {
         *entry = (gib as u64 * SIZE_1G) | PRESENT | WRITABLE | HUGE;
     }
-    pml4[((HOST_VIEW_BASE >> 39) & 0x1ff) as usize] =
-        host_view.as_ptr() as u64 | PRESENT | WRITABLE;
-    let root = pml4.as_ptr() as u64;
+    let host_view_entry = host_view.as_ptr() as u64 | PRESENT | WRITABLE;
+    let root = if five_level_paging() {
+        // The firmware runs with 5-level paging (TDVF may, for GPAW 52), which the kernel
+        // cannot turn off while paging is on: put the 4-level tree under a PML5.
+        let pml5 = new_table();
+        pml5[0] = pml4.as_ptr() as u64 | PRESENT | WRITABLE;
+        let host_pml4 = new_table();
+        host_pml4[index(HOST_VIEW_BASE, 4)] = host_view_entry;
+        pml5[index(HOST_VIEW_BASE, 5)] = host_pml4.as_ptr() as u64 | PRESENT | WRITABLE;
+        pml5.as_ptr() as u64
+    } else {
+        pml4[index(HOST_VIEW_BASE, 4)] = host_view_entry;
+        pml4.as_ptr() as u64
+    };
     load(root);
     root
 }
@@ -90,9 +112,13 @@ fn leaf_entry(va: u64) -> Option<&'static mut u64> {
     let (root, _) = Cr3::read_raw();
     // SAFETY: CR3 holds the kernel's identity map (installed by `init`).
     let mut table = unsafe { &mut *(root.start_address().as_u64() as *mut Table) };
-    for level in [4u32, 3, 2] {
-        let index = ((va >> (12 + 9 * (level - 1))) & 0x1ff) as usize;
-        let entry = table.get_mut(index)?;
+    let levels: &[u32] = if five_level_paging() {
+        &[5, 4, 3, 2]
+    } else {
+        &[4, 3, 2]
+    };
+    for &level in levels {
+        let entry = table.get_mut(index(va, level))?;
         if *entry & PRESENT == 0 {
             return None;
         }
@@ -111,7 +137,7 @@ fn leaf_entry(va: u64) -> Option<&'static mut u64> {
         // SAFETY: the entry is present and not a leaf (split above if it was).
         table = unsafe { next_table(*entry) };
     }
-    table.get_mut(((va >> 12) & 0x1ff) as usize)
+    table.get_mut(index(va, 1))
 }
 
 /// tdx-boot's view of the kernel's mappings: the shared bit in 4 KiB leaf entries.
