@@ -37,7 +37,8 @@ pub struct BootServices {
     pub pages: Pages,
 }
 
-/// Heap size: per-CPU stacks, page tables, the model's tables, buffers.
+/// Heap size: per-CPU stacks, page tables, the model's tables, buffers. Below 4 GiB, because the
+/// page tables live there and an AP in real mode loads CR3 with 32 bits.
 const HEAP_BYTES: u64 = 64 << 20;
 /// The SIPI vector is a page number below 1 MiB; keep the page in conventional memory.
 const LOW_PAGE_LIMIT: u64 = 0x9_f000;
@@ -69,7 +70,7 @@ pub unsafe fn prepare(
     let heap_start = allocate(
         uefi::LOADER_DATA,
         (HEAP_BYTES / 4096) as usize,
-        None,
+        Some(BELOW_4G),
         "AllocatePages (heap) failed",
     )?;
     let pages = Pages {
