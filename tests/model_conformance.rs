@@ -13,8 +13,8 @@ use sha2::{Digest, Sha384};
 use std::collections::BTreeSet;
 use tdx_boot::model::{
     FOREVER, HostPageSize, MODEL_QUOTE_TAG, MapGpaFault, ModelConfig, PageState,
-    QUOTE_STATUS_ERROR, QUOTE_STATUS_SUCCESS, RegisterFile, TDCALL_STATUSES, TdxModule,
-    VMCALL_STATUSES, VMM_GARBAGE,
+    QUOTE_STATUS_ERROR, QUOTE_STATUS_IN_FLIGHT, QUOTE_STATUS_SUCCESS, RegisterFile,
+    TDCALL_STATUSES, TdxModule, VMCALL_STATUSES, VMM_GARBAGE,
 };
 use tdx_boot::tdcall::vmcall::{CpuidResult, expose, function};
 use tdx_boot::tdcall::{
@@ -151,6 +151,13 @@ fn vp_info_reports_gpaw_attributes_counts_and_the_calling_vcpu() {
 }
 
 #[test]
+fn the_model_and_its_vcpus_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<TdxModule>();
+    send_sync::<tdx_boot::model::Vcpu<'static>>();
+}
+
+#[test]
 fn default_config_is_a_sane_td() {
     let config = ModelConfig::default();
     assert_eq!(config.gpaw, 48);
@@ -272,6 +279,7 @@ fn accept_zeroes_the_page_and_a_second_accept_does_not() {
     assert_eq!(s, TdxStatus::PAGE_ALREADY_ACCEPTED);
     assert_eq!(s.operand_id(), 1, "found at the 2 MiB level");
     assert_eq!(tdx.accept_stats().already_accepted, 2);
+    assert_eq!(tdx.accept_stats().accepted_bytes(), PAGE + MIB2);
 }
 
 #[test]
@@ -482,7 +490,30 @@ fn veinfo_returns_and_consumes_the_injected_ve_of_that_vcpu() {
         )
     };
     assert_eq!(status(&get(0)), TdxStatus::NO_VALID_VE_INFO);
-    tdx.inject_ve(1, info);
+    // Outputs are zeroed even on failure; version 1 exists, version 2 does not.
+    let out = call(
+        &tdx.vcpu(0),
+        Regs {
+            rax: leaf::VP_VEINFO_GET | 1 << 16,
+            rcx: 1,
+            rdx: 2,
+            r8: 3,
+            r9: 4,
+            r10: 5,
+            ..Regs::default()
+        },
+    );
+    assert_eq!(status(&out), TdxStatus::NO_VALID_VE_INFO);
+    assert_eq!((out.rcx, out.rdx, out.r8, out.r9, out.r10), (0, 0, 0, 0, 0));
+    let out = call(
+        &tdx.vcpu(0),
+        Regs {
+            rax: leaf::VP_VEINFO_GET | 2 << 16,
+            ..Regs::default()
+        },
+    );
+    assert_eq!(status(&out), TdxStatus::OPERAND_INVALID);
+    assert!(tdx.inject_ve(1, info));
     assert!(tdx.ve_pending(1));
     assert_eq!(status(&get(0)), TdxStatus::NO_VALID_VE_INFO, "other vCPU");
     let out = get(1);
@@ -494,6 +525,18 @@ fn veinfo_returns_and_consumes_the_injected_ve_of_that_vcpu() {
     assert_eq!(out.r10, 3 | 0x77 << 32);
     assert!(!tdx.ve_pending(1));
     assert_eq!(status(&get(1)), TdxStatus::NO_VALID_VE_INFO, "consumed");
+    // A #VE while the previous one is unread: a double fault on hardware; the first stays.
+    assert!(tdx.inject_ve(0, info));
+    let second = VeInfo {
+        exit_reason: VeInfo::EXIT_REASON_HLT,
+        ..info
+    };
+    assert!(!tdx.inject_ve(0, second));
+    assert_eq!(tdx.ve_double_faults(0), 1);
+    assert_eq!(get(0).rcx, 48);
+    assert!(tdx.inject_ve(0, second));
+    assert_eq!(get(0).rcx, 12);
+    assert_eq!(tdx.ve_double_faults(1), 0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1016,6 +1059,31 @@ fn unknown_sub_functions_and_refusals() {
 }
 
 #[test]
+fn the_unsupported_sub_function_status_is_configurable() {
+    let subfunc_unsupported = 0x8000_0000_0000_0003;
+    let tdx = TdxModule::new(ModelConfig {
+        vmcall_unsupported_status: subfunc_unsupported,
+        ..Default::default()
+    });
+    let out = vmcall(&tdx, 0x10005, 0, Regs::default());
+    assert_eq!(out.r10, subfunc_unsupported);
+    let out = vmcall(
+        &tdx,
+        function::GET_TD_VMCALL_INFO,
+        expose::R12,
+        Regs {
+            r12: 1,
+            ..Regs::default()
+        },
+    );
+    assert_eq!(
+        vmm_status(&out),
+        VmcallStatus::InvalidOperand,
+        "a known sub-function's bad input"
+    );
+}
+
+#[test]
 fn hlt_records_the_blocked_flag_and_sti() {
     let tdx = model();
     vmcall(
@@ -1348,6 +1416,8 @@ fn map_gpa_validates_its_range() {
             VmcallStatus::InvalidOperand,
         ),
         (SHARED | (8 * MIB2), PAGE, VmcallStatus::InvalidOperand),
+        // KVM checks the range before the alignment.
+        (SHARED - 0x800, PAGE, VmcallStatus::InvalidOperand),
     ];
     for (gpa, len, expected) in cases {
         assert_eq!(
@@ -1573,6 +1643,57 @@ fn get_quote_rejects_bad_buffers() {
         vmm_status(&get_quote(&tdx, SHARED | 0xa0_0000, PAGE)),
         VmcallStatus::InvalidOperand
     );
+}
+
+#[test]
+fn deferred_quotes_are_in_flight_until_completed_and_then_notified() {
+    let (tdx, mem) = quote_model();
+    tdx.set_quote_deferred(true);
+    let out = vmcall(
+        &tdx,
+        function::SETUP_EVENT_NOTIFY_INTERRUPT,
+        expose::R12,
+        Regs {
+            r12: 0xf0,
+            ..Regs::default()
+        },
+    );
+    assert_eq!(vmm_status(&out), VmcallStatus::Success);
+    mem.write(0, &header(1, 0, 64, 0));
+    mem.write(24, &[0x13; 64]);
+    assert_eq!(
+        vmm_status(&get_quote(&tdx, SHARED | 0x80_0000, PAGE)),
+        VmcallStatus::Success
+    );
+    assert_eq!(mem.read(8, 8), QUOTE_STATUS_IN_FLIGHT.to_le_bytes());
+    assert_eq!(mem.read(24, 8), [0x13; 8], "nothing written yet");
+    assert_eq!(tdx.event_notifications(), 0);
+    assert_eq!(tdx.complete_quotes(), 1);
+    assert_eq!(mem.read(8, 8), QUOTE_STATUS_SUCCESS.to_le_bytes());
+    assert_eq!(mem.read(24, MODEL_QUOTE_TAG.len()), MODEL_QUOTE_TAG);
+    assert_eq!(tdx.event_notifications(), 1);
+    assert_eq!(tdx.complete_quotes(), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backing
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn backing_rejects_empty_wrapping_and_overlapping_ranges() {
+    let mem = HostMemory::new(2 * PAGE as usize, 0);
+    let tdx = model();
+    // SAFETY (all calls): `mem` is leaked test memory; the model never touches it here except
+    // through the one registration that succeeds.
+    unsafe {
+        assert!(!tdx.add_backing(0, mem.ptr(0), 0));
+        assert!(!tdx.add_backing(u64::MAX - 10, mem.ptr(0), 100));
+        assert!(tdx.add_backing(PAGE, mem.ptr(0), PAGE));
+        assert!(!tdx.add_backing(0, mem.ptr(PAGE as usize), 2 * PAGE));
+        assert!(!tdx.add_backing(PAGE + 8, mem.ptr(8), 8));
+        // Host address 0: the null page is skipped; one page of it leaves nothing.
+        assert!(!tdx.add_backing(0x100_0000, std::ptr::null_mut(), PAGE));
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
