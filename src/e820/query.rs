@@ -89,6 +89,7 @@ impl<const N: usize> MemoryMap<N> {
 mod tests {
     use super::*;
     use RegionKind::*;
+    use std::vec;
     use std::vec::Vec;
 
     fn sample() -> MemoryMap<16> {
@@ -149,7 +150,8 @@ mod tests {
         assert_eq!(pages, [0x1000..0x5000, 0x1_0000..0x3_0000]);
         map.insert(0x4_0000, 0x8_1000, Usable).unwrap();
         let big: Vec<_> = map.aligned_ranges(Usable, 0x2_0000).unwrap().collect();
-        assert_eq!(big, [0x4_0000..0x8_0000]); // 0x1_0000..0x3_0000 holds no aligned 128K
+        // 0x1_0000..0x3_0000 holds no aligned 128 KiB block.
+        assert_eq!(big, vec![0x4_0000..0x8_0000]);
         assert!(map.aligned_ranges(Usable, 0x3000).is_none());
         let mut top = MemoryMap::<2>::new();
         top.insert(u64::MAX - 0x800, u64::MAX, Usable).unwrap();
