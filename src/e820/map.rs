@@ -134,6 +134,18 @@ impl<const N: usize> MemoryMap<N> {
         self.len = 0;
     }
 
+    /// Forgets everything at or above `limit`, clipping a region that straddles it.
+    ///
+    /// For a TD, call it with the shared bit (`1 << (gpaw - 1)`): a GPA with that bit set is
+    /// never private memory, whatever a firmware table claims. Never fails, O(log N).
+    pub fn truncate(&mut self, limit: u64) {
+        let keep = self.regions().partition_point(|r| r.start < limit);
+        if let Some(last) = keep.checked_sub(1).and_then(|i| self.regions.get_mut(i)) {
+            last.end = last.end.min(limit);
+        }
+        self.len = keep;
+    }
+
     /// Adds `[start, end)` as `kind`. Where the range overlaps existing regions the more
     /// restrictive kind wins; gaps inside the range become `kind`.
     ///
@@ -405,6 +417,31 @@ mod tests {
                 r(50, 100, Usable)
             ]
         );
+    }
+
+    #[test]
+    fn truncate_clips_at_the_shared_bit() {
+        let mut map = MemoryMap::<8>::new();
+        map.insert(0, 0x1000, Usable).unwrap();
+        map.insert(0x7000_0000_0000, 0x9000_0000_0000, Unaccepted)
+            .unwrap();
+        map.insert(0xa000_0000_0000, 0xb000_0000_0000, Mmio)
+            .unwrap();
+        let mut clipped = map.clone();
+        clipped.truncate(1 << 47);
+        assert_eq!(
+            clipped.regions(),
+            &[
+                r(0, 0x1000, Usable),
+                r(0x7000_0000_0000, 0x8000_0000_0000, Unaccepted)
+            ]
+        );
+        clipped.truncate(0x1000);
+        assert_eq!(clipped.regions(), &[r(0, 0x1000, Usable)]);
+        clipped.truncate(0);
+        assert!(clipped.is_empty());
+        map.truncate(u64::MAX);
+        assert_eq!(map.len(), 3);
     }
 
     #[test]
