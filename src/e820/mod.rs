@@ -12,7 +12,7 @@
 //! |---|---|
 //! | UEFI `GetMemoryMap()` | [`read_uefi_memory_map`], [`UefiMemoryMap`] |
 //! | TD HOB list (TDVF, TD-shim) | [`read_td_hob`], [`HobList`] |
-//! | Linux boot-protocol E820 table | [`read_e820_table`] (writer: [`write_e820_table`]) |
+//! | Linux boot-protocol E820 table | [`read_e820_table`], [`read_zero_page_e820`] (writers: [`write_e820_table`], [`write_zero_page_e820`]) |
 //! | Linux EFI unaccepted-memory table | [`UnacceptedBitmap`] (producer: [`encode_unaccepted_table`]) |
 //!
 //! ```
@@ -51,7 +51,8 @@ mod unaccepted_table;
 
 pub use e820_table::{
     E820_ENTRY_SIZE, E820_MAX_ENTRIES_ZEROPAGE, E820Entry, E820Error, E820Type, UnacceptedAs,
-    e820_entries, e820_kind, e820_type, read_e820_table, write_e820_table,
+    ZERO_PAGE_E820_ENTRIES_OFFSET, ZERO_PAGE_E820_TABLE_OFFSET, e820_entries, e820_kind, e820_type,
+    read_e820_table, read_zero_page_e820, write_e820_table, write_zero_page_e820,
 };
 pub use guid::Guid;
 pub use hob::{
