@@ -673,6 +673,9 @@ fn report_binds_report_data_and_measurements() {
     assert_eq!(report.rtmr(1), Some(&sha384_extend(&[0; 48], &[9; 48])));
     let tdinfo_hash: [u8; 48] = Sha384::digest(&report.bytes[512..]).into();
     assert_eq!(report.tee_info_hash(), &tdinfo_hash);
+    let tcb_hash: [u8; 48] = Sha384::digest(&report.bytes[256..495]).into();
+    assert_eq!(report.tee_tcb_info_hash(), &tcb_hash);
+    assert_ne!(report.mac(), &[0; 32], "a MAC stand-in is present");
     // REPORTDATA and the report itself may live in shared memory.
     mem.write(2 * PAGE as usize, &[7; 64]);
     let shared_page = SHARED | (0x10_0000 + 2 * PAGE);

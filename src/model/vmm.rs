@@ -387,3 +387,39 @@ impl TdxModule {
         self.vmm.lock().fatal = Some((code, message));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{LSR_IDLE, RegisterFile, Uart};
+
+    #[test]
+    fn register_file_reads_zero_outside_and_drops_writes_there() {
+        let regs = RegisterFile::new(4);
+        regs.set(2, 4, 0xaabb_ccdd);
+        assert_eq!(regs.get(0, 4), 0xccdd_0000, "the part inside is written");
+        assert_eq!(regs.get(2, 8), 0xccdd);
+        assert_eq!(regs.get(u64::MAX, 8), 0);
+        regs.set(u64::MAX, 8, u64::MAX);
+        assert_eq!(regs.get(0, 16), 0xccdd_0000, "sizes above 8 read 8 bytes");
+    }
+
+    #[test]
+    fn uart_registers() {
+        let mut uart = Uart::default();
+        assert_eq!(uart.read(5), LSR_IDLE);
+        assert_eq!(uart.read(2) & 1, 1, "no interrupt pending");
+        uart.write(7, 0x5a);
+        assert_eq!(uart.read(7), 0x5a, "scratch register");
+        uart.write(5, 0);
+        assert_eq!(uart.read(5), LSR_IDLE, "LSR writes are ignored");
+        uart.write(3, 0x80);
+        uart.write(1, 0x12);
+        assert_eq!(uart.read(1), 0x12, "divisor latch high");
+        uart.write(3, 0x03);
+        uart.write(1, 0x0f);
+        assert_eq!(uart.read(1), 0x0f, "IER");
+        assert_eq!(uart.read(0), 0, "nothing received");
+        assert!(uart.output.is_empty());
+        assert_eq!(uart.read(9), 0, "outside the UART");
+    }
+}
