@@ -1747,6 +1747,38 @@ fn the_trace_records_calls_only_while_enabled() {
     assert_eq!(tdx.vmcall_count(function::WBINVD), 1);
 }
 
+#[test]
+fn a_hook_rewrites_chosen_answers_and_may_call_the_model() {
+    let tdx = std::sync::Arc::new(model());
+    let inner = tdx.clone();
+    tdx.set_tdcall_hook(Some(Box::new(move |vcpu, input, output| {
+        // Only VM.WR of NOTIFY_ENABLES fails, after a nested call into the model.
+        if input.rax == leaf::VM_WR && input.rdx == TdcsField::NOTIFY_ENABLES {
+            let nested = call(
+                &inner.vcpu(vcpu),
+                Regs {
+                    rax: leaf::VP_INFO,
+                    ..Regs::default()
+                },
+            );
+            assert_eq!(nested.r9, u64::from(vcpu));
+            output.rax = TdxStatus::OPERAND_BUSY.raw();
+        }
+    })));
+    let s = status(&vm_wr_raw(&tdx, TdcsField::NOTIFY_ENABLES, 1, 1));
+    assert_eq!(s, TdxStatus::OPERAND_BUSY);
+    let reduce = TdcsField::TD_CTLS_REDUCE_VE;
+    assert_eq!(
+        status(&vm_wr_raw(&tdx, TdcsField::TD_CTLS, reduce, reduce)),
+        TdxStatus::SUCCESS
+    );
+    tdx.set_tdcall_hook(None);
+    assert_eq!(
+        status(&vm_wr_raw(&tdx, TdcsField::NOTIFY_ENABLES, 1, 1)),
+        TdxStatus::SUCCESS
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Every status the model returns is produced
 // ---------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@
 //! - Provoke: [`TdxModule::inject_ve`], [`TdxModule::inject_busy`],
 //!   [`TdxModule::inject_tdcall_status`], [`TdxModule::refuse_vmcall`],
 //!   [`TdxModule::set_map_gpa_fault`], [`TdxModule::stall_accepts`],
-//!   [`TdxModule::set_quote_deferred`].
+//!   [`TdxModule::set_quote_deferred`], and for anything else [`TdxModule::set_tdcall_hook`].
 //! - Observe: [`TdxModule::page_state`], [`TdxModule::page_runs`], [`TdxModule::host_maps_4k`],
 //!   [`TdxModule::accept_stats`], [`TdxModule::tdcall_count`], [`TdxModule::vmcall_count`],
 //!   [`TdxModule::trace`], [`TdxModule::uart_output`], [`TdxModule::halts`],
@@ -80,6 +80,7 @@ use crate::tdcall::vmcall::CpuidResult;
 use crate::tdcall::{Regs, TdCall, TdxStatus, VeInfo, VmcallStatus, leaf};
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use backing::Backing;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -90,6 +91,12 @@ use spin::Mutex;
 use stats::Stats;
 use td_fields::TdFields;
 use vmm::Vmm;
+
+/// A test's rewrite of TDCALL answers: called after the model answered, with the vCPU, the
+/// registers on entry and the registers about to be returned, which it may change. For
+/// failures no knob produces (one field of VM.WR failing, a VMM lying in one direction only).
+/// It may call into the model, TDCALLs included.
+pub type TdcallHook = dyn Fn(u32, &Regs, &mut Regs) + Send + Sync;
 
 /// The state of one 4 KiB page of guest physical memory (GPA without the shared bit).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,6 +149,9 @@ pub struct TdxModule {
     stats: Stats,
     /// Whether any fault was ever armed: spares every TDCALL the faults lock otherwise.
     faults_armed: AtomicBool,
+    /// The test's rewrite of answers, if any.
+    hook: Mutex<Option<Arc<TdcallHook>>>,
+    hook_set: AtomicBool,
     /// While set, ACCEPTs wait in flight (after locking their pages, before zeroing).
     stall_accepts: AtomicBool,
 }
@@ -213,6 +223,8 @@ impl TdxModule {
             faults: Mutex::new(Faults::default()),
             stats: Stats::default(),
             faults_armed: AtomicBool::new(false),
+            hook: Mutex::new(None),
+            hook_set: AtomicBool::new(false),
             stall_accepts: AtomicBool::new(false),
             config,
         }
@@ -395,6 +407,13 @@ impl TdxModule {
         self.faults.lock().map_gpa = fault;
     }
 
+    /// Installs (`Some`) or removes (`None`) the hook that may rewrite every TDCALL's answer.
+    pub fn set_tdcall_hook(&self, hook: Option<Box<TdcallHook>>) {
+        let hook: Option<Arc<TdcallHook>> = hook.map(Arc::from);
+        self.hook_set.store(hook.is_some(), Ordering::SeqCst);
+        *self.hook.lock() = hook;
+    }
+
     /// Disarms every injected status, refusal and MapGPA fault.
     pub fn clear_faults(&self) {
         self.faults.lock().clear();
@@ -540,6 +559,13 @@ impl TdxModule {
             regs.rax = status;
         } else {
             self.dispatch(vcpu, regs, sti);
+        }
+        if self.hook_set.load(Ordering::Relaxed) {
+            // Cloned out of the lock so the hook may call into the model.
+            let hook = self.hook.lock().clone();
+            if let Some(hook) = hook {
+                hook(vcpu, &input, regs);
+            }
         }
         if self.stats.tracing() {
             self.stats.push_trace(TraceEvent {
