@@ -399,6 +399,35 @@ fn a_second_vcpu_accepting_a_page_in_flight_gets_busy() {
 }
 
 #[test]
+fn map_gpa_waits_for_an_accept_in_flight_on_its_pages() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let tdx = model();
+    tdx.add_memory(0, MIB2, PageState::Unaccepted);
+    tdx.stall_accepts(true);
+    let converted = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let accepting = scope.spawn(|| accept(&tdx, 0, PAGE));
+        while tdx.accepts_in_flight() == 0 {
+            std::hint::spin_loop();
+        }
+        let converting = scope.spawn(|| {
+            let out = map_gpa(&tdx, SHARED | PAGE, PAGE);
+            converted.store(true, Ordering::SeqCst);
+            vmm_status(&out)
+        });
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(
+            !converted.load(Ordering::SeqCst),
+            "MapGPA went through a locked page"
+        );
+        tdx.stall_accepts(false);
+        assert_eq!(accepting.join().unwrap(), TdxStatus::SUCCESS);
+        assert_eq!(converting.join().unwrap(), VmcallStatus::Success);
+    });
+    assert_eq!(tdx.page_state(PAGE), PageState::Shared);
+}
+
+#[test]
 fn vcpus_on_threads_accepting_overlapping_ranges_accept_each_page_once() {
     const PAGES: u64 = 2048;
     let tdx = model();
