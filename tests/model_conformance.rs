@@ -13,8 +13,8 @@ use sha2::{Digest, Sha384};
 use std::collections::BTreeSet;
 use tdx_boot::model::{
     FOREVER, HostPageSize, MODEL_QUOTE_TAG, MapGpaFault, ModelConfig, PageState,
-    QUOTE_STATUS_ERROR, QUOTE_STATUS_IN_FLIGHT, QUOTE_STATUS_SUCCESS, RegisterFile,
-    TDCALL_STATUSES, TdxModule, VMCALL_STATUSES, VMM_GARBAGE,
+    QUOTE_STATUS_ERROR, QUOTE_STATUS_IN_FLIGHT, QUOTE_STATUS_SERVICE_UNAVAILABLE,
+    QUOTE_STATUS_SUCCESS, RegisterFile, TDCALL_STATUSES, TdxModule, VMCALL_STATUSES, VMM_GARBAGE,
 };
 use tdx_boot::tdcall::vmcall::{CpuidResult, expose, function};
 use tdx_boot::tdcall::{
@@ -1648,20 +1648,38 @@ fn get_quote_fills_the_shared_buffer() {
 #[test]
 fn get_quote_rejects_bad_buffers() {
     let (tdx, mem) = quote_model();
-    for (gpa, len) in [
-        (0x80_0000, PAGE),              // private GPA
-        (SHARED | 0x80_0800, PAGE),     // misaligned
-        (SHARED | 0x80_0000, 0x800),    // misaligned length
-        (SHARED | 0x80_0000, 0),        // empty
-        (SHARED | 0x80_1000, 2 * PAGE), // runs into private memory
-        (SHARED | 0x90_0000, PAGE),     // no memory
+    mem.write(0, &header(1, 0, 64, 0));
+    for (gpa, len, expected) in [
+        (0x80_0000, PAGE, VmcallStatus::InvalidOperand), // private GPA
+        (SHARED | 0x80_0000, 0, VmcallStatus::InvalidOperand), // empty
+        (SHARED | 0x80_0800, PAGE, VmcallStatus::AlignError), // misaligned
+        (SHARED | 0x80_0000, 0x800, VmcallStatus::AlignError), // misaligned length
+        (SHARED | 0x80_1000, 2 * PAGE, VmcallStatus::InvalidOperand), // into private memory
+        (SHARED | 0x90_0000, PAGE, VmcallStatus::InvalidOperand), // no memory
     ] {
-        assert_eq!(
-            vmm_status(&get_quote(&tdx, gpa, len)),
-            VmcallStatus::InvalidOperand,
-            "{gpa:#x}"
-        );
+        assert_eq!(vmm_status(&get_quote(&tdx, gpa, len)), expected, "{gpa:#x}");
     }
+    // Header checks: version 1 only, the report must fit in the buffer.
+    for bad in [header(2, 0, 64, 0), header(1, 0, 4073, 0)] {
+        mem.write(0, &bad);
+        assert_eq!(
+            vmm_status(&get_quote(&tdx, SHARED | 0x80_0000, PAGE)),
+            VmcallStatus::InvalidOperand
+        );
+        assert_eq!(mem.read(0, 24), bad, "untouched");
+    }
+    // No quoting service: the call succeeds, the buffer says so.
+    mem.write(0, &header(1, 0, 64, 0));
+    tdx.set_quote_service(false);
+    assert_eq!(
+        vmm_status(&get_quote(&tdx, SHARED | 0x80_0000, PAGE)),
+        VmcallStatus::Success
+    );
+    assert_eq!(
+        mem.read(8, 8),
+        QUOTE_STATUS_SERVICE_UNAVAILABLE.to_le_bytes()
+    );
+    tdx.set_quote_service(true);
     // A report that does not fit: the request is answered, the buffer says error.
     mem.write(0, &header(1, 0, 4072, 0));
     assert_eq!(

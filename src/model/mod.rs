@@ -70,7 +70,8 @@ mod vp_info;
 pub use config::{HostPageSize, ModelConfig};
 pub use faults::{FOREVER, MapGpaFault, Times};
 pub use quote::{
-    MODEL_QUOTE_TAG, QUOTE_STATUS_ERROR, QUOTE_STATUS_IN_FLIGHT, QUOTE_STATUS_SUCCESS,
+    MODEL_QUOTE_TAG, QUOTE_STATUS_ERROR, QUOTE_STATUS_IN_FLIGHT, QUOTE_STATUS_SERVICE_UNAVAILABLE,
+    QUOTE_STATUS_SUCCESS,
 };
 pub use stats::{AcceptStats, TraceEvent};
 pub use vmcall::VMM_GARBAGE;

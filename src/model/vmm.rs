@@ -176,6 +176,7 @@ pub(crate) struct Vmm {
     pub(crate) notify_vector: Option<u8>,
     pub(crate) wbinvd: u64,
     pub(crate) quote_deferred: bool,
+    pub(crate) quote_service: bool,
     pub(crate) pending_quotes: Vec<(u64, u64)>,
     pub(crate) event_notifications: u64,
 }
@@ -193,6 +194,7 @@ impl Vmm {
             notify_vector: None,
             wbinvd: 0,
             quote_deferred: false,
+            quote_service: true,
             pending_quotes: Vec::new(),
             event_notifications: 0,
         }
