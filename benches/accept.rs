@@ -145,6 +145,51 @@ fn parallel_accept(
     (wall, shares)
 }
 
+/// Runs a job on `cpus` simulated CPUs, one item at a time on whichever CPU is free first, with
+/// time = bytes accepted x the CPU's slowness (1.0 to 1.3: interrupts, SMT siblings, a busy
+/// host). Deterministic, so the imbalance the item sizes leave is measured without the noise of
+/// a shared machine. Returns (efficiency = ideal makespan / makespan, tail = (makespan - first
+/// CPU idle) / makespan, items).
+fn simulated_balance(total: u64, cpus: u32, sizing: ItemSizing) -> (f64, f64, u64) {
+    let tdx = TdxModule::new(ModelConfig::default());
+    tdx.add_memory(0, total, PageState::Unaccepted);
+    let ranges = [Range {
+        start: 0,
+        end: total,
+    }];
+    let job = AcceptJob::new(&ranges, sizing).expect("job");
+    let slowness: Vec<f64> = (0..cpus)
+        .map(|c| 1.0 + 0.3 * f64::from((c * 7919 + 13) % 97) / 96.0)
+        .collect();
+    let mut free_at = vec![0f64; cpus as usize];
+    let mut finished = vec![None::<f64>; cpus as usize];
+    let mut items = 0;
+    loop {
+        let Some((cpu, now)) = free_at
+            .iter()
+            .enumerate()
+            .filter(|(c, _)| finished[*c].is_none())
+            .min_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(c, t)| (c, *t))
+        else {
+            break;
+        };
+        let mut share = tdx_boot::accept::CpuShare::default();
+        job.run_for(&tdx.vcpu(0), 1, &mut share).expect("run");
+        if share.items == 0 {
+            finished[cpu] = Some(now);
+        } else {
+            items += 1;
+            free_at[cpu] = now + share.bytes as f64 * slowness[cpu];
+        }
+    }
+    let makespan = finished.iter().flatten().copied().fold(0.0, f64::max);
+    let first_idle = finished.iter().flatten().copied().fold(f64::MAX, f64::min);
+    // Every CPU busy to the end: total work spread in proportion to speed.
+    let ideal = total as f64 / slowness.iter().map(|s| 1.0 / s).sum::<f64>();
+    (ideal / makespan, (makespan - first_idle) / makespan, items)
+}
+
 fn best_of<T>(runs: u32, mut f: impl FnMut() -> (Duration, T)) -> (Duration, T) {
     let mut best = f();
     for _ in 1..runs {
@@ -225,6 +270,23 @@ fn main() {
         imbalance(&fixed_shares, fixed_wall)
     );
     drop(memory);
+    println!("simulated 64 GiB job on CPUs of unequal speed (efficiency = ideal / makespan):");
+    for cpus in [2u32, 8, 32, 128] {
+        let total = 64 << 30;
+        let sizings = [
+            ("guided", ItemSizing::Guided { cpus }),
+            ("fixed 64 MiB", ItemSizing::Fixed(64 * MIB)),
+            ("fixed 2 MiB", ItemSizing::Fixed(2 * MIB)),
+        ];
+        let line: Vec<String> = sizings
+            .iter()
+            .map(|(name, sizing)| {
+                let (efficiency, tail, items) = simulated_balance(total, cpus, *sizing);
+                format!("{name}: {efficiency:.4} ({items} items, tail {tail:.4})")
+            })
+            .collect();
+        println!("  {cpus:>3} cpus: {}", line.join("; "));
+    }
 
     println!("\n== ensure_accepted fast path (everything accepted) ==");
     let tdx = TdxModule::new(ModelConfig::default());
