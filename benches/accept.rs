@@ -164,16 +164,13 @@ fn simulated_balance(total: u64, cpus: u32, sizing: ItemSizing) -> (f64, f64, u6
     let mut free_at = vec![0f64; cpus as usize];
     let mut finished = vec![None::<f64>; cpus as usize];
     let mut items = 0;
-    loop {
-        let Some((cpu, now)) = free_at
-            .iter()
-            .enumerate()
-            .filter(|(c, _)| finished[*c].is_none())
-            .min_by(|a, b| a.1.total_cmp(b.1))
-            .map(|(c, t)| (c, *t))
-        else {
-            break;
-        };
+    while let Some((cpu, now)) = free_at
+        .iter()
+        .enumerate()
+        .filter(|(c, _)| finished[*c].is_none())
+        .min_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(c, t)| (c, *t))
+    {
         let mut share = tdx_boot::accept::CpuShare::default();
         job.run_for(&tdx.vcpu(0), 1, &mut share).expect("run");
         if share.items == 0 {
