@@ -121,6 +121,17 @@ fn bad_ranges_are_refused() {
 }
 
 #[test]
+fn an_oversized_fixed_item_is_one_item() {
+    let tdx = model(1, HostPageSize::Size2M);
+    tdx.add_memory(0, 4 * M2, PageState::Unaccepted);
+    let ranges: &'static [Range<u64>] = leak([0..(4 * M2)]);
+    let job = AcceptJob::new(ranges, ItemSizing::Fixed(!0xfff)).unwrap();
+    let share = job.run(&tdx.vcpu(0)).unwrap();
+    assert_eq!((share.items, share.bytes), (1, 4 * M2));
+    assert_eq!(tdx.accept_stats().accepted_2m, 4);
+}
+
+#[test]
 fn background_and_lazy_acceptance_share_the_bitmap() {
     let cpus = 4;
     let tdx = model(cpus, HostPageSize::Size2M);

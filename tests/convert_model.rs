@@ -391,6 +391,24 @@ fn the_pool_hands_out_shared_pages_once() {
     .unwrap();
     let foreign = other.alloc(1).unwrap();
     assert!(pool.free(foreign).is_err());
+
+    // Too little bookkeeping for 70 pages: refused before converting anything.
+    let one_word = [AtomicU64::new(0)];
+    let mut mapper = TableMapper::mapping(0, pages * K4);
+    // SAFETY: as above.
+    let err = unsafe {
+        SharedPool::new(
+            &cpu,
+            &mut mapper,
+            shared_mask,
+            range(0, pages * K4),
+            &one_word,
+        )
+    }
+    .unwrap_err();
+    assert_eq!(err.cause, ConvertCause::PoolStorageTooSmall);
+    assert_eq!(err.state, RangeState::Unchanged);
+    assert_eq!(tdx.page_state(0), PageState::Private);
 }
 
 #[test]

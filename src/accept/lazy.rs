@@ -223,6 +223,9 @@ impl<'a> UnacceptedBitmap<'a> {
     /// The whole units inside the range are marked; the pieces at either end that share a unit
     /// with memory outside the range are accepted now, since that other memory may be in use
     /// or not be RAM at all (Linux's EFI stub does the same).
+    ///
+    /// Meant for building the bitmap: while other CPUs may call [`Self::ensure_accepted`] on
+    /// the same units, only mark whole units (the eager edges would race with their ACCEPTs).
     pub fn mark_unaccepted(
         &self,
         tdx: &impl TdCall,

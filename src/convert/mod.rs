@@ -77,6 +77,8 @@ pub enum ConvertCause {
     MapGpa(MapGpaError),
     /// Accepting the pages made private failed.
     Accept(AcceptError),
+    /// The bookkeeping storage given to a [`SharedPool`] is too small for its pages.
+    PoolStorageTooSmall,
 }
 
 /// A failed conversion: what went wrong and the state it left the range in.
