@@ -499,3 +499,25 @@ fn every_vmm_refusal_and_a_failed_tdcall_leave_the_range_unchanged() {
     ));
     assert_eq!(tdx.page_state(0), PageState::Private);
 }
+
+#[test]
+fn making_private_on_a_4k_host_accepts_every_page() {
+    let tdx = TdxModule::new(ModelConfig {
+        host_page_size: tdx_boot::model::HostPageSize::Size4K,
+        ..Default::default()
+    });
+    let cpu = tdx.vcpu(0);
+    let shared_mask = vp_info(&cpu).unwrap().shared_mask();
+    tdx.add_memory(0, 4 * M2, PageState::Shared);
+    let mut mapper = TableMapper::mapping(0, 2 * M2);
+    for s in mapper.shared.values_mut() {
+        *s = true;
+    }
+    // SAFETY: nothing uses the model's memory.
+    unsafe { make_private(&cpu, &mut mapper, shared_mask, range(0, 2 * M2)) }.unwrap();
+    assert_eq!(states(&tdx, 0, 2 * M2), [PageState::Private]);
+    assert_eq!(states(&tdx, 2 * M2, 2 * M2), [PageState::Shared]);
+    let stats = tdx.accept_stats();
+    assert_eq!(stats.accepted_4k, 1024);
+    assert!(stats.size_mismatch <= 2, "{stats:?}");
+}
