@@ -7,7 +7,8 @@
 //!
 //! 1. **Count** (read only): walk the window's output pieces to learn the final length, and keep
 //!    the at most two pieces that are split-off remainders of the first and last region. If the
-//!    result does not fit, stop here: the map is untouched.
+//!    result does not fit, stop here: the map is untouched. If no piece differs from its input
+//!    (a duplicate entry, usable memory inside a reserved range), stop too: nothing to write.
 //! 2. **Compact forward**: every output piece that contains a (recolored) existing region is
 //!    written left-aligned into the window. Each such piece consumes at least one distinct input
 //!    region, so the write index never passes the read index.

@@ -12,9 +12,10 @@
 //! never added, shared or MMIO), which a VMM normally answers by killing the TD, the model
 //! returns `TDX_EPT_WALK_FAILED` so a test sees the mistake instead of a dead TD.
 
-use super::memory::{PAGE_2M, PAGE_4K};
-use super::{OPERAND_RCX, PageState, TdxModule, status_with_operand};
+use super::memory::{Memory, PAGE_2M, PAGE_4K};
+use super::{HostPageSize, OPERAND_RCX, PageState, TdxModule, status_with_operand};
 use crate::tdcall::TdxStatus;
+use core::sync::atomic::Ordering;
 
 /// RCX[11:3] must be zero.
 const RESERVED_LOW: u64 = 0xff8;
@@ -23,94 +24,117 @@ const RESERVED_LOW: u64 = 0xff8;
 enum Decision {
     /// Answer this status at once.
     Answer(u64),
-    /// Zero `[start, end)` and mark it private.
-    Accept { start: u64, end: u64 },
+    /// Zero `[start, end)` and mark it private; `split` if the host split a 2 MiB block first.
+    Accept { start: u64, end: u64, split: bool },
+}
+
+/// The operand id of ALREADY_ACCEPTED and SIZE_MISMATCH: the level of the entry found.
+const LEVEL_2M: u64 = 1;
+
+impl Memory {
+    /// A 4 KiB ACCEPT of `gpa`, with the memory locked.
+    fn decide_4k(&mut self, gpa: u64) -> Decision {
+        let block = gpa & !(PAGE_2M - 1);
+        match self.state(gpa) {
+            PageState::Absent | PageState::Shared | PageState::Mmio => {
+                Decision::Answer(TdxStatus::EPT_WALK_FAILED.raw())
+            }
+            PageState::Private if self.host_maps_4k(block) => {
+                Decision::Answer(TdxStatus::PAGE_ALREADY_ACCEPTED.raw())
+            }
+            PageState::Private => {
+                Decision::Answer(TdxStatus::PAGE_ALREADY_ACCEPTED.raw() | LEVEL_2M)
+            }
+            PageState::Unaccepted => {
+                // A pending 2 MiB mapping: the module exits with an EPT violation and the host
+                // splits the block to 4 KiB; the guest's retried ACCEPT then succeeds. Seen
+                // from the guest, the ACCEPT simply works.
+                let split = !self.host_maps_4k(block);
+                if split {
+                    self.set_host_size(block, block + PAGE_2M, HostPageSize::Size4K);
+                }
+                self.in_flight.push((gpa, gpa + PAGE_4K));
+                Decision::Accept {
+                    start: gpa,
+                    end: gpa + PAGE_4K,
+                    split,
+                }
+            }
+        }
+    }
+
+    /// A 2 MiB ACCEPT of `gpa` (2 MiB aligned), with the memory locked.
+    fn decide_2m(&mut self, gpa: u64) -> Decision {
+        let end = gpa + PAGE_2M;
+        let has_private_memory = self
+            .states
+            .runs(gpa, end)
+            .any(|(_, _, s)| matches!(s, PageState::Unaccepted | PageState::Private));
+        if !has_private_memory {
+            Decision::Answer(TdxStatus::EPT_WALK_FAILED.raw())
+        } else if self.host_maps_4k(gpa) {
+            Decision::Answer(TdxStatus::PAGE_SIZE_MISMATCH.raw() | LEVEL_2M)
+        } else if self.state(gpa) == PageState::Private {
+            Decision::Answer(TdxStatus::PAGE_ALREADY_ACCEPTED.raw() | LEVEL_2M)
+        } else {
+            self.in_flight.push((gpa, end));
+            Decision::Accept {
+                start: gpa,
+                end,
+                split: false,
+            }
+        }
+    }
 }
 
 impl TdxModule {
     /// Executes TDG.MEM.PAGE.ACCEPT with RCX = GPA | level; returns the status.
     pub(super) fn page_accept(&self, rcx: u64) -> u64 {
-        let level = rcx & 0x7;
         let gpa = rcx & !0xfff;
-        let size = match level {
+        let size = match rcx & 0x7 {
             0 => PAGE_4K,
             1 => PAGE_2M,
-            _ => {
-                return self
-                    .accept_answer(status_with_operand(TdxStatus::OPERAND_INVALID, OPERAND_RCX));
-            }
+            _ => 0,
         };
-        if rcx & RESERVED_LOW != 0 || gpa & (size - 1) != 0 {
-            return self
-                .accept_answer(status_with_operand(TdxStatus::OPERAND_INVALID, OPERAND_RCX));
-        }
-        let shared_bit = self.config.shared_bit();
-        if !self.config.gpa_in_range(gpa) || gpa & shared_bit != 0 {
+        let operand_ok = size != 0
+            && rcx & RESERVED_LOW == 0
+            && gpa & (size - 1) == 0
+            && self.config.gpa_in_range(gpa)
+            && gpa & self.config.shared_bit() == 0;
+        if !operand_ok {
             return self
                 .accept_answer(status_with_operand(TdxStatus::OPERAND_INVALID, OPERAND_RCX));
         }
         let decision = {
             let mut memory = self.memory.lock();
-            let end = gpa + size;
-            if memory.busy(gpa, end) {
+            if memory.busy(gpa, gpa + size) {
                 Decision::Answer(status_with_operand(TdxStatus::OPERAND_BUSY, OPERAND_RCX))
             } else if size == PAGE_4K {
-                let block = gpa & !(PAGE_2M - 1);
-                match memory.state(gpa) {
-                    PageState::Absent | PageState::Shared | PageState::Mmio => {
-                        Decision::Answer(TdxStatus::EPT_WALK_FAILED.raw())
-                    }
-                    // The operand id is the level of the leaf found: 1 for a 2 MiB mapping.
-                    PageState::Private => Decision::Answer(
-                        TdxStatus::PAGE_ALREADY_ACCEPTED.raw()
-                            | u64::from(!memory.host_maps_4k(block)),
-                    ),
-                    PageState::Unaccepted => {
-                        if !memory.host_maps_4k(block) {
-                            memory.set_host_size(
-                                block,
-                                block + PAGE_2M,
-                                super::HostPageSize::Size4K,
-                            );
-                            self.stats
-                                .host_splits
-                                .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
-                        }
-                        memory.in_flight.push((gpa, end));
-                        Decision::Accept { start: gpa, end }
-                    }
-                }
+                memory.decide_4k(gpa)
             } else {
-                let has_private_memory = memory
-                    .states
-                    .runs(gpa, end)
-                    .any(|(_, _, s)| matches!(s, PageState::Unaccepted | PageState::Private));
-                if !has_private_memory {
-                    Decision::Answer(TdxStatus::EPT_WALK_FAILED.raw())
-                } else if memory.host_maps_4k(gpa) {
-                    Decision::Answer(TdxStatus::PAGE_SIZE_MISMATCH.raw() | 1)
-                } else if memory.state(gpa) == PageState::Private {
-                    Decision::Answer(TdxStatus::PAGE_ALREADY_ACCEPTED.raw() | 1)
-                } else {
-                    memory.in_flight.push((gpa, end));
-                    Decision::Accept { start: gpa, end }
-                }
+                memory.decide_2m(gpa)
             }
         };
-        match decision {
-            Decision::Answer(status) => self.accept_answer(status),
-            Decision::Accept { start, end } => {
-                // Zeroing happens without the lock, so vCPUs accepting disjoint pages zero in
-                // parallel, as on hardware; the in-flight entry keeps others off these pages.
-                self.zero_backing(start, end - start);
-                let mut memory = self.memory.lock();
-                memory.set_state(start, end, PageState::Private);
-                memory.finish_in_flight(start, end);
-                drop(memory);
-                self.stats.record_accepted(end - start);
-                TdxStatus::SUCCESS.raw()
-            }
+        let (start, end, split) = match decision {
+            Decision::Answer(status) => return self.accept_answer(status),
+            Decision::Accept { start, end, split } => (start, end, split),
+        };
+        if split {
+            self.stats.host_splits.fetch_add(1, Ordering::Relaxed);
         }
+        while self.stall_accepts.load(Ordering::SeqCst) {
+            core::hint::spin_loop();
+        }
+        // Zeroing happens without the lock, so vCPUs accepting disjoint pages zero in
+        // parallel, as on hardware; the in-flight entry keeps others off these pages.
+        self.zero_backing(start, end - start);
+        {
+            let mut memory = self.memory.lock();
+            memory.set_state(start, end, PageState::Private);
+            memory.finish_in_flight(start, end);
+        }
+        self.stats.record_accepted(end - start);
+        TdxStatus::SUCCESS.raw()
     }
 
     /// Counts a non-success answer of ACCEPT in the statistics and returns it.

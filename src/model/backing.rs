@@ -34,7 +34,19 @@ pub(crate) struct HostSlice {
 impl Backing {
     /// Registers `[gpa, gpa + len)` at `host`. Returns false (and registers nothing) if the
     /// range is empty, wraps, or overlaps a registered one.
+    ///
+    /// A range whose host address is 0 is registered from its second page on: Rust cannot
+    /// address the null page (an identity-mapping kernel backing guest page 0 loses just that).
     pub(crate) fn add(&mut self, gpa: u64, host: *mut u8, len: u64) -> bool {
+        let (gpa, host, len) = if host.is_null() {
+            const SKIP: u64 = 0x1000;
+            match (gpa.checked_add(SKIP), len.checked_sub(SKIP)) {
+                (Some(gpa), Some(len)) => (gpa, host.wrapping_add(SKIP as usize), len),
+                _ => return false,
+            }
+        } else {
+            (gpa, host, len)
+        };
         let Some(end) = gpa.checked_add(len) else {
             return false;
         };

@@ -54,6 +54,10 @@ pub struct ModelConfig {
     /// VMM garbage ([`VMM_GARBAGE`](super::VMM_GARBAGE) plus the register number) when true
     /// (the default), so code that trusts an undefined output fails its tests.
     pub vmm_clobbers_exposed: bool,
+    /// The VMCALL status (R10) the VMM answers for a sub-function it does not implement.
+    /// INVALID_OPERAND by default; KVM since Linux 6.16 answers SUBFUNC_UNSUPPORTED
+    /// (`0x8000_0000_0000_0003`), so code must not rely on the exact value.
+    pub vmcall_unsupported_status: u64,
 }
 
 impl Default for ModelConfig {
@@ -75,6 +79,7 @@ impl Default for ModelConfig {
             mr_owner: [0; 48],
             mr_owner_config: [0; 48],
             vmm_clobbers_exposed: true,
+            vmcall_unsupported_status: crate::tdcall::VmcallStatus::INVALID_OPERAND_RAW,
         }
     }
 }

@@ -1,13 +1,14 @@
 //! MapGPA: the VMM converting a GPA range between private and shared.
 //!
-//! Checks as KVM makes them: start and length 4 KiB aligned (else ALIGN_ERROR); non-empty,
-//! not wrapping, inside GPAW and on one side of the shared bit (else INVALID_OPERAND); the
-//! model also refuses ranges with absent or MMIO pages (INVALID_OPERAND). A page made shared
+//! Checks in KVM's order (`tdx_map_gpa`): non-empty, not wrapping, inside GPAW and on one
+//! side of the shared bit (else INVALID_OPERAND); then start and length 4 KiB aligned (else
+//! ALIGN_ERROR). The model also refuses ranges with absent or MMIO pages (INVALID_OPERAND). A page made shared
 //! loses its private contents (the backing is zeroed); a page made private is pending
 //! (`Unaccepted`) until the guest accepts it. Pages already in the target state stay as they
 //! are. With [`ModelConfig::map_gpa_chunk`](super::ModelConfig::map_gpa_chunk) the VMM
 //! converts that much per call and answers RETRY with R11 = the GPA to resume from, shared
-//! bit as given.
+//! bit as given. (KVM converts 2 MiB at a time and answers RETRY only when an interrupt is
+//! pending between steps; RETRY after every chunk is the worst case of that.)
 
 use super::faults::MapGpaFault;
 use super::memory::PAGE_4K;
@@ -20,9 +21,6 @@ impl TdxModule {
     pub(super) fn vmm_map_gpa(&self, seen: &VmmRegs) -> VmmReply {
         let gpa = seen.get(R12).copied().unwrap_or(0);
         let len = seen.get(R13).copied().unwrap_or(0);
-        if gpa % PAGE_4K != 0 || len % PAGE_4K != 0 {
-            return VmmReply::status(VmcallStatus::ALIGN_ERROR_RAW);
-        }
         let shared_bit = self.shared_bit();
         let Some(end) = gpa.checked_add(len).filter(|_| len != 0) else {
             return VmmReply::invalid();
@@ -30,6 +28,9 @@ impl TdxModule {
         let last = end - 1;
         if !self.config.gpa_in_range(last) || (gpa ^ last) & shared_bit != 0 {
             return VmmReply::invalid();
+        }
+        if gpa % PAGE_4K != 0 || len % PAGE_4K != 0 {
+            return VmmReply::status(VmcallStatus::ALIGN_ERROR_RAW);
         }
         let to_shared = gpa & shared_bit != 0;
         let start = gpa & !shared_bit;

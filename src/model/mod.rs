@@ -8,9 +8,32 @@
 //! the outcome through accessors, counters and the call trace; knobs make it misbehave the way
 //! real hosts do (busy, refusals, lying MapGPA).
 //!
+//! # What a test can do
+//!
+//! - Build the TD: [`TdxModule::new`] with a [`ModelConfig`]; [`TdxModule::add_memory`] in a
+//!   [`PageState`]; [`TdxModule::set_host_page_size`] per range; [`TdxModule::add_backing`] to
+//!   give guest memory real bytes; [`TdxModule::add_port_device`],
+//!   [`TdxModule::add_mmio_device`] (with [`RegisterFile`]), [`TdxModule::set_cpuid`],
+//!   [`TdxModule::set_msr`].
+//! - Run guest code: [`TdxModule::vcpu`] gives a [`Vcpu`], a [`TdCall`].
+//! - Provoke: [`TdxModule::inject_ve`], [`TdxModule::inject_busy`],
+//!   [`TdxModule::inject_tdcall_status`], [`TdxModule::refuse_vmcall`],
+//!   [`TdxModule::set_map_gpa_fault`], [`TdxModule::stall_accepts`],
+//!   [`TdxModule::set_quote_deferred`].
+//! - Observe: [`TdxModule::page_state`], [`TdxModule::page_runs`], [`TdxModule::host_maps_4k`],
+//!   [`TdxModule::accept_stats`], [`TdxModule::tdcall_count`], [`TdxModule::vmcall_count`],
+//!   [`TdxModule::trace`], [`TdxModule::uart_output`], [`TdxModule::halts`],
+//!   [`TdxModule::sti_calls`], [`TdxModule::msr`], [`TdxModule::rtmr`], [`TdxModule::td_ctls`],
+//!   [`TdxModule::fatal_error`], [`TdxModule::event_notify_vector`], and more below.
+//!
 //! Every status follows the TDX module source (`intel/tdx-module`, `src/td_dispatcher/`) where
 //! the module answers; where the real module would instead exit to the VMM (an ACCEPT of a GPA
 //! without private memory), the model answers a status and says so on the method.
+//!
+//! Leaves the model implements: TDG.VP.VMCALL, VP.INFO, MR.RTMR.EXTEND, VP.VEINFO.GET,
+//! MR.REPORT, MEM.PAGE.ACCEPT, VM.RD and VM.WR. Every other leaf answers `TDX_OPERAND_INVALID`
+//! (operand RAX), as the module answers a leaf it does not have; code that needs, say,
+//! TDG.SYS.RD must therefore cope with a module that lacks it.
 //!
 //! The model needs only `alloc` and [`spin`], so a `no_std` kernel can compile it in and service
 //! TDCALL (which raises #UD without TDX) from it.
@@ -46,17 +69,20 @@ mod vp_info;
 
 pub use config::{HostPageSize, ModelConfig};
 pub use faults::{FOREVER, MapGpaFault, Times};
-pub use quote::{MODEL_QUOTE_TAG, QUOTE_STATUS_ERROR, QUOTE_STATUS_SUCCESS};
+pub use quote::{
+    MODEL_QUOTE_TAG, QUOTE_STATUS_ERROR, QUOTE_STATUS_IN_FLIGHT, QUOTE_STATUS_SUCCESS,
+};
 pub use stats::{AcceptStats, TraceEvent};
 pub use vmcall::VMM_GARBAGE;
 pub use vmm::{Halt, MmioDevice, PortDevice, RegisterFile};
 
 use crate::tdcall::vmcall::CpuidResult;
-use crate::tdcall::{Regs, TdCall, TdxStatus, VeInfo, leaf};
+use crate::tdcall::{Regs, TdCall, TdxStatus, VeInfo, VmcallStatus, leaf};
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use backing::Backing;
+use core::sync::atomic::{AtomicBool, Ordering};
 use faults::Faults;
 use measurement::Measurement;
 use memory::Memory;
@@ -98,6 +124,8 @@ struct VcpuState {
     pending_ve: Option<VeInfo>,
     /// How many TDCALLs were made with interrupts enabled (STI before TDCALL).
     sti_calls: u64,
+    /// #VEs injected while the previous one was unread.
+    ve_double_faults: u64,
 }
 
 /// A software TDX module holding one TD and its VMM. `Sync`: vCPUs on several threads call it
@@ -112,7 +140,33 @@ pub struct TdxModule {
     vmm: Mutex<Vmm>,
     faults: Mutex<Faults>,
     stats: Stats,
+    /// Whether any fault was ever armed: spares every TDCALL the faults lock otherwise.
+    faults_armed: AtomicBool,
+    /// While set, ACCEPTs wait in flight (after locking their pages, before zeroing).
+    stall_accepts: AtomicBool,
 }
+
+/// Every TDCALL status the model returns by itself (injected statuses aside).
+pub const TDCALL_STATUSES: &[TdxStatus] = &[
+    TdxStatus::SUCCESS,
+    TdxStatus::PAGE_ALREADY_ACCEPTED,
+    TdxStatus::OPERAND_INVALID,
+    TdxStatus::OPERAND_BUSY,
+    TdxStatus::NO_VALID_VE_INFO,
+    TdxStatus::EPT_WALK_FAILED,
+    TdxStatus::PAGE_SIZE_MISMATCH,
+    TdxStatus::METADATA_FIELD_ID_INCORRECT,
+    TdxStatus::METADATA_FIELD_NOT_WRITABLE,
+    TdxStatus::METADATA_FIELD_VALUE_NOT_VALID,
+];
+
+/// Every TDG.VP.VMCALL status (R10) the model's VMM returns by itself (refusals aside).
+pub const VMCALL_STATUSES: &[VmcallStatus] = &[
+    VmcallStatus::Success,
+    VmcallStatus::Retry,
+    VmcallStatus::InvalidOperand,
+    VmcallStatus::AlignError,
+];
 
 /// One vCPU of a [`TdxModule`]: what a guest's code calls TDCALL on.
 ///
@@ -158,6 +212,8 @@ impl TdxModule {
             vmm: Mutex::new(Vmm::new()),
             faults: Mutex::new(Faults::default()),
             stats: Stats::default(),
+            faults_armed: AtomicBool::new(false),
+            stall_accepts: AtomicBool::new(false),
             config,
         }
     }
@@ -272,8 +328,28 @@ impl TdxModule {
     }
 
     /// Makes a #VE pending on `vcpu`: the next TDG.VP.VEINFO.GET there returns `info`.
-    pub fn inject_ve(&self, vcpu: u32, info: VeInfo) {
-        self.vcpus.lock().entry(vcpu).or_default().pending_ve = Some(info);
+    ///
+    /// Returns false, keeping the pending information, if the previous #VE on `vcpu` was not
+    /// yet read: on hardware that second #VE escalates to a double fault. Such events are
+    /// counted ([`TdxModule::ve_double_faults`]).
+    pub fn inject_ve(&self, vcpu: u32, info: VeInfo) -> bool {
+        let mut vcpus = self.vcpus.lock();
+        let state = vcpus.entry(vcpu).or_default();
+        if state.pending_ve.is_some() {
+            state.ve_double_faults += 1;
+            return false;
+        }
+        state.pending_ve = Some(info);
+        true
+    }
+
+    /// How many #VEs were injected on `vcpu` while VE information was still unread (each a
+    /// double fault on hardware).
+    pub fn ve_double_faults(&self, vcpu: u32) -> u64 {
+        self.vcpus
+            .lock()
+            .get(&vcpu)
+            .map_or(0, |v| v.ve_double_faults)
     }
 
     /// Whether a #VE is pending (not yet read with VEINFO.GET) on `vcpu`.
@@ -293,6 +369,7 @@ impl TdxModule {
     /// The next `times` calls of TDCALL `leaf` (any vCPU) return `status` and do nothing else.
     /// [`FOREVER`] never runs out.
     pub fn inject_tdcall_status(&self, leaf: u64, status: TdxStatus, times: Times) {
+        self.faults_armed.store(true, Ordering::SeqCst);
         self.faults.lock().arm_tdcall(leaf, status.raw(), times);
     }
 
@@ -308,17 +385,31 @@ impl TdxModule {
     /// The VMM answers the next `times` TDG.VP.VMCALLs of sub-function `function` with the raw
     /// VMCALL status `status` (R10) and does nothing else.
     pub fn refuse_vmcall(&self, function: u64, status: u64, times: Times) {
+        self.faults_armed.store(true, Ordering::SeqCst);
         self.faults.lock().arm_vmcall(function, status, times);
     }
 
     /// Makes every following MapGPA misbehave as `fault` says; `None` restores honest answers.
     pub fn set_map_gpa_fault(&self, fault: Option<MapGpaFault>) {
+        self.faults_armed.store(true, Ordering::SeqCst);
         self.faults.lock().map_gpa = fault;
     }
 
     /// Disarms every injected status, refusal and MapGPA fault.
     pub fn clear_faults(&self) {
         self.faults.lock().clear();
+    }
+
+    /// While `stall` is true, every ACCEPT that passed its checks waits in flight (its pages
+    /// locked, before zeroing) until `stall` is set false again: lets a test make two vCPUs
+    /// meet on the same page deterministically. See [`TdxModule::accepts_in_flight`].
+    pub fn stall_accepts(&self, stall: bool) {
+        self.stall_accepts.store(stall, Ordering::SeqCst);
+    }
+
+    /// How many ACCEPTs are in flight right now.
+    pub fn accepts_in_flight(&self) -> usize {
+        self.memory.lock().in_flight.len()
     }
 
     /// How many TDCALLs of `leaf` (RAX bits 15:0, any version) were made, on all vCPUs.
@@ -437,7 +528,11 @@ impl TdxModule {
         if sti {
             self.vcpus.lock().entry(vcpu).or_default().sti_calls += 1;
         }
-        let injected = self.faults.lock().take_tdcall(leaf_number);
+        let injected = if self.faults_armed.load(Ordering::Relaxed) {
+            self.faults.lock().take_tdcall(leaf_number)
+        } else {
+            None
+        };
         if let Some(status) = injected {
             if leaf_number == leaf::MEM_PAGE_ACCEPT {
                 self.stats.record_accept_answer(TdxStatus::from_raw(status));
@@ -460,8 +555,10 @@ impl TdxModule {
         let leaf_number = regs.rax & 0xffff;
         let version = (regs.rax >> 16) & 0xff;
         let reserved = regs.rax >> 24;
-        // RAX: leaf in 15:0, version in 23:16 (only TDG.VM.RD has a version 1), rest reserved.
-        if reserved != 0 || (version > 0 && leaf_number != leaf::VM_RD) {
+        // RAX: leaf in 15:0, version in 23:16 (only TDG.VM.RD and TDG.VP.VEINFO.GET have a
+        // version 1), the rest reserved.
+        let versioned = matches!(leaf_number, leaf::VM_RD | leaf::VP_VEINFO_GET);
+        if reserved != 0 || version > u64::from(versioned) {
             regs.rax = status_with_operand(TdxStatus::OPERAND_INVALID, OPERAND_RAX);
             return;
         }
@@ -472,7 +569,7 @@ impl TdxModule {
             leaf::VP_VEINFO_GET => self.veinfo_get(vcpu, regs),
             leaf::MR_REPORT => self.mr_report(regs),
             leaf::MEM_PAGE_ACCEPT => self.page_accept(regs.rcx),
-            leaf::VM_RD => self.vm_rd(version, regs),
+            leaf::VM_RD => self.vm_rd(regs),
             leaf::VM_WR => self.vm_wr(regs),
             _ => status_with_operand(TdxStatus::OPERAND_INVALID, OPERAND_RAX),
         };

@@ -157,6 +157,40 @@ mod tests {
         assert_eq!(map.uniform(5, 15), None);
     }
 
+    proptest::proptest! {
+        /// Against a page-by-page reference: same contents, and runs always maximal (no two
+        /// touching runs with equal values), so the entry count is the minimum possible.
+        #[test]
+        fn matches_a_per_page_reference(ops in proptest::collection::vec(
+            (0u64..64, 0u64..64, proptest::option::of(0u8..3)), 1..60)
+        ) {
+            let mut map = RangeMap::new();
+            let mut reference: [Option<u8>; 64] = [None; 64];
+            for (a, b, value) in ops {
+                let (start, end) = (a.min(b), a.max(b));
+                map.set(start, end, value);
+                for slot in reference.iter_mut().take(end as usize).skip(start as usize) {
+                    *slot = value;
+                }
+                for (page, expected) in reference.iter().enumerate() {
+                    proptest::prop_assert_eq!(map.get(page as u64), *expected);
+                }
+                let runs: Vec<_> = map.runs(0, 64).collect();
+                for pair in runs.windows(2) {
+                    proptest::prop_assert!(pair[0].1 < pair[1].0 || pair[0].2 != pair[1].2);
+                }
+                let mut distinct = 0;
+                for page in 0..64 {
+                    let here = reference[page];
+                    if here.is_some() && (page == 0 || reference[page - 1] != here) {
+                        distinct += 1;
+                    }
+                }
+                proptest::prop_assert_eq!(map.len(), distinct);
+            }
+        }
+    }
+
     #[test]
     fn the_top_of_the_address_space_is_usable() {
         let mut map = RangeMap::new();

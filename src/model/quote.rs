@@ -1,4 +1,10 @@
-//! GetQuote: the host's quoting service, answering synchronously.
+//! GetQuote: the host's quoting service.
+//!
+//! By default the quote is in the buffer when the TDVMCALL returns. A real host answers
+//! asynchronously: it marks the buffer in flight (status 0xFFFF_FFFF_FFFF_FFFF), returns, and
+//! writes the quote later, then raises the event-notify interrupt if one is set up.
+//! [`TdxModule::set_quote_deferred`] makes the model do the same, and
+//! [`TdxModule::complete_quotes`] is "later".
 //!
 //! The buffer (a shared GPA, 4 KiB aligned) starts with the GHCI header
 //! `{ u64 version, u64 status, u32 in_len, u32 out_len }` followed by the data: a TDREPORT of
@@ -19,6 +25,8 @@ pub const MODEL_QUOTE_TAG: &[u8] = b"TDX-BOOT-MODEL-QUOTE";
 pub const QUOTE_STATUS_SUCCESS: u64 = 0;
 /// Buffer status: the request is malformed (bad lengths).
 pub const QUOTE_STATUS_ERROR: u64 = 0x8000_0000_0000_0000;
+/// Buffer status: the host is working on the request.
+pub const QUOTE_STATUS_IN_FLIGHT: u64 = u64::MAX;
 
 impl TdxModule {
     pub(super) fn vmm_get_quote(&self, seen: &VmmRegs) -> VmmReply {
@@ -37,18 +45,53 @@ impl TdxModule {
         {
             return VmmReply::invalid();
         }
-        let Ok(buffer_len) = usize::try_from(len) else {
-            return VmmReply::invalid();
-        };
-        let mut buffer = vec![0u8; buffer_len];
-        if !self.read_guest(start, &mut buffer) {
+        if self.backing.lock().whole(start, len).is_none() {
             return VmmReply::invalid();
         }
-        let quote = Self::quote_from(&buffer);
-        if !self.write_guest(start, &quote) {
-            return VmmReply::invalid();
+        let deferred = self.vmm.lock().quote_deferred;
+        if deferred {
+            self.write_guest(start + 8, &QUOTE_STATUS_IN_FLIGHT.to_le_bytes());
+            self.vmm.lock().pending_quotes.push((start, len));
+        } else {
+            self.complete_quote(start, len);
         }
         VmmReply::success()
+    }
+
+    /// Makes GetQuote asynchronous (`true`): the buffer is marked in flight and the quote is
+    /// written only by [`TdxModule::complete_quotes`]. `false` (the default) answers at once.
+    pub fn set_quote_deferred(&self, deferred: bool) {
+        self.vmm.lock().quote_deferred = deferred;
+    }
+
+    /// Completes every deferred GetQuote request; returns how many.
+    pub fn complete_quotes(&self) -> usize {
+        let pending = core::mem::take(&mut self.vmm.lock().pending_quotes);
+        for &(start, len) in &pending {
+            self.complete_quote(start, len);
+        }
+        pending.len()
+    }
+
+    /// How many completed quotes were signalled with the event-notify interrupt (one per
+    /// completion while a vector is set up).
+    pub fn event_notifications(&self) -> u64 {
+        self.vmm.lock().event_notifications
+    }
+
+    /// Writes the quote for the request in `[start, start + len)` (no shared bit).
+    fn complete_quote(&self, start: u64, len: u64) {
+        let Ok(buffer_len) = usize::try_from(len) else {
+            return;
+        };
+        let mut buffer = vec![0u8; buffer_len];
+        if self.read_guest(start, &mut buffer) {
+            self.write_guest(start, &Self::quote_from(&buffer));
+        }
+        let mut vmm = self.vmm.lock();
+        if vmm.notify_vector.is_some() {
+            vmm.event_notifications += 1;
+        }
     }
 
     /// The buffer after the quoting service handled it.

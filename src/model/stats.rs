@@ -31,7 +31,9 @@ pub struct AcceptStats {
 impl AcceptStats {
     /// Bytes accepted in total.
     pub fn accepted_bytes(&self) -> u64 {
-        self.accepted_4k * 0x1000 + self.accepted_2m * 0x20_0000
+        self.accepted_4k
+            .saturating_mul(0x1000)
+            .saturating_add(self.accepted_2m.saturating_mul(0x20_0000))
     }
 }
 

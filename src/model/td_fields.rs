@@ -52,10 +52,8 @@ impl TdFields {
 impl TdxModule {
     /// TDG.VM.RD: RDX = field id; R8 = value. Version 1 also returns RDX = the next field id
     /// (-1: the model enumerates no sequence).
-    pub(super) fn vm_rd(&self, version: u64, regs: &mut Regs) -> u64 {
-        if version > 1 {
-            return status_with_operand(TdxStatus::OPERAND_INVALID, super::OPERAND_RAX);
-        }
+    pub(super) fn vm_rd(&self, regs: &mut Regs) -> u64 {
+        let version = (regs.rax >> 16) & 0xff;
         let mut fields = self.td_fields.lock();
         let Some((value, _)) = fields.lookup(regs.rdx) else {
             regs.r8 = 0;

@@ -3,7 +3,8 @@
 //!
 //! Argument checks follow what KVM does for a TD: IO sizes 1/2/4, MMIO sizes 1/2/4/8 on a
 //! shared GPA without crossing a page, directions 0/1; everything else answers
-//! INVALID_OPERAND. Unknown sub-functions answer INVALID_OPERAND.
+//! INVALID_OPERAND. Unknown sub-functions answer
+//! [`ModelConfig::vmcall_unsupported_status`](super::ModelConfig::vmcall_unsupported_status).
 
 use super::vmcall::{R8, R9, R10, R11, R12, R13, R14, R15, RBX, RDI, RDX, RSI, VmmRegs, VmmReply};
 use super::{PageState, TdxModule};
@@ -174,6 +175,9 @@ pub(crate) struct Vmm {
     pub(crate) fatal: Option<(u32, Vec<u8>)>,
     pub(crate) notify_vector: Option<u8>,
     pub(crate) wbinvd: u64,
+    pub(crate) quote_deferred: bool,
+    pub(crate) pending_quotes: Vec<(u64, u64)>,
+    pub(crate) event_notifications: u64,
 }
 
 impl Vmm {
@@ -188,6 +192,9 @@ impl Vmm {
             fatal: None,
             notify_vector: None,
             wbinvd: 0,
+            quote_deferred: false,
+            pending_quotes: Vec::new(),
+            event_notifications: 0,
         }
     }
 }
@@ -206,7 +213,11 @@ impl TdxModule {
         }
         let function = get(seen, R11);
         self.stats.count_vmcall(function);
-        if let Some(status) = self.faults.lock().take_vmcall(function) {
+        if self
+            .faults_armed
+            .load(core::sync::atomic::Ordering::Relaxed)
+            && let Some(status) = self.faults.lock().take_vmcall(function)
+        {
             return VmmReply::status(status);
         }
         match function {
@@ -267,7 +278,7 @@ impl TdxModule {
                 }
                 _ => VmmReply::invalid(),
             },
-            _ => VmmReply::invalid(),
+            _ => VmmReply::status(self.config.vmcall_unsupported_status),
         }
     }
 

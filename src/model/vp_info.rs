@@ -5,7 +5,8 @@ use crate::tdcall::{Regs, TdxStatus};
 
 impl TdxModule {
     /// RCX = GPAW, RDX = attributes, R8 = NUM_VCPUS | MAX_VCPUS << 32, R9 = VCPU_INDEX,
-    /// R10 = R11 = 0 (no TDX 1.5 extensions enumerated).
+    /// R10 = R11 = 0. A TDX 1.5 module sets R10 bit 0 (TDG.SYS.RD available); the model does
+    /// not implement TDG.SYS.RD, so it reports what a 1.0 module does.
     pub(super) fn vp_info(&self, vcpu: u32, regs: &mut Regs) -> u64 {
         regs.rcx = u64::from(self.config.gpaw & 0x3f);
         regs.rdx = self.config.attributes;

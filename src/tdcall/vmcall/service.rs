@@ -9,7 +9,9 @@ pub fn get_td_vmcall_info(tdx: &impl TdCall, leaf: u64) -> Result<[u64; 4], Vmca
         r12: leaf,
         ..Regs::default()
     };
-    let out = vmcall_registers_only(tdx, function::GET_TD_VMCALL_INFO, expose::R12_TO_R15, args)?;
+    // R12 is the input; R11..R14 the outputs. R15 carries nothing, so it is not exposed.
+    let exposed = expose::R12 | expose::R13 | expose::R14;
+    let out = vmcall_registers_only(tdx, function::GET_TD_VMCALL_INFO, exposed, args)?;
     Ok([out.r11, out.r12, out.r13, out.r14])
 }
 

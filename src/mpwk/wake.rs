@@ -1,0 +1,197 @@
+//! The BSP side of the wake protocol: one AP at a time, bounded waits, no reuse after a timeout.
+//!
+//! For each AP: check that no earlier AP still owns the trampoline slot; publish the AP's CR3 and
+//! block in the slot; write the wakeup vector, then APIC ID and WAKEUP in one release store; wait
+//! until the firmware acknowledges (command back to NOOP); wait until the AP sets its started flag.
+//!
+//! Every wait is bounded by the caller's `keep_waiting` closure, called once per poll: return
+//! `false` to give up (a spin count, a TSC deadline, ...). Giving up cannot cancel anything: the
+//! VMM decides when a vCPU runs and may start the AP much later (Linux waits for ever for this
+//! reason). So a timed-out AP keeps its block (consumed by [`MpWaker::wake`]) and the trampoline
+//! slot, and [`MpWaker::wake`] refuses to wake another AP with [`WakeError::Busy`] until the late
+//! AP has started. A kernel must be ready for such a late AP to run its entry function.
+
+use super::ap_boot::ApBoot;
+use super::madt::Madt;
+use super::mailbox::{APIC_ID_BROADCAST, APIC_ID_INVALID, Command, Mailbox};
+use super::trampoline::Trampoline;
+
+/// Why an AP was not woken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WakeError {
+    /// The APIC ID is one the firmware reads as "invalid" or "broadcast".
+    InvalidApicId(u32),
+    /// The mailbox's command was not NOOP before posting: someone else's command is pending.
+    MailboxBusy {
+        /// The command found.
+        command: u16,
+    },
+    /// An earlier AP timed out and still owns the trampoline slot.
+    Busy {
+        /// That AP's APIC ID.
+        pending_apic_id: u32,
+    },
+    /// The firmware did not acknowledge the wakeup before the budget ran out. The AP may still
+    /// start later, with the block it was given.
+    NotAcknowledged {
+        /// The AP's APIC ID.
+        apic_id: u32,
+    },
+    /// The firmware acknowledged, but the AP did not reach the kernel's state in time. It may
+    /// still start later, with the block it was given.
+    NotStarted {
+        /// The AP's APIC ID.
+        apic_id: u32,
+    },
+}
+
+impl WakeError {
+    /// The APIC ID this error is about.
+    pub fn apic_id(&self) -> Option<u32> {
+        match *self {
+            WakeError::InvalidApicId(id)
+            | WakeError::NotAcknowledged { apic_id: id }
+            | WakeError::NotStarted { apic_id: id }
+            | WakeError::Busy {
+                pending_apic_id: id,
+            } => Some(id),
+            WakeError::MailboxBusy { .. } => None,
+        }
+    }
+}
+
+/// Wakes APs through one mailbox into one trampoline.
+#[derive(Debug)]
+pub struct MpWaker<'a> {
+    mailbox: Mailbox<'a>,
+    trampoline: &'a Trampoline<'a>,
+    /// An AP whose wake timed out; it owns the trampoline slot until it starts.
+    pending: Option<&'static ApBoot>,
+}
+
+impl<'a> MpWaker<'a> {
+    /// A waker over `mailbox` (from the MADT's [`super::MpWakeup`]) and an installed trampoline.
+    pub fn new(mailbox: Mailbox<'a>, trampoline: &'a Trampoline<'a>) -> Self {
+        MpWaker {
+            mailbox,
+            trampoline,
+            pending: None,
+        }
+    }
+
+    /// The APIC ID of a timed-out AP that still owns the trampoline slot, if any.
+    pub fn pending(&self) -> Option<u32> {
+        self.pending.map(|boot| boot.apic_id)
+    }
+
+    /// Frees the slot if the timed-out AP has arrived since; true when no AP is pending.
+    pub fn poll_pending(&mut self) -> bool {
+        if let Some(boot) = self.pending {
+            if boot.has_started() && self.mailbox.is_idle() {
+                self.pending = None;
+            }
+        }
+        self.pending.is_none()
+    }
+
+    /// Wakes the AP `boot.apic_id` and waits until it has started (then it is running
+    /// `boot.entry`). `keep_waiting` is called once per poll and bounds both waits together.
+    ///
+    /// The block is consumed: on success it comes back as the shared reference the AP also holds;
+    /// on timeout it stays with the AP (which may still use it) and is never handed out again.
+    pub fn wake(
+        &mut self,
+        boot: &'static mut ApBoot,
+        mut keep_waiting: impl FnMut() -> bool,
+    ) -> Result<&'static ApBoot, WakeError> {
+        let apic_id = boot.apic_id;
+        if apic_id == APIC_ID_INVALID || apic_id == APIC_ID_BROADCAST {
+            return Err(WakeError::InvalidApicId(apic_id));
+        }
+        if !self.poll_pending() {
+            return Err(WakeError::Busy {
+                pending_apic_id: self.pending().unwrap_or(apic_id),
+            });
+        }
+        let command = self.mailbox.command_raw();
+        if command != Command::Noop as u16 {
+            return Err(WakeError::MailboxBusy { command });
+        }
+        let boot: &'static ApBoot = boot;
+        self.trampoline.publish(boot);
+        self.mailbox
+            .post(Command::Wakeup, apic_id, self.trampoline.wakeup_vector());
+
+        while !self.mailbox.is_idle() {
+            if !keep_waiting() {
+                self.pending = Some(boot);
+                return Err(WakeError::NotAcknowledged { apic_id });
+            }
+            core::hint::spin_loop();
+        }
+        while !boot.has_started() {
+            if !keep_waiting() {
+                self.pending = Some(boot);
+                return Err(WakeError::NotStarted { apic_id });
+            }
+            core::hint::spin_loop();
+        }
+        Ok(boot)
+    }
+
+    /// Wakes every enabled processor of `madt` except `self_apic_id` (the caller), each APIC ID
+    /// once, in table order, stopping at the first failure (after a timeout the slot is taken).
+    ///
+    /// `block_for(apic_id)` supplies each AP's block (`None` skips that AP, e.g. more CPUs than
+    /// the kernel supports); `budget_for(apic_id)` supplies each AP's `keep_waiting` closure;
+    /// `on_started` is called with each started AP's block. Returns how many APs started.
+    ///
+    /// Duplicates are found by rescanning the entries before each one (no allocation): quadratic
+    /// in the number of processor entries, a few million entry reads for a thousand CPUs.
+    pub fn wake_all<B, K, S>(
+        &mut self,
+        madt: &Madt<'_>,
+        self_apic_id: u32,
+        mut block_for: B,
+        mut budget_for: impl FnMut(u32) -> K,
+        mut on_started: S,
+    ) -> Result<usize, WakeAllError>
+    where
+        B: FnMut(u32) -> Option<&'static mut ApBoot>,
+        K: FnMut() -> bool,
+        S: FnMut(&'static ApBoot),
+    {
+        let mut started = 0usize;
+        for (index, apic_id) in madt.apic_ids().enumerate() {
+            if apic_id == self_apic_id || madt.apic_ids().take(index).any(|seen| seen == apic_id) {
+                continue;
+            }
+            let Some(boot) = block_for(apic_id) else {
+                continue;
+            };
+            if boot.apic_id != apic_id {
+                return Err(WakeAllError {
+                    started,
+                    error: WakeError::InvalidApicId(boot.apic_id),
+                });
+            }
+            match self.wake(boot, budget_for(apic_id)) {
+                Ok(boot) => {
+                    started = started.saturating_add(1);
+                    on_started(boot);
+                }
+                Err(error) => return Err(WakeAllError { started, error }),
+            }
+        }
+        Ok(started)
+    }
+}
+
+/// [`MpWaker::wake_all`] stopped early.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WakeAllError {
+    /// APs that started before the failure.
+    pub started: usize,
+    /// The failure.
+    pub error: WakeError,
+}

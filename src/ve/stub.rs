@@ -1,0 +1,104 @@
+//! The interrupt entry stub: from the CPU's exception frame to a Rust `extern "C" fn(&mut Frame)`
+//! and back with `iretq`.
+
+/// Defines an IDT entry stub `name` that calls `handler: extern "C" fn(&mut Frame)` with the
+/// interrupted context and returns to it (with every change the handler made) through `iretq`.
+///
+/// For vectors without an error code (#VE 20, #UD 6, #BP 3, external interrupts...). The stub
+///
+/// 1. pushes R15 down to RAX right below the five words the CPU pushed (SS, RSP, RFLAGS, CS,
+///    RIP), which makes that stack area a [`Frame`](crate::ve::Frame);
+/// 2. clears the direction flag (the ABI requires DF = 0), saves the x87/SSE state with
+///    `fxsave64` into a 512-byte area aligned to 16 bytes below it (Rust handlers use SSE), and
+///    calls `handler` with the stack aligned to 16 bytes;
+/// 3. restores the x87/SSE state and every general-purpose register from the (possibly changed)
+///    Frame and returns with `iretq`, which also takes RIP, CS, RFLAGS, RSP and SS from it.
+///
+/// It needs about 700 bytes of stack above what the handler uses. Give the vector an IST stack:
+/// a kernel built without `-C no-redzone` (or linking a precompiled `core` that uses the red zone)
+/// would otherwise have 128 bytes below its RSP overwritten. The handler itself must not raise the
+/// same exception again while it runs on that IST stack.
+///
+/// The stub is an `unsafe extern "C" fn()` that must never be called, only installed, e.g. with
+/// the `x86_64` crate: `idt[6].set_handler_addr(VirtAddr::new(my_ud_stub as usize as u64))`.
+///
+/// ```
+/// use tdx_boot::ve::Frame;
+///
+/// extern "C" fn on_breakpoint(frame: &mut Frame) {
+///     let _ = frame.rip; // `int3` already left RIP after itself
+/// }
+///
+/// tdx_boot::entry_stub!(
+///     /// The #BP entry point.
+///     pub fn breakpoint_entry => on_breakpoint
+/// );
+/// ```
+#[macro_export]
+macro_rules! entry_stub {
+    ($(#[$attr:meta])* $vis:vis fn $name:ident => $handler:path) => {
+        $(#[$attr])*
+        ///
+        /// # Safety
+        ///
+        /// An interrupt entry point: install its address in an IDT gate; never call it.
+        #[unsafe(naked)]
+        $vis unsafe extern "C" fn $name() {
+            // Checks the handler's type; `sym` alone would take any symbol.
+            const _: extern "C" fn(&mut $crate::ve::Frame) = $handler;
+            ::core::arch::naked_asm!(
+                "push r15",
+                "push r14",
+                "push r13",
+                "push r12",
+                "push r11",
+                "push r10",
+                "push r9",
+                "push r8",
+                "push rbp",
+                "push rdi",
+                "push rsi",
+                "push rdx",
+                "push rcx",
+                "push rbx",
+                "push rax",
+                "cld",
+                // RBX is callee-saved: it keeps the Frame's address across the call.
+                "mov rbx, rsp",
+                "sub rsp, 512",
+                "and rsp, -16",
+                "fxsave64 [rsp]",
+                "mov rdi, rbx",
+                "call {handler}",
+                "fxrstor64 [rsp]",
+                "mov rsp, rbx",
+                "pop rax",
+                "pop rbx",
+                "pop rcx",
+                "pop rdx",
+                "pop rsi",
+                "pop rdi",
+                "pop rbp",
+                "pop r8",
+                "pop r9",
+                "pop r10",
+                "pop r11",
+                "pop r12",
+                "pop r13",
+                "pop r14",
+                "pop r15",
+                "iretq",
+                handler = sym $handler,
+            )
+        }
+    };
+}
+
+// The push order above must produce `Frame`'s layout; frame.rs asserts the offsets, this checks
+// the stub's side of it: fifteen pushes, RAX last, directly below the hardware frame.
+const _: () = {
+    use super::Frame;
+    use core::mem::offset_of;
+    assert!(offset_of!(Frame, rax) == 0);
+    assert!(offset_of!(Frame, r15) + 8 == Frame::HARDWARE_OFFSET);
+};

@@ -1,0 +1,64 @@
+//! Helpers shared by the integration tests that run against the model.
+#![allow(dead_code)]
+
+use tdx_boot::model::TdxModule;
+use tdx_boot::tdcall::{Regs, TdCall};
+
+/// Host memory standing for guest memory. Leaked on purpose: the model may keep using it for
+/// as long as it lives, whatever the order in which a test drops things. Accessed only through
+/// raw pointers, never through Rust references, so the model's writes never alias a borrow.
+pub struct HostMemory {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl HostMemory {
+    /// `len` bytes, 4 KiB aligned, filled with `fill`.
+    pub fn new(len: usize, fill: u8) -> Self {
+        let raw = Box::leak(vec![fill; len + 0x1000].into_boxed_slice()).as_mut_ptr();
+        let ptr = raw.wrapping_add(raw.align_offset(0x1000));
+        Self { ptr, len }
+    }
+
+    /// Registers this memory as the backing of guest memory at `gpa`.
+    pub fn back(&self, tdx: &TdxModule, gpa: u64) {
+        // SAFETY: the memory is leaked (valid forever) and the test touches it only through
+        // this type's raw-pointer accessors, between TDCALLs.
+        assert!(unsafe { tdx.add_backing(gpa, self.ptr, self.len as u64) });
+    }
+
+    pub fn read(&self, offset: usize, len: usize) -> Vec<u8> {
+        assert!(offset + len <= self.len);
+        let mut out = vec![0; len];
+        // SAFETY: in bounds (checked); no reference to the memory exists.
+        unsafe { std::ptr::copy_nonoverlapping(self.ptr.add(offset), out.as_mut_ptr(), len) };
+        out
+    }
+
+    pub fn write(&self, offset: usize, data: &[u8]) {
+        assert!(offset + data.len() <= self.len);
+        // SAFETY: as in `read`.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr.add(offset), data.len()) };
+    }
+
+    pub fn fill(&self, offset: usize, len: usize, byte: u8) {
+        assert!(offset + len <= self.len);
+        // SAFETY: as in `read`.
+        unsafe { std::ptr::write_bytes(self.ptr.add(offset), byte, len) };
+    }
+
+    /// The host address of byte `offset` (for wrappers that take a Rust reference).
+    pub fn ptr(&self, offset: usize) -> *mut u8 {
+        assert!(offset < self.len);
+        self.ptr.wrapping_add(offset)
+    }
+}
+
+/// Executes one raw TDCALL on `cpu`.
+pub fn call(cpu: &impl TdCall, regs: Regs) -> Regs {
+    let mut regs = regs;
+    // SAFETY: the model touches only memory registered with `add_backing` (leaked
+    // `HostMemory`), so no Rust object can be affected.
+    unsafe { cpu.tdcall(&mut regs) };
+    regs
+}
