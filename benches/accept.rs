@@ -103,13 +103,25 @@ fn calls_versus_optimum(host: &str, rng: &mut Rng, maps: u32) -> (u64, u64) {
     (made, best)
 }
 
+/// CPU time of the calling thread (Linux schedstat), so scaling can be judged on a machine
+/// shared with other work: wall time there measures the neighbours too.
+fn thread_cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns = stat.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
+}
+
+/// One thread's part of a parallel run.
+#[derive(Clone, Copy, Debug)]
+struct ThreadRun {
+    bytes: u64,
+    finished: Duration,
+    cpu: Option<Duration>,
+}
+
 /// Accepts `bytes` backed by real host memory on `cpus` threads; returns the wall time and each
-/// thread's (bytes, finish time).
-fn parallel_accept(
-    memory: &mut [u8],
-    cpus: u32,
-    sizing: ItemSizing,
-) -> (Duration, Vec<(u64, Duration)>) {
+/// thread's share, finish time and CPU time.
+fn parallel_accept(memory: &mut [u8], cpus: u32, sizing: ItemSizing) -> (Duration, Vec<ThreadRun>) {
     let bytes = memory.len() as u64;
     let tdx = TdxModule::new(ModelConfig {
         num_vcpus: cpus,
@@ -130,8 +142,13 @@ fn parallel_accept(
             .map(|cpu| {
                 let (tdx, job) = (&tdx, &job);
                 s.spawn(move || {
+                    let cpu_before = thread_cpu_time();
                     let share = job.run(&tdx.vcpu(cpu)).expect("run");
-                    (share.bytes, start.elapsed())
+                    ThreadRun {
+                        bytes: share.bytes,
+                        finished: start.elapsed(),
+                        cpu: thread_cpu_time().zip(cpu_before).map(|(a, b)| a - b),
+                    }
                 })
             })
             .collect();
@@ -143,6 +160,48 @@ fn parallel_accept(
     let wall = start.elapsed();
     assert_eq!(tdx.accept_stats().accepted_bytes(), bytes);
     (wall, shares)
+}
+
+/// Runs a job on `cpus` simulated CPUs, one item at a time on whichever CPU is free first, with
+/// time = bytes accepted x the CPU's slowness (1.0 to 1.3: interrupts, SMT siblings, a busy
+/// host). Deterministic, so the imbalance the item sizes leave is measured without the noise of
+/// a shared machine. Returns (efficiency = ideal makespan / makespan, tail = (makespan - first
+/// CPU idle) / makespan, items).
+fn simulated_balance(total: u64, cpus: u32, sizing: ItemSizing) -> (f64, f64, u64) {
+    let tdx = TdxModule::new(ModelConfig::default());
+    tdx.add_memory(0, total, PageState::Unaccepted);
+    let ranges = [Range {
+        start: 0,
+        end: total,
+    }];
+    let job = AcceptJob::new(&ranges, sizing).expect("job");
+    let slowness: Vec<f64> = (0..cpus)
+        .map(|c| 1.0 + 0.3 * f64::from((c * 7919 + 13) % 97) / 96.0)
+        .collect();
+    let mut free_at = vec![0f64; cpus as usize];
+    let mut finished = vec![None::<f64>; cpus as usize];
+    let mut items = 0;
+    while let Some((cpu, now)) = free_at
+        .iter()
+        .enumerate()
+        .filter(|(c, _)| finished[*c].is_none())
+        .min_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(c, t)| (c, *t))
+    {
+        let mut share = tdx_boot::accept::CpuShare::default();
+        job.run_for(&tdx.vcpu(0), 1, &mut share).expect("run");
+        if share.items == 0 {
+            finished[cpu] = Some(now);
+        } else {
+            items += 1;
+            free_at[cpu] = now + share.bytes as f64 * slowness[cpu];
+        }
+    }
+    let makespan = finished.iter().flatten().copied().fold(0.0, f64::max);
+    let first_idle = finished.iter().flatten().copied().fold(f64::MAX, f64::min);
+    // Every CPU busy to the end: total work spread in proportion to speed.
+    let ideal = total as f64 / slowness.iter().map(|s| 1.0 / s).sum::<f64>();
+    (ideal / makespan, (makespan - first_idle) / makespan, items)
 }
 
 fn best_of<T>(runs: u32, mut f: impl FnMut() -> (Duration, T)) -> (Duration, T) {
@@ -183,7 +242,7 @@ fn main() {
         (t.elapsed(), ())
     });
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
-    let (one, _) = best_of(3, || {
+    let (one, one_runs) = best_of(3, || {
         parallel_accept(&mut memory, 1, ItemSizing::Guided { cpus: 1 })
     });
     let (all, shares) = best_of(3, || {
@@ -204,16 +263,25 @@ fn main() {
         one.as_secs_f64() / all.as_secs_f64(),
         memset.as_secs_f64() / all.as_secs_f64()
     );
-    for (cpu, (share, finished)) in shares.iter().enumerate() {
+    for (cpu, run) in shares.iter().enumerate() {
         println!(
             "  cpu {cpu}: {:>4} MiB ({:.1} %), done at {:.1} % of the run",
-            share / MIB,
-            100.0 * *share as f64 / bytes as f64,
-            100.0 * finished.as_secs_f64() / all.as_secs_f64()
+            run.bytes / MIB,
+            100.0 * run.bytes as f64 / bytes as f64,
+            100.0 * run.finished.as_secs_f64() / all.as_secs_f64()
         );
     }
-    let imbalance = |shares: &[(u64, Duration)], wall: Duration| {
-        let first = shares.iter().map(|s| s.1).min().unwrap_or_default();
+    let cpu_time = |runs: &[ThreadRun]| runs.iter().map(|r| r.cpu).sum::<Option<Duration>>();
+    if let (Some(one_cpu), Some(all_cpu)) = (cpu_time(&one_runs), cpu_time(&shares)) {
+        println!(
+            "CPU time per byte, {cores} cores / 1 core: {:.3} (1.000 = no parallel overhead); \
+             CPU the threads got: {:.0} % of {cores} cores",
+            all_cpu.as_secs_f64() / one_cpu.as_secs_f64(),
+            100.0 * all_cpu.as_secs_f64() / (all.as_secs_f64() * f64::from(cores))
+        );
+    }
+    let imbalance = |runs: &[ThreadRun], wall: Duration| {
+        let first = runs.iter().map(|r| r.finished).min().unwrap_or_default();
         (wall - first).as_secs_f64() / wall.as_secs_f64()
     };
     let (fixed_wall, fixed_shares) = best_of(3, || {
@@ -225,6 +293,23 @@ fn main() {
         imbalance(&fixed_shares, fixed_wall)
     );
     drop(memory);
+    println!("simulated 64 GiB job on CPUs of unequal speed (efficiency = ideal / makespan):");
+    for cpus in [2u32, 8, 32, 128] {
+        let total = 64 << 30;
+        let sizings = [
+            ("guided", ItemSizing::Guided { cpus }),
+            ("fixed 64 MiB", ItemSizing::Fixed(64 * MIB)),
+            ("fixed 2 MiB", ItemSizing::Fixed(2 * MIB)),
+        ];
+        let line: Vec<String> = sizings
+            .iter()
+            .map(|(name, sizing)| {
+                let (efficiency, tail, items) = simulated_balance(total, cpus, *sizing);
+                format!("{name}: {efficiency:.4} ({items} items, tail {tail:.4})")
+            })
+            .collect();
+        println!("  {cpus:>3} cpus: {}", line.join("; "));
+    }
 
     println!("\n== ensure_accepted fast path (everything accepted) ==");
     let tdx = TdxModule::new(ModelConfig::default());

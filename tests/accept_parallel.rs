@@ -121,6 +121,17 @@ fn bad_ranges_are_refused() {
 }
 
 #[test]
+fn an_oversized_fixed_item_is_one_item() {
+    let tdx = model(1, HostPageSize::Size2M);
+    tdx.add_memory(0, 4 * M2, PageState::Unaccepted);
+    let ranges: &'static [Range<u64>] = leak([0..(4 * M2)]);
+    let job = AcceptJob::new(ranges, ItemSizing::Fixed(!0xfff)).unwrap();
+    let share = job.run(&tdx.vcpu(0)).unwrap();
+    assert_eq!((share.items, share.bytes), (1, 4 * M2));
+    assert_eq!(tdx.accept_stats().accepted_2m, 4);
+}
+
+#[test]
 fn background_and_lazy_acceptance_share_the_bitmap() {
     let cpus = 4;
     let tdx = model(cpus, HostPageSize::Size2M);
@@ -172,4 +183,67 @@ fn background_and_lazy_acceptance_share_the_bitmap() {
     let stats = tdx.accept_stats();
     assert_eq!(stats.already_accepted + stats.busy, 0, "{stats:?}");
     assert_eq!(stats.accepted_2m, 512);
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn optimum(r: &Range<u64>) -> u64 {
+        let first = r.start.next_multiple_of(M2);
+        let last = r.end - r.end % M2;
+        if first >= last {
+            return (r.end - r.start) / K4;
+        }
+        (first - r.start) / K4 + (last - first) / M2 + (r.end - last) / K4
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Disjoint random ranges, any sizing, CPUs interleaved item by item: every page
+        /// accepted once, the single-CPU optimum of calls, shares adding up.
+        #[test]
+        fn interleaved_cpus_accept_every_page_once_with_optimal_calls(
+            cuts in proptest::collection::btree_set(1u64..(96 * 512), 2..12),
+            cpus in 1u32..6,
+            fixed_pages in proptest::option::of(1u64..2048),
+            schedule in proptest::collection::vec(0u32..6, 64),
+        ) {
+            let cuts: Vec<u64> = cuts.into_iter().map(|p| p * K4).collect();
+            let ranges: Vec<Range<u64>> = cuts.chunks_exact(2).map(|c| c[0]..c[1]).collect();
+            let tdx = model(cpus, HostPageSize::Size2M);
+            for r in &ranges {
+                tdx.add_memory(r.start, r.end, PageState::Unaccepted);
+            }
+            let sizing = match fixed_pages {
+                Some(p) => ItemSizing::Fixed(p * K4),
+                None => ItemSizing::Guided { cpus },
+            };
+            let job = AcceptJob::new(&ranges, sizing).unwrap();
+            let mut shares = vec![CpuShare::default(); cpus as usize];
+            let mut turn = schedule.iter().cycle();
+            loop {
+                let cpu = turn.next().copied().unwrap_or(0) % cpus;
+                let progress = job.run_for(&tdx.vcpu(cpu), 1, &mut shares[cpu as usize]).unwrap();
+                if progress == Progress::Exhausted {
+                    break;
+                }
+            }
+            prop_assert_eq!(job.wait(), Ok(()));
+            let total: u64 = ranges.iter().map(|r| r.end - r.start).sum();
+            prop_assert_eq!(shares.iter().map(|s| s.bytes).sum::<u64>(), total);
+            for r in &ranges {
+                prop_assert!(tdx.page_runs(r.start, r.end).iter().all(|&(_, _, s)| s == PageState::Private));
+            }
+            let stats = tdx.accept_stats();
+            prop_assert_eq!(stats.already_accepted + stats.busy, 0);
+            prop_assert_eq!(stats.accepted_bytes(), total);
+            // Items of at least 2 MiB (multiples of it) never split a block.
+            if fixed_pages.is_none_or(|p| p % 512 == 0) {
+                let best: u64 = ranges.iter().map(optimum).sum();
+                prop_assert_eq!(tdx.tdcall_count(leaf::MEM_PAGE_ACCEPT), best);
+            }
+        }
+    }
 }

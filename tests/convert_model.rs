@@ -391,6 +391,24 @@ fn the_pool_hands_out_shared_pages_once() {
     .unwrap();
     let foreign = other.alloc(1).unwrap();
     assert!(pool.free(foreign).is_err());
+
+    // Too little bookkeeping for 70 pages: refused before converting anything.
+    let one_word = [AtomicU64::new(0)];
+    let mut mapper = TableMapper::mapping(0, pages * K4);
+    // SAFETY: as above.
+    let err = unsafe {
+        SharedPool::new(
+            &cpu,
+            &mut mapper,
+            shared_mask,
+            range(0, pages * K4),
+            &one_word,
+        )
+    }
+    .unwrap_err();
+    assert_eq!(err.cause, ConvertCause::PoolStorageTooSmall);
+    assert_eq!(err.state, RangeState::Unchanged);
+    assert_eq!(tdx.page_state(0), PageState::Private);
 }
 
 #[test]
@@ -430,4 +448,76 @@ fn progress_then_a_stuck_vmm_reports_how_far_it_got() {
         map_gpa_cause(&err).0,
         MapGpaFailure::HostileResume { .. }
     ));
+}
+
+#[test]
+fn every_vmm_refusal_and_a_failed_tdcall_leave_the_range_unchanged() {
+    let refusals = [
+        VmcallStatus::INVALID_OPERAND_RAW,
+        VmcallStatus::GPA_INUSE_RAW,
+        VmcallStatus::ALIGN_ERROR_RAW,
+        0x8000_0000_0000_0042,
+    ];
+    for status in refusals {
+        let tdx = model(M2);
+        let cpu = tdx.vcpu(0);
+        let shared_mask = vp_info(&cpu).unwrap().shared_mask();
+        tdx.add_memory(0, 4 * M2, PageState::Private);
+        tdx.refuse_vmcall(function::MAP_GPA, status, 1);
+        let mut mapper = TableMapper::mapping(0, 2 * M2);
+        // SAFETY: nothing uses the model's memory.
+        let err =
+            unsafe { make_shared(&cpu, &mut mapper, shared_mask, range(0, 2 * M2)) }.unwrap_err();
+        assert_eq!(err.state, RangeState::Unchanged, "{status:#x}");
+        assert!(matches!(
+            map_gpa_cause(&err).0,
+            MapGpaFailure::Vmcall(tdx_boot::tdcall::vmcall::VmcallError::Vmm(s)) if s.raw() == status
+        ));
+        assert!(mapper.all(false));
+        assert_eq!(states(&tdx, 0, 2 * M2), [PageState::Private]);
+    }
+
+    // The model's VMM refuses memory that is not RAM (here: absent) on its own.
+    let tdx = model(0);
+    let cpu = tdx.vcpu(0);
+    let shared_mask = vp_info(&cpu).unwrap().shared_mask();
+    tdx.add_memory(0, M2, PageState::Private);
+    let mut mapper = TableMapper::mapping(0, 2 * M2);
+    // SAFETY: as above.
+    let err = unsafe { make_shared(&cpu, &mut mapper, shared_mask, range(0, 2 * M2)) }.unwrap_err();
+    assert_eq!(err.state, RangeState::Unchanged);
+    assert_eq!(tdx.page_state(0), PageState::Private);
+
+    // The TDCALL itself failing (the module refusing TDG.VP.VMCALL).
+    tdx.inject_tdcall_status(leaf::VP_VMCALL, TdxStatus::OPERAND_INVALID, 1);
+    // SAFETY: as above.
+    let err = unsafe { make_shared(&cpu, &mut mapper, shared_mask, range(0, M2)) }.unwrap_err();
+    assert_eq!(err.state, RangeState::Unchanged);
+    assert!(matches!(
+        map_gpa_cause(&err).0,
+        MapGpaFailure::Vmcall(tdx_boot::tdcall::vmcall::VmcallError::Tdcall(_))
+    ));
+    assert_eq!(tdx.page_state(0), PageState::Private);
+}
+
+#[test]
+fn making_private_on_a_4k_host_accepts_every_page() {
+    let tdx = TdxModule::new(ModelConfig {
+        host_page_size: tdx_boot::model::HostPageSize::Size4K,
+        ..Default::default()
+    });
+    let cpu = tdx.vcpu(0);
+    let shared_mask = vp_info(&cpu).unwrap().shared_mask();
+    tdx.add_memory(0, 4 * M2, PageState::Shared);
+    let mut mapper = TableMapper::mapping(0, 2 * M2);
+    for s in mapper.shared.values_mut() {
+        *s = true;
+    }
+    // SAFETY: nothing uses the model's memory.
+    unsafe { make_private(&cpu, &mut mapper, shared_mask, range(0, 2 * M2)) }.unwrap();
+    assert_eq!(states(&tdx, 0, 2 * M2), [PageState::Private]);
+    assert_eq!(states(&tdx, 2 * M2, 2 * M2), [PageState::Shared]);
+    let stats = tdx.accept_stats();
+    assert_eq!(stats.accepted_4k, 1024);
+    assert!(stats.size_mismatch <= 2, "{stats:?}");
 }

@@ -11,6 +11,7 @@ enum Op {
     Insert(usize, usize, RegionKind),
     Accept(usize, usize),
     Unaccept(usize, usize),
+    Truncate(usize),
 }
 
 fn kind() -> impl Strategy<Value = RegionKind> {
@@ -23,6 +24,7 @@ fn op() -> impl Strategy<Value = Op> {
         6 => (range.clone(), kind()).prop_map(|((a, b), k)| Op::Insert(a, b, k)),
         1 => range.clone().prop_map(|(a, b)| Op::Accept(a, b)),
         1 => range.prop_map(|(a, b)| Op::Unaccept(a, b)),
+        1 => (0..=CELLS).prop_map(Op::Truncate),
     ]
 }
 
@@ -42,6 +44,7 @@ impl Reference {
             }
             Op::Accept(a, b) => self.relabel(a, b, RegionKind::Unaccepted, RegionKind::Usable),
             Op::Unaccept(a, b) => self.relabel(a, b, RegionKind::Usable, RegionKind::Unaccepted),
+            Op::Truncate(c) => self.cells[c..].fill(None),
         }
     }
 
@@ -95,9 +98,14 @@ fn run<const N: usize>(ops: &[Op], base: u64, scale: u64) -> Result<(), TestCase
             Op::Insert(a, b, k) => map.insert(at(a), at(b), k),
             Op::Accept(a, b) => map.mark_accepted(at(a), at(b)),
             Op::Unaccept(a, b) => map.mark_unaccepted(at(a), at(b)),
+            Op::Truncate(c) => {
+                map.truncate(at(c));
+                Ok(())
+            }
         };
         let (a, b) = match op {
             Op::Insert(a, b, _) | Op::Accept(a, b) | Op::Unaccept(a, b) => (a, b),
+            Op::Truncate(_) => (0, 1),
         };
         let mut candidate = reference.clone();
         candidate.apply(op);

@@ -13,8 +13,8 @@ use sha2::{Digest, Sha384};
 use std::collections::BTreeSet;
 use tdx_boot::model::{
     FOREVER, HostPageSize, MODEL_QUOTE_TAG, MapGpaFault, ModelConfig, PageState,
-    QUOTE_STATUS_ERROR, QUOTE_STATUS_IN_FLIGHT, QUOTE_STATUS_SUCCESS, RegisterFile,
-    TDCALL_STATUSES, TdxModule, VMCALL_STATUSES, VMM_GARBAGE,
+    QUOTE_STATUS_ERROR, QUOTE_STATUS_IN_FLIGHT, QUOTE_STATUS_SERVICE_UNAVAILABLE,
+    QUOTE_STATUS_SUCCESS, RegisterFile, TDCALL_STATUSES, TdxModule, VMCALL_STATUSES, VMM_GARBAGE,
 };
 use tdx_boot::tdcall::vmcall::{CpuidResult, expose, function};
 use tdx_boot::tdcall::{
@@ -399,6 +399,35 @@ fn a_second_vcpu_accepting_a_page_in_flight_gets_busy() {
 }
 
 #[test]
+fn map_gpa_waits_for_an_accept_in_flight_on_its_pages() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let tdx = model();
+    tdx.add_memory(0, MIB2, PageState::Unaccepted);
+    tdx.stall_accepts(true);
+    let converted = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let accepting = scope.spawn(|| accept(&tdx, 0, PAGE));
+        while tdx.accepts_in_flight() == 0 {
+            std::hint::spin_loop();
+        }
+        let converting = scope.spawn(|| {
+            let out = map_gpa(&tdx, SHARED | PAGE, PAGE);
+            converted.store(true, Ordering::SeqCst);
+            vmm_status(&out)
+        });
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(
+            !converted.load(Ordering::SeqCst),
+            "MapGPA went through a locked page"
+        );
+        tdx.stall_accepts(false);
+        assert_eq!(accepting.join().unwrap(), TdxStatus::SUCCESS);
+        assert_eq!(converting.join().unwrap(), VmcallStatus::Success);
+    });
+    assert_eq!(tdx.page_state(PAGE), PageState::Shared);
+}
+
+#[test]
 fn vcpus_on_threads_accepting_overlapping_ranges_accept_each_page_once() {
     const PAGES: u64 = 2048;
     let tdx = model();
@@ -673,6 +702,9 @@ fn report_binds_report_data_and_measurements() {
     assert_eq!(report.rtmr(1), Some(&sha384_extend(&[0; 48], &[9; 48])));
     let tdinfo_hash: [u8; 48] = Sha384::digest(&report.bytes[512..]).into();
     assert_eq!(report.tee_info_hash(), &tdinfo_hash);
+    let tcb_hash: [u8; 48] = Sha384::digest(&report.bytes[256..495]).into();
+    assert_eq!(report.tee_tcb_info_hash(), &tcb_hash);
+    assert_ne!(report.mac(), &[0; 32], "a MAC stand-in is present");
     // REPORTDATA and the report itself may live in shared memory.
     mem.write(2 * PAGE as usize, &[7; 64]);
     let shared_page = SHARED | (0x10_0000 + 2 * PAGE);
@@ -1616,20 +1648,38 @@ fn get_quote_fills_the_shared_buffer() {
 #[test]
 fn get_quote_rejects_bad_buffers() {
     let (tdx, mem) = quote_model();
-    for (gpa, len) in [
-        (0x80_0000, PAGE),              // private GPA
-        (SHARED | 0x80_0800, PAGE),     // misaligned
-        (SHARED | 0x80_0000, 0x800),    // misaligned length
-        (SHARED | 0x80_0000, 0),        // empty
-        (SHARED | 0x80_1000, 2 * PAGE), // runs into private memory
-        (SHARED | 0x90_0000, PAGE),     // no memory
+    mem.write(0, &header(1, 0, 64, 0));
+    for (gpa, len, expected) in [
+        (0x80_0000, PAGE, VmcallStatus::InvalidOperand), // private GPA
+        (SHARED | 0x80_0000, 0, VmcallStatus::InvalidOperand), // empty
+        (SHARED | 0x80_0800, PAGE, VmcallStatus::AlignError), // misaligned
+        (SHARED | 0x80_0000, 0x800, VmcallStatus::AlignError), // misaligned length
+        (SHARED | 0x80_1000, 2 * PAGE, VmcallStatus::InvalidOperand), // into private memory
+        (SHARED | 0x90_0000, PAGE, VmcallStatus::InvalidOperand), // no memory
     ] {
-        assert_eq!(
-            vmm_status(&get_quote(&tdx, gpa, len)),
-            VmcallStatus::InvalidOperand,
-            "{gpa:#x}"
-        );
+        assert_eq!(vmm_status(&get_quote(&tdx, gpa, len)), expected, "{gpa:#x}");
     }
+    // Header checks: version 1 only, the report must fit in the buffer.
+    for bad in [header(2, 0, 64, 0), header(1, 0, 4073, 0)] {
+        mem.write(0, &bad);
+        assert_eq!(
+            vmm_status(&get_quote(&tdx, SHARED | 0x80_0000, PAGE)),
+            VmcallStatus::InvalidOperand
+        );
+        assert_eq!(mem.read(0, 24), bad, "untouched");
+    }
+    // No quoting service: the call succeeds, the buffer says so.
+    mem.write(0, &header(1, 0, 64, 0));
+    tdx.set_quote_service(false);
+    assert_eq!(
+        vmm_status(&get_quote(&tdx, SHARED | 0x80_0000, PAGE)),
+        VmcallStatus::Success
+    );
+    assert_eq!(
+        mem.read(8, 8),
+        QUOTE_STATUS_SERVICE_UNAVAILABLE.to_le_bytes()
+    );
+    tdx.set_quote_service(true);
     // A report that does not fit: the request is answered, the buffer says error.
     mem.write(0, &header(1, 0, 4072, 0));
     assert_eq!(
@@ -1742,6 +1792,38 @@ fn the_trace_records_calls_only_while_enabled() {
     assert_eq!(tdx.tdcall_count(leaf::VP_INFO), 3);
     assert_eq!(tdx.tdcall_count(leaf::VP_VMCALL), 1);
     assert_eq!(tdx.vmcall_count(function::WBINVD), 1);
+}
+
+#[test]
+fn a_hook_rewrites_chosen_answers_and_may_call_the_model() {
+    let tdx = std::sync::Arc::new(model());
+    let inner = tdx.clone();
+    tdx.set_tdcall_hook(Some(Box::new(move |vcpu, input, output| {
+        // Only VM.WR of NOTIFY_ENABLES fails, after a nested call into the model.
+        if input.rax == leaf::VM_WR && input.rdx == TdcsField::NOTIFY_ENABLES {
+            let nested = call(
+                &inner.vcpu(vcpu),
+                Regs {
+                    rax: leaf::VP_INFO,
+                    ..Regs::default()
+                },
+            );
+            assert_eq!(nested.r9, u64::from(vcpu));
+            output.rax = TdxStatus::OPERAND_BUSY.raw();
+        }
+    })));
+    let s = status(&vm_wr_raw(&tdx, TdcsField::NOTIFY_ENABLES, 1, 1));
+    assert_eq!(s, TdxStatus::OPERAND_BUSY);
+    let reduce = TdcsField::TD_CTLS_REDUCE_VE;
+    assert_eq!(
+        status(&vm_wr_raw(&tdx, TdcsField::TD_CTLS, reduce, reduce)),
+        TdxStatus::SUCCESS
+    );
+    tdx.set_tdcall_hook(None);
+    assert_eq!(
+        status(&vm_wr_raw(&tdx, TdcsField::NOTIFY_ENABLES, 1, 1)),
+        TdxStatus::SUCCESS
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 //! bounds, and whatever is reported usable must obey the documented rules.
 
 use libfuzzer_sys::fuzz_target;
-use tdx_boot::mpwk::{Madt, find_madt};
+use tdx_boot::mpwk::{Madt, check_mailbox_placement, find_madt};
 
 fn check(madt: &Madt<'_>) {
     let entries: usize = madt.entries().map(|(_, entry)| entry.len()).sum();
@@ -32,5 +32,25 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Ok(madt) = find_madt(rsdp, map) {
         check(&madt);
+    }
+    // The bytes as a memory map of 17-byte (start, end, firmware) records, the mailbox at the
+    // first record's start: the placement check terminates, and accepts only a covered page.
+    let regions: Vec<(u64, u64, bool)> = data
+        .chunks_exact(17)
+        .map(|r| {
+            let start = u64::from_le_bytes(r[0..8].try_into().unwrap());
+            let end = u64::from_le_bytes(r[8..16].try_into().unwrap());
+            (start, end, r[16] & 1 == 1)
+        })
+        .collect();
+    if let Some(&(mailbox, _, _)) = regions.first() {
+        let mailbox = mailbox & !0xFFF;
+        if check_mailbox_placement(mailbox, regions.iter().copied()).is_ok() {
+            for offset in (0..4096).step_by(512) {
+                let address = mailbox + offset;
+                assert!(regions.iter().any(|&(s, e, f)| f && s <= address && address < e));
+                assert!(!regions.iter().any(|&(s, e, f)| !f && s <= address && address < e));
+            }
+        }
     }
 });

@@ -62,7 +62,9 @@ impl ItemSizing {
             }
             Self::Fixed(size) => size,
         };
-        size.next_multiple_of(granule).min(remaining)
+        // `remaining` is a multiple of the granule (job space is padded to it and every item
+        // is one), so rounding a size at most `remaining` up cannot overflow or overshoot.
+        size.min(remaining).next_multiple_of(granule).min(remaining)
     }
 }
 

@@ -38,6 +38,7 @@
 
 use super::range::{AcceptError, HostMappingGuess, accept_range_with};
 use super::sync::{AtomicU64, Ordering, spin_wait};
+use crate::e820::{MemoryMap, RegionKind};
 use crate::tdcall::TdCall;
 use core::fmt;
 
@@ -188,11 +189,43 @@ impl<'a> UnacceptedBitmap<'a> {
         Ok(bitmap)
     }
 
+    /// A bitmap of the [`RegionKind::Unaccepted`] regions of a sanitized memory map, with
+    /// units of `unit_size` from `base` (unit aligned, at or below the first such region).
+    pub fn from_memory_map<const N: usize>(
+        tdx: &impl TdCall,
+        storage: &'a [AtomicU64],
+        base: u64,
+        unit_size: u64,
+        map: &MemoryMap<N>,
+    ) -> Result<Self, BitmapError> {
+        let unaccepted = map
+            .regions()
+            .iter()
+            .filter(|r| r.kind == RegionKind::Unaccepted)
+            .map(|r| (r.start, r.end));
+        Self::from_ranges(tdx, storage, base, unit_size, unaccepted)
+    }
+
+    /// A bitmap with the units and ranges of Linux's EFI unaccepted-memory table (as the EFI
+    /// stub leaves it; parsed and validated by [`crate::e820::UnacceptedBitmap::parse`]): its
+    /// base and unit size, its set bits as unaccepted ranges.
+    pub fn from_efi_table(
+        tdx: &impl TdCall,
+        storage: &'a [AtomicU64],
+        table: &crate::e820::UnacceptedBitmap<'_>,
+    ) -> Result<Self, BitmapError> {
+        let ranges = table.ranges().map(|r| (r.start, r.end));
+        Self::from_ranges(tdx, storage, table.phys_base(), table.unit_size(), ranges)
+    }
+
     /// Records `[start, end)` (4 KiB aligned, from the firmware: validated) as unaccepted.
     ///
     /// The whole units inside the range are marked; the pieces at either end that share a unit
     /// with memory outside the range are accepted now, since that other memory may be in use
     /// or not be RAM at all (Linux's EFI stub does the same).
+    ///
+    /// Meant for building the bitmap: while other CPUs may call [`Self::ensure_accepted`] on
+    /// the same units, only mark whole units (the eager edges would race with their ACCEPTs).
     pub fn mark_unaccepted(
         &self,
         tdx: &impl TdCall,

@@ -137,3 +137,33 @@ fn loom_job_cursor_hands_out_each_item_once() {
         assert_eq!(mine + other.join().expect("thread"), 3 * PAGE);
     });
 }
+
+#[test]
+fn loom_background_job_and_ensure_accepted_share_units() {
+    loom::model(|| {
+        let module = Arc::new(FakeModule::new(3, None));
+        let bitmap = leaked_bitmap(&module, 3);
+        // One item over the whole (one-word) bitmap.
+        let job: &'static AcceptJob<'static> = Box::leak(Box::new(
+            AcceptJob::over_bitmap(bitmap, ItemSizing::Fixed(32 * PAGE)).expect("job"),
+        ));
+        let background = {
+            let module = module.clone();
+            thread::spawn(move || job.run(&*module).expect("run").bytes)
+        };
+        bitmap
+            .ensure_accepted(&*module, 2 * PAGE, 3 * PAGE)
+            .expect("accept");
+        assert!(
+            module.is_accepted(2),
+            "returned before its unit was accepted"
+        );
+        let by_background = background.join().expect("thread");
+        assert_eq!(job.wait(), Ok(()));
+        bitmap
+            .ensure_accepted(&*module, 0, 3 * PAGE)
+            .expect("accept");
+        assert!((0..3).all(|p| module.is_accepted(p)));
+        assert!(by_background <= 3 * PAGE);
+    });
+}

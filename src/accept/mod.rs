@@ -10,6 +10,36 @@
 //!   from any CPU, each unit accepted exactly once.
 //! - [`AcceptJob`]: split ranges (or a bitmap) into work items every CPU takes from one atomic
 //!   cursor; [`BackgroundAcceptor`] runs the same job in bounded slices from an idle loop.
+//!
+//! ```
+//! # #[cfg(feature = "model")] {
+//! use core::sync::atomic::AtomicU64;
+//! use tdx_boot::accept::{AcceptJob, ItemSizing, UnacceptedBitmap, accept_range};
+//! use tdx_boot::model::{ModelConfig, PageState, TdxModule};
+//!
+//! let tdx = TdxModule::new(ModelConfig::default()); // `tdcall::Hardware` in a TD
+//! tdx.add_memory(0, 1 << 30, PageState::Unaccepted);
+//! let bsp = tdx.vcpu(0);
+//!
+//! // Eager: one range, 2 MiB calls where possible.
+//! accept_range(&bsp, 0, 64 << 20).unwrap();
+//!
+//! // Lazy: a bitmap in caller storage; accept on first use, from any CPU.
+//! let words: Vec<AtomicU64> = (0..UnacceptedBitmap::words_needed(0, 1 << 30, 2 << 20))
+//!     .map(|_| AtomicU64::new(0))
+//!     .collect();
+//! let bitmap =
+//!     UnacceptedBitmap::from_ranges(&bsp, &words, 0, 2 << 20, [(64 << 20, 1 << 30)]).unwrap();
+//! bitmap.ensure_accepted(&bsp, 100 << 20, (100 << 20) + 4096).unwrap();
+//!
+//! // Parallel: every CPU runs the same job over what is left.
+//! let job = AcceptJob::over_bitmap(&bitmap, ItemSizing::Guided { cpus: 1 }).unwrap();
+//! let share = job.run(&bsp).unwrap();
+//! assert_eq!(job.wait(), Ok(()));
+//! assert_eq!(bitmap.unaccepted_bytes(), 0);
+//! assert_eq!(share.bytes, (1 << 30) - (64 << 20) - (2 << 20));
+//! # }
+//! ```
 
 mod background;
 mod job;

@@ -3,7 +3,8 @@
 //! Private memory is encrypted and integrity-protected with the TD's key; the VMM and devices
 //! can only reach shared memory. DMA buffers, virtio rings and the buffers of TDVMCALLs such as
 //! GetQuote must be shared; page tables and code must never be. A conversion has three parts:
-//! the kernel's mappings ([`SharedBitMapper`]), the TLB, and the VMM's view (MapGPA,
+//! the kernel's mappings ([`SharedBitMapper`]; [`PageTableMapper`] implements it over x86-64
+//! page tables), the TLB, and the VMM's view (MapGPA,
 //! [`map_gpa_range`]), plus an ACCEPT when a page comes back to private: the module zeroes it,
 //! so whatever the VMM wrote while it was shared cannot come back as private data.
 //!
@@ -17,12 +18,14 @@
 
 mod map_gpa_loop;
 mod mapper;
+mod page_table;
 mod pool;
 
 pub use map_gpa_loop::{
     MAX_RETRIES_WITHOUT_PROGRESS, MapGpaError, MapGpaFailure, MapGpaStats, map_gpa_range,
 };
 pub use mapper::{MapperError, SharedBitMapper};
+pub use page_table::PageTableMapper;
 pub use pool::{SharedBuffer, SharedPool};
 
 use crate::accept::{AcceptError, accept_range};
@@ -74,6 +77,8 @@ pub enum ConvertCause {
     MapGpa(MapGpaError),
     /// Accepting the pages made private failed.
     Accept(AcceptError),
+    /// The bookkeeping storage given to a [`SharedPool`] is too small for its pages.
+    PoolStorageTooSmall,
 }
 
 /// A failed conversion: what went wrong and the state it left the range in.

@@ -79,7 +79,7 @@ impl<'a> SharedPool<'a> {
         if in_use.len() < Self::words_needed(pages) {
             return Err(ConvertError {
                 state: super::RangeState::Unchanged,
-                cause: super::ConvertCause::OutOfRange,
+                cause: super::ConvertCause::PoolStorageTooSmall,
             });
         }
         // SAFETY: forwarded; the caller upholds `make_shared`'s contract.

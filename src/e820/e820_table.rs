@@ -13,6 +13,11 @@ pub const E820_ENTRY_SIZE: usize = 20;
 /// Entries that fit in `boot_params.e820_table` (the zero page).
 pub const E820_MAX_ENTRIES_ZEROPAGE: usize = 128;
 
+/// Offset of `boot_params.e820_entries` (u8) in the zero page.
+pub const ZERO_PAGE_E820_ENTRIES_OFFSET: usize = 0x1e8;
+/// Offset of `boot_params.e820_table` in the zero page.
+pub const ZERO_PAGE_E820_TABLE_OFFSET: usize = 0x2d0;
+
 /// E820 type numbers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct E820Type(pub u32);
@@ -107,6 +112,8 @@ pub enum E820Error {
         /// Entries that fit.
         capacity: usize,
     },
+    /// The zero page is shorter than the E820 fields, or claims more than 128 entries.
+    BadZeroPage,
     /// The map could not hold the result (it holds the entries before the failing one).
     Map(MapError),
 }
@@ -119,6 +126,7 @@ impl fmt::Display for E820Error {
             Self::OutputTooSmall { needed, capacity } => {
                 write!(f, "E820 table needs {needed} entries, room for {capacity}")
             }
+            Self::BadZeroPage => write!(f, "zero page E820 fields out of range"),
             Self::Map(e) => write!(f, "{e}"),
         }
     }
@@ -212,6 +220,50 @@ pub fn write_e820_table<const N: usize>(
         slot.copy_from_slice(&entry.encode());
     }
     Ok(needed)
+}
+
+fn zero_page_table_range(count: usize) -> Option<core::ops::Range<usize>> {
+    (count <= E820_MAX_ENTRIES_ZEROPAGE).then_some(())?;
+    let start = ZERO_PAGE_E820_TABLE_OFFSET;
+    Some(start..start + count * E820_ENTRY_SIZE)
+}
+
+/// Inserts the E820 table of a Linux boot-protocol zero page (`boot_params`, 4 KiB) into `map`:
+/// `e820_entries` entries of `e820_table`.
+pub fn read_zero_page_e820<const N: usize>(
+    zero_page: &[u8],
+    map: &mut MemoryMap<N>,
+) -> Result<(), E820Error> {
+    let count = usize::from(
+        *zero_page
+            .get(ZERO_PAGE_E820_ENTRIES_OFFSET)
+            .ok_or(E820Error::BadZeroPage)?,
+    );
+    let table = zero_page_table_range(count)
+        .and_then(|range| zero_page.get(range))
+        .ok_or(E820Error::BadZeroPage)?;
+    read_e820_table(table, map)
+}
+
+/// Writes the map into a zero page's `e820_table` and sets `e820_entries`; returns the count.
+/// Fails without writing when the zero page is short or the map needs more than 128 entries.
+pub fn write_zero_page_e820<const N: usize>(
+    map: &MemoryMap<N>,
+    unaccepted: UnacceptedAs,
+    zero_page: &mut [u8],
+) -> Result<usize, E820Error> {
+    let full = zero_page_table_range(E820_MAX_ENTRIES_ZEROPAGE).ok_or(E820Error::BadZeroPage)?;
+    if zero_page.len() < full.end {
+        return Err(E820Error::BadZeroPage);
+    }
+    let table = zero_page.get_mut(full).ok_or(E820Error::BadZeroPage)?;
+    let count = write_e820_table(map, unaccepted, table)?;
+    let entries = zero_page
+        .get_mut(ZERO_PAGE_E820_ENTRIES_OFFSET)
+        .ok_or(E820Error::BadZeroPage)?;
+    // count <= 128: write_e820_table checked it against the 128-entry table.
+    *entries = count as u8;
+    Ok(count)
 }
 
 #[cfg(test)]
@@ -316,6 +368,53 @@ mod tests {
         let entries: Vec<_> = e820_entries(&map, UnacceptedAs::Reserved).collect();
         assert_eq!(entries[1], e(0x2000_0000, 0x6000_0000, E820Type::RESERVED));
         assert_eq!(entries.len(), 3); // the reserved-reported unaccepted range stays separate from MMIO (not touching)
+    }
+
+    #[test]
+    fn zero_page_round_trip_and_bounds() {
+        let mut map = MemoryMap::<16>::new();
+        read_e820_table(&qemu_like(), &mut map).unwrap();
+        let mut zero_page = [0u8; 4096];
+        let count = write_zero_page_e820(&map, UnacceptedAs::Reserved, &mut zero_page).unwrap();
+        assert_eq!(usize::from(zero_page[ZERO_PAGE_E820_ENTRIES_OFFSET]), count);
+        let mut again = MemoryMap::<16>::new();
+        read_zero_page_e820(&zero_page, &mut again).unwrap();
+        assert_eq!(again, map);
+
+        zero_page[ZERO_PAGE_E820_ENTRIES_OFFSET] = 129;
+        assert_eq!(
+            read_zero_page_e820(&zero_page, &mut again),
+            Err(E820Error::BadZeroPage)
+        );
+        assert_eq!(
+            read_zero_page_e820(&zero_page[..0x1e8], &mut again),
+            Err(E820Error::BadZeroPage)
+        );
+        zero_page[ZERO_PAGE_E820_ENTRIES_OFFSET] = 128;
+        assert_eq!(
+            read_zero_page_e820(&zero_page[..0xcd0 - 1], &mut again),
+            Err(E820Error::BadZeroPage)
+        );
+        assert_eq!(
+            write_zero_page_e820(&map, UnacceptedAs::Reserved, &mut zero_page[..0xcd0 - 1]),
+            Err(E820Error::BadZeroPage)
+        );
+
+        let mut crowded = MemoryMap::<256>::new();
+        for i in 0..129u64 {
+            crowded
+                .insert(i * 0x2000, i * 0x2000 + 0x1000, Usable)
+                .unwrap();
+        }
+        let mut zero_page = [0u8; 4096];
+        assert_eq!(
+            write_zero_page_e820(&crowded, UnacceptedAs::Reserved, &mut zero_page),
+            Err(E820Error::OutputTooSmall {
+                needed: 129,
+                capacity: 128
+            })
+        );
+        assert_eq!(zero_page, [0u8; 4096]);
     }
 
     #[test]

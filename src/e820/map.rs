@@ -1,6 +1,8 @@
 //! `MemoryMap`: a fixed-capacity, always-sanitized map of guest-physical memory.
 
 use core::fmt;
+use core::mem::MaybeUninit;
+use core::ptr::addr_of_mut;
 
 use super::paint::{Paint, paint};
 use super::{Region, RegionKind};
@@ -63,9 +65,12 @@ impl fmt::Display for MapError {
 /// inserts resolve to the more restrictive kind ([`RegionKind`] documents the order), so the
 /// order in which sources are inserted does not matter.
 ///
-/// Every mutation is O(N) in the worst case, works in place and leaves the map unchanged when it
-/// returns an error. The map is `N * 24 + 8` bytes; for large `N` (1024 is fine) keep it in a
-/// `static` or inside another structure rather than moving it around on a small stack.
+/// Every mutation is O(N) in the worst case, works in place, needs a few hundred bytes of stack
+/// whatever `N` is, and leaves the map unchanged when it returns an error.
+///
+/// The map itself is `N * 24 + 8` bytes (24 KiB for `N = 1024`). On a small kernel stack do
+/// not build a large one by value: put it in a `static` (`new` is `const`), or initialize it
+/// where it will live with [`new_in`](Self::new_in).
 /// Addresses are byte-granular; the last byte of the 64-bit space cannot be described because
 /// `end` is exclusive.
 #[derive(Clone)]
@@ -82,6 +87,25 @@ impl<const N: usize> MemoryMap<N> {
         MemoryMap {
             regions: [FILLER; N],
             len: 0,
+        }
+    }
+
+    /// Initializes an empty map in caller-provided memory (a static, a boot-time page, a
+    /// `Box::new_uninit()`), writing it element by element so that no `N`-sized temporary ever
+    /// exists on the stack.
+    pub fn new_in(slot: &mut MaybeUninit<Self>) -> &mut Self {
+        let map = slot.as_mut_ptr();
+        // SAFETY: `map` comes from an exclusive reference, so it is valid for writes and
+        // aligned. Every field is written through raw pointers (no reference to uninitialized
+        // memory is created): each of the `N` array elements, then `len`. After that the whole
+        // value is initialized, which is what `assume_init_mut` requires.
+        unsafe {
+            let regions = addr_of_mut!((*map).regions).cast::<Region>();
+            for index in 0..N {
+                regions.add(index).write(FILLER);
+            }
+            addr_of_mut!((*map).len).write(0);
+            slot.assume_init_mut()
         }
     }
 
@@ -108,6 +132,18 @@ impl<const N: usize> MemoryMap<N> {
     /// Forgets every region.
     pub fn clear(&mut self) {
         self.len = 0;
+    }
+
+    /// Forgets everything at or above `limit`, clipping a region that straddles it.
+    ///
+    /// For a TD, call it with the shared bit (`1 << (gpaw - 1)`): a GPA with that bit set is
+    /// never private memory, whatever a firmware table claims. Never fails, O(log N).
+    pub fn truncate(&mut self, limit: u64) {
+        let keep = self.regions().partition_point(|r| r.start < limit);
+        if let Some(last) = keep.checked_sub(1).and_then(|i| self.regions.get_mut(i)) {
+            last.end = last.end.min(limit);
+        }
+        self.len = keep;
     }
 
     /// Adds `[start, end)` as `kind`. Where the range overlaps existing regions the more
@@ -381,6 +417,44 @@ mod tests {
                 r(50, 100, Usable)
             ]
         );
+    }
+
+    #[test]
+    fn truncate_clips_at_the_shared_bit() {
+        let mut map = MemoryMap::<8>::new();
+        map.insert(0, 0x1000, Usable).unwrap();
+        map.insert(0x7000_0000_0000, 0x9000_0000_0000, Unaccepted)
+            .unwrap();
+        map.insert(0xa000_0000_0000, 0xb000_0000_0000, Mmio)
+            .unwrap();
+        let mut clipped = map.clone();
+        clipped.truncate(1 << 47);
+        assert_eq!(
+            clipped.regions(),
+            &[
+                r(0, 0x1000, Usable),
+                r(0x7000_0000_0000, 0x8000_0000_0000, Unaccepted)
+            ]
+        );
+        clipped.truncate(0x1000);
+        assert_eq!(clipped.regions(), &[r(0, 0x1000, Usable)]);
+        clipped.truncate(0);
+        assert!(clipped.is_empty());
+        map.truncate(u64::MAX);
+        assert_eq!(map.len(), 3);
+    }
+
+    #[test]
+    fn new_in_initializes_in_place() {
+        let mut slot = std::boxed::Box::new(MaybeUninit::<MemoryMap<4096>>::uninit());
+        let map = MemoryMap::new_in(&mut slot);
+        assert!(map.is_empty());
+        assert_eq!(map.capacity(), 4096);
+        for i in 0..4096u64 {
+            map.insert(i * 2, i * 2 + 1, Reserved).unwrap();
+        }
+        assert_eq!(map.len(), 4096);
+        assert_eq!(map.regions()[4095], r(8190, 8191, Reserved));
     }
 
     #[test]

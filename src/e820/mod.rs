@@ -8,15 +8,32 @@
 //! much memory, which ranges still need acceptance, where to put a trampoline) and can be
 //! written back out as an E820 table or an unaccepted-memory bitmap for a payload.
 //!
+//! | source | reader |
+//! |---|---|
+//! | UEFI `GetMemoryMap()` | [`read_uefi_memory_map`], [`UefiMemoryMap`] |
+//! | TD HOB list (TDVF, TD-shim) | [`read_td_hob`], [`HobList`] |
+//! | Linux boot-protocol E820 table | [`read_e820_table`], [`read_zero_page_e820`] (writers: [`write_e820_table`], [`write_zero_page_e820`]) |
+//! | Linux EFI unaccepted-memory table | [`UnacceptedBitmap`] (producer: [`encode_unaccepted_table`]) |
+//!
 //! ```
 //! use tdx_boot::e820::{MemoryMap, RegionKind};
 //!
 //! let mut map = MemoryMap::<64>::new();
-//! map.insert(0x0, 0x8000_0000, RegionKind::Unaccepted)?;
-//! map.insert(0x0, 0x2000_0000, RegionKind::Usable)?; // firmware accepted a prefix...
-//! map.mark_accepted(0x0, 0x2000_0000)?;               // ...which is recorded explicitly
-//! map.insert(0x10_0000, 0x20_0000, RegionKind::Reserved)?;
-//! assert_eq!(map.unaccepted_bytes(), 0x6000_0000);
+//! // What the firmware reported, in any order, overlaps allowed.
+//! map.insert(0x10_0000, 0x8000_0000, RegionKind::Usable)?;
+//! map.insert(0x2000_0000, 0x8000_0000, RegionKind::Unaccepted)?; // beats Usable
+//! map.insert(0x7f00_0000, 0x7f10_0000, RegionKind::AcpiNvs)?; // beats both
+//! map.insert(0x1000, 0xa_0000, RegionKind::Usable)?;
+//!
+//! // A page for the AP trampoline below 1 MiB, kept away from the frame allocator.
+//! let trampoline = map.find_free(0x1000, 0x1000, 0x10_0000).expect("low memory");
+//! map.insert(trampoline, trampoline + 0x1000, RegionKind::Reserved)?;
+//!
+//! // Accept what the kernel needs now (accept::accept_range), then record it.
+//! let first = map.unaccepted_ranges().next().expect("unaccepted memory");
+//! assert_eq!(first, 0x2000_0000..0x7f00_0000);
+//! map.mark_accepted(0x2000_0000, 0x3000_0000)?;
+//! assert_eq!(map.unaccepted_bytes(), 0x5000_0000 - 0x10_0000);
 //! # Ok::<(), tdx_boot::e820::MapError>(())
 //! ```
 
@@ -34,7 +51,8 @@ mod unaccepted_table;
 
 pub use e820_table::{
     E820_ENTRY_SIZE, E820_MAX_ENTRIES_ZEROPAGE, E820Entry, E820Error, E820Type, UnacceptedAs,
-    e820_entries, e820_kind, e820_type, read_e820_table, write_e820_table,
+    ZERO_PAGE_E820_ENTRIES_OFFSET, ZERO_PAGE_E820_TABLE_OFFSET, e820_entries, e820_kind, e820_type,
+    read_e820_table, read_zero_page_e820, write_e820_table, write_zero_page_e820,
 };
 pub use guid::Guid;
 pub use hob::{

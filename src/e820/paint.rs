@@ -7,7 +7,8 @@
 //!
 //! 1. **Count** (read only): walk the window's output pieces to learn the final length, and keep
 //!    the at most two pieces that are split-off remainders of the first and last region. If the
-//!    result does not fit, stop here: the map is untouched.
+//!    result does not fit, stop here: the map is untouched. If no piece differs from its input
+//!    (a duplicate entry, usable memory inside a reserved range), stop too: nothing to write.
 //! 2. **Compact forward**: every output piece that contains a (recolored) existing region is
 //!    written left-aligned into the window. Each such piece consumes at least one distinct input
 //!    region, so the write index never passes the read index.
@@ -75,6 +76,9 @@ struct Atoms {
     buf_len: usize,
     buf_pos: usize,
     finished: bool,
+    /// Set once an atom differs from the input region it came from (a gap, a split or a new
+    /// kind): without it, and without merges, the paint is a no-op.
+    changed: bool,
 }
 
 impl Atoms {
@@ -90,6 +94,7 @@ impl Atoms {
             buf_len: 0,
             buf_pos: 0,
             finished: false,
+            changed: false,
         }
     }
 
@@ -109,6 +114,7 @@ impl Atoms {
         if gap_start < gap_end {
             if let Some(kind) = self.paint.gap() {
                 self.push(gap_start, gap_end, kind, false);
+                self.changed = true;
             }
         }
     }
@@ -120,6 +126,7 @@ impl Atoms {
         if !overlaps || kind == r.kind {
             self.push(r.start, r.end, r.kind, true);
         } else {
+            self.changed = true;
             if r.start < self.start {
                 self.push(r.start, self.start, r.kind, false);
             }
@@ -183,6 +190,7 @@ impl Pieces {
                 {
                     piece.region.end = atom.region.end;
                     piece.owns_input |= atom.owns_input;
+                    self.atoms.changed = true;
                 }
                 pending => {
                     if let Some(done) = pending.replace(atom) {
@@ -202,6 +210,7 @@ struct Plan {
     owning: usize,
     left_rest: Option<Region>,
     right_rest: Option<Region>,
+    changed: bool,
 }
 
 /// Paints `[start, end)` onto `regions[..*len]` (sorted, disjoint, merged), keeping those
@@ -215,6 +224,10 @@ pub(crate) fn paint(
     paint: Paint,
 ) -> Result<(), usize> {
     let plan = plan(regions.get(..*len).unwrap_or(&[]), start, end, paint);
+    if !plan.changed {
+        // Already painted (a duplicate entry, or usable memory inside a reserved range).
+        return Ok(());
+    }
     let window = plan.hi - plan.lo;
     let new_len = *len - window + plan.pieces;
     if new_len > regions.len() {
@@ -242,6 +255,7 @@ fn plan(regions: &[Region], start: u64, end: u64, paint: Paint) -> Plan {
         owning: 0,
         left_rest: None,
         right_rest: None,
+        changed: false,
     };
     let mut pieces = Pieces::new(start, end, paint, lo, hi);
     while let Some(piece) = pieces.next(regions) {
@@ -254,6 +268,7 @@ fn plan(regions: &[Region], start: u64, end: u64, paint: Paint) -> Plan {
             plan.right_rest = Some(piece.region);
         }
     }
+    plan.changed = pieces.atoms.changed;
     plan
 }
 

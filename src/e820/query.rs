@@ -31,6 +31,26 @@ impl<const N: usize> MemoryMap<N> {
         self.regions_of(RegionKind::Unaccepted).map(Region::range)
     }
 
+    /// The regions of `kind` shrunk inward to `align` boundaries (e.g. whole 4 KiB pages for a
+    /// frame allocator, or 2 MiB pages), skipping those left empty. Shrinking inward never
+    /// hands out a partial page that another kind, or a hole, shares. `None` unless `align` is
+    /// a power of two.
+    pub fn aligned_ranges(
+        &self,
+        kind: RegionKind,
+        align: u64,
+    ) -> Option<impl Iterator<Item = Range<u64>> + '_> {
+        if !align.is_power_of_two() {
+            return None;
+        }
+        let mask = align - 1;
+        Some(self.regions_of(kind).filter_map(move |r| {
+            let start = r.start.checked_add(mask)? & !mask;
+            let end = r.end & !mask;
+            (start < end).then_some(start..end)
+        }))
+    }
+
     /// The region containing `addr`, if any (binary search).
     pub fn region_containing(&self, addr: u64) -> Option<&Region> {
         let regions = self.regions();
@@ -69,6 +89,8 @@ impl<const N: usize> MemoryMap<N> {
 mod tests {
     use super::*;
     use RegionKind::*;
+    use std::vec;
+    use std::vec::Vec;
 
     fn sample() -> MemoryMap<16> {
         let mut map = MemoryMap::new();
@@ -116,6 +138,24 @@ mod tests {
             Some(Unaccepted)
         );
         assert_eq!(map.region_containing(u64::MAX), None);
+    }
+
+    #[test]
+    fn aligned_ranges_shrink_inward() {
+        let mut map = MemoryMap::<8>::new();
+        map.insert(0x800, 0x5800, Usable).unwrap();
+        map.insert(0x6000, 0x6800, Usable).unwrap();
+        map.insert(0x1_0000, 0x3_0000, Usable).unwrap();
+        let pages: Vec<_> = map.aligned_ranges(Usable, 0x1000).unwrap().collect();
+        assert_eq!(pages, [0x1000..0x5000, 0x1_0000..0x3_0000]);
+        map.insert(0x4_0000, 0x8_1000, Usable).unwrap();
+        let big: Vec<_> = map.aligned_ranges(Usable, 0x2_0000).unwrap().collect();
+        // 0x1_0000..0x3_0000 holds no aligned 128 KiB block.
+        assert_eq!(big, vec![0x4_0000..0x8_0000]);
+        assert!(map.aligned_ranges(Usable, 0x3000).is_none());
+        let mut top = MemoryMap::<2>::new();
+        top.insert(u64::MAX - 0x800, u64::MAX, Usable).unwrap();
+        assert_eq!(top.aligned_ranges(Usable, 0x1000).unwrap().count(), 0);
     }
 
     #[test]

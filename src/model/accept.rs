@@ -143,3 +143,16 @@ impl TdxModule {
         status
     }
 }
+
+impl TdxModule {
+    /// While `stall` is true, every ACCEPT that passed its checks waits in flight (its pages
+    /// locked, before zeroing) until `stall` is set false again: lets a test make two vCPUs
+    /// meet on the same page deterministically. See [`TdxModule::accepts_in_flight`].
+    pub fn stall_accepts(&self, stall: bool) {
+        self.stall_accepts.store(stall, Ordering::SeqCst);
+    }
+    /// How many ACCEPTs are in flight right now.
+    pub fn accepts_in_flight(&self) -> usize {
+        self.memory.lock().in_flight.len()
+    }
+}

@@ -4,6 +4,7 @@
 //! zeroes, TDREPORT lands in the buffer, GetQuote fills shared memory) register host buffers
 //! with [`TdxModule::add_backing`](super::TdxModule::add_backing).
 
+use super::TdxModule;
 use alloc::vec::Vec;
 
 /// One host buffer standing for guest memory `[gpa, gpa + len)`.
@@ -105,5 +106,51 @@ impl Backing {
                 })
             })
             .collect()
+    }
+}
+
+impl TdxModule {
+    /// Backs guest memory `[gpa, gpa + len)` with the host buffer at `host`: ACCEPT zeroes it,
+    /// TDG.MR.REPORT writes into it, RTMR.EXTEND and the VMM (GetQuote, MapGPA) read and write
+    /// it. Returns false, registering nothing, if the range is empty, wraps around, or overlaps
+    /// an already backed range.
+    ///
+    /// # Safety
+    ///
+    /// `host` must be valid for reads and writes of `len` bytes for as long as the model lives,
+    /// and while the model lives that memory may be accessed only through the model or through
+    /// the guest code under test using it as its memory at `gpa` (never concurrently with a
+    /// TDCALL that touches the same bytes, as on hardware).
+    pub unsafe fn add_backing(&self, gpa: u64, host: *mut u8, len: u64) -> bool {
+        self.backing.lock().add(gpa, host, len)
+    }
+    /// Zeroes the backed parts of `[gpa, gpa + len)`.
+    pub(super) fn zero_backing(&self, gpa: u64, len: u64) {
+        let pieces = self.backing.lock().pieces(gpa, len);
+        for piece in pieces {
+            // SAFETY: `add_backing`'s contract makes the registered memory valid for writes and
+            // reserved to the model while a TDCALL touches it; `pieces` stays inside regions.
+            unsafe { core::ptr::write_bytes(piece.ptr, 0, piece.len) };
+        }
+    }
+    /// Reads `buf.len()` bytes of guest memory at `gpa` (no shared bit) if one backing region
+    /// holds them all.
+    pub(super) fn read_guest(&self, gpa: u64, buf: &mut [u8]) -> bool {
+        let Some(slice) = self.backing.lock().whole(gpa, buf.len() as u64) else {
+            return false;
+        };
+        // SAFETY: the slice lies inside a registered region (`whole`), valid for reads under
+        // `add_backing`'s contract; `buf` is a distinct Rust buffer.
+        unsafe { core::ptr::copy_nonoverlapping(slice.ptr, buf.as_mut_ptr(), slice.len) };
+        true
+    }
+    /// Writes `data` to guest memory at `gpa` (no shared bit) if one backing region holds it.
+    pub(super) fn write_guest(&self, gpa: u64, data: &[u8]) -> bool {
+        let Some(slice) = self.backing.lock().whole(gpa, data.len() as u64) else {
+            return false;
+        };
+        // SAFETY: as in `read_guest`, for writes.
+        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), slice.ptr, slice.len) };
+        true
     }
 }

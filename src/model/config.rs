@@ -29,7 +29,8 @@ pub struct ModelConfig {
     /// TDINFO.XFAM in TDREPORT.
     pub xfam: u64,
     /// How the host maps private memory (see [`HostPageSize`]); overridable per range with
-    /// [`TdxModule::set_host_page_size`](super::TdxModule::set_host_page_size).
+    /// [`TdxModule::set_host_page_size`](super::TdxModule::set_host_page_size). Upstream KVM
+    /// (Linux 6.16) maps TD private memory at 4 KiB only: `Size4K` is that host.
     pub host_page_size: HostPageSize,
     /// The most bytes one MapGPA converts before answering RETRY; 0 converts the whole range at
     /// once. KVM converts 2 MiB per step; older QEMU 64 MiB.

@@ -3,7 +3,12 @@
 //! Code that runs on a real host meets contention (`TDX_OPERAND_BUSY`), VMMs that refuse
 //! requests, and VMMs that lie. These knobs let a test produce each of them deterministically.
 
+use super::{OPERAND_RCX, TdcallHook, TdxModule, status_with_operand};
+use crate::tdcall::{TdxStatus, leaf};
+use alloc::boxed::Box;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
 
 /// How many times a fault fires: a count, or [`FOREVER`].
 pub type Times = u64;
@@ -85,5 +90,43 @@ impl Faults {
 
     pub(crate) fn clear(&mut self) {
         *self = Self::default();
+    }
+}
+
+impl TdxModule {
+    /// The next `times` calls of TDCALL `leaf` (any vCPU) return `status` and do nothing else.
+    /// [`FOREVER`] never runs out.
+    pub fn inject_tdcall_status(&self, leaf: u64, status: TdxStatus, times: Times) {
+        self.faults_armed.store(true, Ordering::SeqCst);
+        self.faults.lock().arm_tdcall(leaf, status.raw(), times);
+    }
+    /// The next `times` ACCEPTs answer `TDX_OPERAND_BUSY` (operand RCX), as under contention.
+    pub fn inject_busy(&self, times: Times) {
+        self.inject_tdcall_status(
+            leaf::MEM_PAGE_ACCEPT,
+            TdxStatus::from_raw(status_with_operand(TdxStatus::OPERAND_BUSY, OPERAND_RCX)),
+            times,
+        );
+    }
+    /// The VMM answers the next `times` TDG.VP.VMCALLs of sub-function `function` with the raw
+    /// VMCALL status `status` (R10) and does nothing else.
+    pub fn refuse_vmcall(&self, function: u64, status: u64, times: Times) {
+        self.faults_armed.store(true, Ordering::SeqCst);
+        self.faults.lock().arm_vmcall(function, status, times);
+    }
+    /// Makes every following MapGPA misbehave as `fault` says; `None` restores honest answers.
+    pub fn set_map_gpa_fault(&self, fault: Option<MapGpaFault>) {
+        self.faults_armed.store(true, Ordering::SeqCst);
+        self.faults.lock().map_gpa = fault;
+    }
+    /// Installs (`Some`) or removes (`None`) the hook that may rewrite every TDCALL's answer.
+    pub fn set_tdcall_hook(&self, hook: Option<Box<TdcallHook>>) {
+        let hook: Option<Arc<TdcallHook>> = hook.map(Arc::from);
+        self.hook_set.store(hook.is_some(), Ordering::SeqCst);
+        *self.hook.lock() = hook;
+    }
+    /// Disarms every injected status, refusal and MapGPA fault.
+    pub fn clear_faults(&self) {
+        self.faults.lock().clear();
     }
 }

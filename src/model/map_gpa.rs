@@ -78,7 +78,16 @@ impl TdxModule {
     fn convert(&self, start: u64, end: u64, to_shared: bool) {
         let mut lost_contents: Vec<(u64, u64)> = Vec::new();
         {
-            let mut memory = self.memory.lock();
+            // The host cannot change Secure-EPT entries an ACCEPT holds locked: like KVM on
+            // TDX_OPERAND_BUSY, it tries again until the ACCEPT is done.
+            let mut memory = loop {
+                let memory = self.memory.lock();
+                if !memory.busy(start, end) {
+                    break memory;
+                }
+                drop(memory);
+                core::hint::spin_loop();
+            };
             let runs: Vec<_> = memory.states.runs(start, end).collect();
             for (run_start, run_end, state) in runs {
                 let new_state = match (to_shared, state) {

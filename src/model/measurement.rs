@@ -156,3 +156,15 @@ impl TdxModule {
         report
     }
 }
+
+impl TdxModule {
+    /// The current value of RTMR `index` (0..=3); zeros for another index.
+    pub fn rtmr(&self, index: usize) -> [u8; 48] {
+        self.measurement
+            .lock()
+            .rtmr
+            .get(index)
+            .copied()
+            .unwrap_or([0; 48])
+    }
+}

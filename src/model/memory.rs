@@ -1,6 +1,7 @@
 //! The TD's memory as the module and the host see it: page states, the host's mapping size
 //! per 2 MiB block, and the ACCEPTs in flight.
 
+use super::TdxModule;
 use super::page_map::RangeMap;
 use super::{HostPageSize, PageState};
 use alloc::vec::Vec;
@@ -84,5 +85,40 @@ impl Memory {
     /// The number of range-map entries: a measure of the model's memory use.
     pub(crate) fn entry_count(&self) -> usize {
         self.states.len() + self.host_size.len()
+    }
+}
+
+impl TdxModule {
+    /// Sets the pages of `[start, end)` to `state` (page-granular: `start` is rounded down and
+    /// `end` up to 4 KiB). `Unaccepted` is memory the host added for the guest to accept;
+    /// `Private` is memory already accepted (by the firmware); `Absent` removes memory.
+    pub fn add_memory(&self, start: u64, end: u64, state: PageState) {
+        let start = start & !0xfff;
+        let end = end.checked_add(0xfff).map_or(!0xfff, |e| e & !0xfff);
+        self.memory.lock().set_state(start, end, state);
+    }
+    /// The state of the page holding `gpa` (the shared bit is ignored).
+    pub fn page_state(&self, gpa: u64) -> PageState {
+        self.memory.lock().state(gpa & !self.shared_bit())
+    }
+    /// The maximal runs of equal page state overlapping `[start, end)`, clipped to it; absent
+    /// gaps are left out.
+    pub fn page_runs(&self, start: u64, end: u64) -> Vec<(u64, u64, PageState)> {
+        self.memory.lock().states.runs(start, end).collect()
+    }
+    /// How many entries the page-state bookkeeping holds: the model's memory cost, which grows
+    /// with the number of distinct runs, not with the size of the TD.
+    pub fn page_map_entries(&self) -> usize {
+        self.memory.lock().entry_count()
+    }
+    /// Makes the host map every 2 MiB block touching `[start, end)` with `size` pages,
+    /// overriding [`ModelConfig::host_page_size`](super::ModelConfig::host_page_size) there.
+    pub fn set_host_page_size(&self, start: u64, end: u64, size: HostPageSize) {
+        self.memory.lock().set_host_size(start, end, size);
+    }
+    /// Whether the host maps the 2 MiB block holding `gpa` with 4 KiB pages (configured, split
+    /// after a 4 KiB accept, or forced by mixed page states in the block).
+    pub fn host_maps_4k(&self, gpa: u64) -> bool {
+        self.memory.lock().host_maps_4k(gpa & !(PAGE_2M - 1))
     }
 }

@@ -19,7 +19,7 @@
 //! - Provoke: [`TdxModule::inject_ve`], [`TdxModule::inject_busy`],
 //!   [`TdxModule::inject_tdcall_status`], [`TdxModule::refuse_vmcall`],
 //!   [`TdxModule::set_map_gpa_fault`], [`TdxModule::stall_accepts`],
-//!   [`TdxModule::set_quote_deferred`].
+//!   [`TdxModule::set_quote_deferred`], and for anything else [`TdxModule::set_tdcall_hook`].
 //! - Observe: [`TdxModule::page_state`], [`TdxModule::page_runs`], [`TdxModule::host_maps_4k`],
 //!   [`TdxModule::accept_stats`], [`TdxModule::tdcall_count`], [`TdxModule::vmcall_count`],
 //!   [`TdxModule::trace`], [`TdxModule::uart_output`], [`TdxModule::halts`],
@@ -70,17 +70,16 @@ mod vp_info;
 pub use config::{HostPageSize, ModelConfig};
 pub use faults::{FOREVER, MapGpaFault, Times};
 pub use quote::{
-    MODEL_QUOTE_TAG, QUOTE_STATUS_ERROR, QUOTE_STATUS_IN_FLIGHT, QUOTE_STATUS_SUCCESS,
+    MODEL_QUOTE_TAG, QUOTE_STATUS_ERROR, QUOTE_STATUS_IN_FLIGHT, QUOTE_STATUS_SERVICE_UNAVAILABLE,
+    QUOTE_STATUS_SUCCESS,
 };
 pub use stats::{AcceptStats, TraceEvent};
 pub use vmcall::VMM_GARBAGE;
 pub use vmm::{Halt, MmioDevice, PortDevice, RegisterFile};
 
-use crate::tdcall::vmcall::CpuidResult;
 use crate::tdcall::{Regs, TdCall, TdxStatus, VeInfo, VmcallStatus, leaf};
-use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
-use alloc::vec::Vec;
+use alloc::sync::Arc;
 use backing::Backing;
 use core::sync::atomic::{AtomicBool, Ordering};
 use faults::Faults;
@@ -90,6 +89,12 @@ use spin::Mutex;
 use stats::Stats;
 use td_fields::TdFields;
 use vmm::Vmm;
+
+/// A test's rewrite of TDCALL answers: called after the model answered, with the vCPU, the
+/// registers on entry and the registers about to be returned, which it may change. For
+/// failures no knob produces (one field of VM.WR failing, a VMM lying in one direction only).
+/// It may call into the model, TDCALLs included.
+pub type TdcallHook = dyn Fn(u32, &Regs, &mut Regs) + Send + Sync;
 
 /// The state of one 4 KiB page of guest physical memory (GPA without the shared bit).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,6 +147,9 @@ pub struct TdxModule {
     stats: Stats,
     /// Whether any fault was ever armed: spares every TDCALL the faults lock otherwise.
     faults_armed: AtomicBool,
+    /// The test's rewrite of answers, if any.
+    hook: Mutex<Option<Arc<TdcallHook>>>,
+    hook_set: AtomicBool,
     /// While set, ACCEPTs wait in flight (after locking their pages, before zeroing).
     stall_accepts: AtomicBool,
 }
@@ -213,6 +221,8 @@ impl TdxModule {
             faults: Mutex::new(Faults::default()),
             stats: Stats::default(),
             faults_armed: AtomicBool::new(false),
+            hook: Mutex::new(None),
+            hook_set: AtomicBool::new(false),
             stall_accepts: AtomicBool::new(false),
             config,
         }
@@ -240,284 +250,10 @@ impl TdxModule {
         }
     }
 
-    /// Sets the pages of `[start, end)` to `state` (page-granular: `start` is rounded down and
-    /// `end` up to 4 KiB). `Unaccepted` is memory the host added for the guest to accept;
-    /// `Private` is memory already accepted (by the firmware); `Absent` removes memory.
-    pub fn add_memory(&self, start: u64, end: u64, state: PageState) {
-        let start = start & !0xfff;
-        let end = end.checked_add(0xfff).map_or(!0xfff, |e| e & !0xfff);
-        self.memory.lock().set_state(start, end, state);
-    }
-
-    /// The state of the page holding `gpa` (the shared bit is ignored).
-    pub fn page_state(&self, gpa: u64) -> PageState {
-        self.memory.lock().state(gpa & !self.shared_bit())
-    }
-
-    /// The maximal runs of equal page state overlapping `[start, end)`, clipped to it; absent
-    /// gaps are left out.
-    pub fn page_runs(&self, start: u64, end: u64) -> Vec<(u64, u64, PageState)> {
-        self.memory.lock().states.runs(start, end).collect()
-    }
-
-    /// How many entries the page-state bookkeeping holds: the model's memory cost, which grows
-    /// with the number of distinct runs, not with the size of the TD.
-    pub fn page_map_entries(&self) -> usize {
-        self.memory.lock().entry_count()
-    }
-
-    /// Makes the host map every 2 MiB block touching `[start, end)` with `size` pages,
-    /// overriding [`ModelConfig::host_page_size`] there.
-    pub fn set_host_page_size(&self, start: u64, end: u64, size: HostPageSize) {
-        self.memory.lock().set_host_size(start, end, size);
-    }
-
-    /// Whether the host maps the 2 MiB block holding `gpa` with 4 KiB pages (configured, split
-    /// after a 4 KiB accept, or forced by mixed page states in the block).
-    pub fn host_maps_4k(&self, gpa: u64) -> bool {
-        self.memory
-            .lock()
-            .host_maps_4k(gpa & !(memory::PAGE_2M - 1))
-    }
-
-    /// Backs guest memory `[gpa, gpa + len)` with the host buffer at `host`: ACCEPT zeroes it,
-    /// TDG.MR.REPORT writes into it, RTMR.EXTEND and the VMM (GetQuote, MapGPA) read and write
-    /// it. Returns false, registering nothing, if the range is empty, wraps around, or overlaps
-    /// an already backed range.
-    ///
-    /// # Safety
-    ///
-    /// `host` must be valid for reads and writes of `len` bytes for as long as the model lives,
-    /// and while the model lives that memory may be accessed only through the model or through
-    /// the guest code under test using it as its memory at `gpa` (never concurrently with a
-    /// TDCALL that touches the same bytes, as on hardware).
-    pub unsafe fn add_backing(&self, gpa: u64, host: *mut u8, len: u64) -> bool {
-        self.backing.lock().add(gpa, host, len)
-    }
-
-    /// Zeroes the backed parts of `[gpa, gpa + len)`.
-    fn zero_backing(&self, gpa: u64, len: u64) {
-        let pieces = self.backing.lock().pieces(gpa, len);
-        for piece in pieces {
-            // SAFETY: `add_backing`'s contract makes the registered memory valid for writes and
-            // reserved to the model while a TDCALL touches it; `pieces` stays inside regions.
-            unsafe { core::ptr::write_bytes(piece.ptr, 0, piece.len) };
-        }
-    }
-
-    /// Reads `buf.len()` bytes of guest memory at `gpa` (no shared bit) if one backing region
-    /// holds them all.
-    fn read_guest(&self, gpa: u64, buf: &mut [u8]) -> bool {
-        let Some(slice) = self.backing.lock().whole(gpa, buf.len() as u64) else {
-            return false;
-        };
-        // SAFETY: the slice lies inside a registered region (`whole`), valid for reads under
-        // `add_backing`'s contract; `buf` is a distinct Rust buffer.
-        unsafe { core::ptr::copy_nonoverlapping(slice.ptr, buf.as_mut_ptr(), slice.len) };
-        true
-    }
-
-    /// Writes `data` to guest memory at `gpa` (no shared bit) if one backing region holds it.
-    fn write_guest(&self, gpa: u64, data: &[u8]) -> bool {
-        let Some(slice) = self.backing.lock().whole(gpa, data.len() as u64) else {
-            return false;
-        };
-        // SAFETY: as in `read_guest`, for writes.
-        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), slice.ptr, slice.len) };
-        true
-    }
-
-    /// Makes a #VE pending on `vcpu`: the next TDG.VP.VEINFO.GET there returns `info`.
-    ///
-    /// Returns false, keeping the pending information, if the previous #VE on `vcpu` was not
-    /// yet read: on hardware that second #VE escalates to a double fault. Such events are
-    /// counted ([`TdxModule::ve_double_faults`]).
-    pub fn inject_ve(&self, vcpu: u32, info: VeInfo) -> bool {
-        let mut vcpus = self.vcpus.lock();
-        let state = vcpus.entry(vcpu).or_default();
-        if state.pending_ve.is_some() {
-            state.ve_double_faults += 1;
-            return false;
-        }
-        state.pending_ve = Some(info);
-        true
-    }
-
-    /// How many #VEs were injected on `vcpu` while VE information was still unread (each a
-    /// double fault on hardware).
-    pub fn ve_double_faults(&self, vcpu: u32) -> u64 {
-        self.vcpus
-            .lock()
-            .get(&vcpu)
-            .map_or(0, |v| v.ve_double_faults)
-    }
-
-    /// Whether a #VE is pending (not yet read with VEINFO.GET) on `vcpu`.
-    pub fn ve_pending(&self, vcpu: u32) -> bool {
-        self.vcpus
-            .lock()
-            .get(&vcpu)
-            .is_some_and(|v| v.pending_ve.is_some())
-    }
-
     /// How many TDCALLs `vcpu` made with interrupts enabled
     /// ([`TdCall::tdcall_enabling_interrupts`], i.e. STI right before TDCALL).
     pub fn sti_calls(&self, vcpu: u32) -> u64 {
         self.vcpus.lock().get(&vcpu).map_or(0, |v| v.sti_calls)
-    }
-
-    /// The next `times` calls of TDCALL `leaf` (any vCPU) return `status` and do nothing else.
-    /// [`FOREVER`] never runs out.
-    pub fn inject_tdcall_status(&self, leaf: u64, status: TdxStatus, times: Times) {
-        self.faults_armed.store(true, Ordering::SeqCst);
-        self.faults.lock().arm_tdcall(leaf, status.raw(), times);
-    }
-
-    /// The next `times` ACCEPTs answer `TDX_OPERAND_BUSY` (operand RCX), as under contention.
-    pub fn inject_busy(&self, times: Times) {
-        self.inject_tdcall_status(
-            leaf::MEM_PAGE_ACCEPT,
-            TdxStatus::from_raw(status_with_operand(TdxStatus::OPERAND_BUSY, OPERAND_RCX)),
-            times,
-        );
-    }
-
-    /// The VMM answers the next `times` TDG.VP.VMCALLs of sub-function `function` with the raw
-    /// VMCALL status `status` (R10) and does nothing else.
-    pub fn refuse_vmcall(&self, function: u64, status: u64, times: Times) {
-        self.faults_armed.store(true, Ordering::SeqCst);
-        self.faults.lock().arm_vmcall(function, status, times);
-    }
-
-    /// Makes every following MapGPA misbehave as `fault` says; `None` restores honest answers.
-    pub fn set_map_gpa_fault(&self, fault: Option<MapGpaFault>) {
-        self.faults_armed.store(true, Ordering::SeqCst);
-        self.faults.lock().map_gpa = fault;
-    }
-
-    /// Disarms every injected status, refusal and MapGPA fault.
-    pub fn clear_faults(&self) {
-        self.faults.lock().clear();
-    }
-
-    /// While `stall` is true, every ACCEPT that passed its checks waits in flight (its pages
-    /// locked, before zeroing) until `stall` is set false again: lets a test make two vCPUs
-    /// meet on the same page deterministically. See [`TdxModule::accepts_in_flight`].
-    pub fn stall_accepts(&self, stall: bool) {
-        self.stall_accepts.store(stall, Ordering::SeqCst);
-    }
-
-    /// How many ACCEPTs are in flight right now.
-    pub fn accepts_in_flight(&self) -> usize {
-        self.memory.lock().in_flight.len()
-    }
-
-    /// How many TDCALLs of `leaf` (RAX bits 15:0, any version) were made, on all vCPUs.
-    pub fn tdcall_count(&self, leaf: u64) -> u64 {
-        self.stats.tdcall_count(leaf)
-    }
-
-    /// How many TDG.VP.VMCALLs of sub-function `function` reached the VMM.
-    pub fn vmcall_count(&self, function: u64) -> u64 {
-        self.stats.vmcall_count(function)
-    }
-
-    /// ACCEPT statistics.
-    pub fn accept_stats(&self) -> AcceptStats {
-        self.stats.accept_stats()
-    }
-
-    /// Starts (`true`) or stops recording every TDCALL in the trace.
-    pub fn enable_trace(&self, enabled: bool) {
-        self.stats.set_trace(enabled);
-    }
-
-    /// The recorded TDCALLs, oldest first.
-    pub fn trace(&self) -> Vec<TraceEvent> {
-        self.stats.take_trace()
-    }
-
-    /// Forgets the recorded TDCALLs.
-    pub fn clear_trace(&self) {
-        self.stats.clear_trace();
-    }
-
-    /// Sets the VMM's answer to CPUID `leaf`/`subleaf` (Instruction.CPUID). Unset leaves read
-    /// as zeros.
-    pub fn set_cpuid(&self, leaf: u32, subleaf: u32, result: CpuidResult) {
-        self.vmm.lock().cpuid.insert((leaf, subleaf), result);
-    }
-
-    /// Gives MSR `index` the value `value` in the VMM (RDMSR returns it, WRMSR may change it).
-    /// MSRs never set are unknown: RDMSR and WRMSR of them fail with INVALID_OPERAND.
-    pub fn set_msr(&self, index: u32, value: u64) {
-        self.vmm.lock().msrs.insert(index, value);
-    }
-
-    /// The value of MSR `index` in the VMM, if it exists.
-    pub fn msr(&self, index: u32) -> Option<u64> {
-        self.vmm.lock().msrs.get(&index).copied()
-    }
-
-    /// Everything written to the COM1 UART's transmit register so far.
-    pub fn uart_output(&self) -> Vec<u8> {
-        self.vmm.lock().uart.output.clone()
-    }
-
-    /// Attaches `device` to ports `[first_port, first_port + count)`; it answers Instruction.IO
-    /// there (before the built-in UART). Unclaimed ports read as all ones and ignore writes, as
-    /// on a PC.
-    pub fn add_port_device(&self, first_port: u16, count: u16, device: Box<dyn PortDevice>) {
-        self.vmm.lock().ports.push((first_port, count, device));
-    }
-
-    /// Attaches `device` at `[gpa, gpa + len)` (no shared bit) and marks those pages `Mmio`:
-    /// #VE.RequestMMIO at the shared alias of these GPAs reaches it.
-    pub fn add_mmio_device(&self, gpa: u64, len: u64, device: Box<dyn MmioDevice>) {
-        let gpa = gpa & !self.shared_bit();
-        self.add_memory(gpa, gpa.saturating_add(len), PageState::Mmio);
-        self.vmm.lock().mmio.push((gpa, len, device));
-    }
-
-    /// The halts the VMM saw (Instruction.HLT), oldest first.
-    pub fn halts(&self) -> Vec<Halt> {
-        self.vmm.lock().halts.clone()
-    }
-
-    /// The ReportFatalError the VMM received: the error code and the message bytes (up to the
-    /// first NUL, at most 64).
-    pub fn fatal_error(&self) -> Option<(u32, Vec<u8>)> {
-        self.vmm.lock().fatal.clone()
-    }
-
-    /// The vector registered with SetupEventNotifyInterrupt.
-    pub fn event_notify_vector(&self) -> Option<u8> {
-        self.vmm.lock().notify_vector
-    }
-
-    /// How many Instruction.WBINVD requests the VMM received.
-    pub fn wbinvd_count(&self) -> u64 {
-        self.vmm.lock().wbinvd
-    }
-
-    /// The current value of RTMR `index` (0..=3); zeros for another index.
-    pub fn rtmr(&self, index: usize) -> [u8; 48] {
-        self.measurement
-            .lock()
-            .rtmr
-            .get(index)
-            .copied()
-            .unwrap_or([0; 48])
-    }
-
-    /// The current value of TDCS field TD_CTLS.
-    pub fn td_ctls(&self) -> u64 {
-        self.td_fields.lock().td_ctls
-    }
-
-    /// The current value of TDCS field NOTIFY_ENABLES.
-    pub fn notify_enables(&self) -> u64 {
-        self.td_fields.lock().notify_enables
     }
 
     /// One TDCALL from vCPU `vcpu`: dispatches on the leaf in RAX like the module's dispatcher.
@@ -540,6 +276,13 @@ impl TdxModule {
             regs.rax = status;
         } else {
             self.dispatch(vcpu, regs, sti);
+        }
+        if self.hook_set.load(Ordering::Relaxed) {
+            // Cloned out of the lock so the hook may call into the model.
+            let hook = self.hook.lock().clone();
+            if let Some(hook) = hook {
+                hook(vcpu, &input, regs);
+            }
         }
         if self.stats.tracing() {
             self.stats.push_trace(TraceEvent {

@@ -6,7 +6,11 @@
 //! [`TdxModule::set_quote_deferred`] makes the model do the same, and
 //! [`TdxModule::complete_quotes`] is "later".
 //!
-//! The buffer (a shared GPA, 4 KiB aligned) starts with the GHCI header
+//! Checks as QEMU makes them: a non-empty buffer at a shared GPA (else INVALID_OPERAND), 4 KiB
+//! aligned (else ALIGN_ERROR), header version 1, at most 128 KiB, `in_len` fitting in the
+//! buffer (else INVALID_OPERAND).
+//!
+//! The buffer starts with the GHCI header
 //! `{ u64 version, u64 status, u32 in_len, u32 out_len }` followed by the data: a TDREPORT of
 //! `in_len` bytes on input, the quote of `out_len` bytes on output. The model's "quote" is
 //! recognisable and checkable: the tag `TDX-BOOT-MODEL-QUOTE`, then the TDREPORT as given.
@@ -14,6 +18,7 @@
 use super::memory::PAGE_4K;
 use super::vmcall::{R12, R13, VmmRegs, VmmReply};
 use super::{PageState, TdxModule};
+use crate::tdcall::VmcallStatus;
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -27,14 +32,23 @@ pub const QUOTE_STATUS_SUCCESS: u64 = 0;
 pub const QUOTE_STATUS_ERROR: u64 = 0x8000_0000_0000_0000;
 /// Buffer status: the host is working on the request.
 pub const QUOTE_STATUS_IN_FLIGHT: u64 = u64::MAX;
+/// Buffer status: the host has no quoting service.
+pub const QUOTE_STATUS_SERVICE_UNAVAILABLE: u64 = 0x8000_0000_0000_0001;
+/// The only header version (`structure_version`).
+const QUOTE_VERSION: u64 = 1;
+/// The largest buffer the host accepts (QEMU's limit).
+const QUOTE_MAX_BUFFER: u64 = 128 * 1024;
 
 impl TdxModule {
     pub(super) fn vmm_get_quote(&self, seen: &VmmRegs) -> VmmReply {
         let gpa = seen.get(R12).copied().unwrap_or(0);
         let len = seen.get(R13).copied().unwrap_or(0);
         let shared_bit = self.shared_bit();
-        if gpa % PAGE_4K != 0 || len % PAGE_4K != 0 || len == 0 || gpa & shared_bit == 0 {
+        if len == 0 || gpa & shared_bit == 0 {
             return VmmReply::invalid();
+        }
+        if gpa % PAGE_4K != 0 || len % PAGE_4K != 0 {
+            return VmmReply::status(VmcallStatus::ALIGN_ERROR_RAW);
         }
         let start = gpa & !shared_bit;
         let Some(end) = start.checked_add(len) else {
@@ -42,20 +56,45 @@ impl TdxModule {
         };
         if !self.config.gpa_in_range(gpa | (end - 1))
             || self.memory.lock().states.uniform(start, end) != Some(PageState::Shared)
+            || self.backing.lock().whole(start, len).is_none()
         {
             return VmmReply::invalid();
         }
-        if self.backing.lock().whole(start, len).is_none() {
+        let mut header = [0u8; QUOTE_HEADER_SIZE];
+        if !self.read_guest(start, &mut header) {
             return VmmReply::invalid();
         }
-        let deferred = self.vmm.lock().quote_deferred;
-        if deferred {
+        let version = header
+            .first_chunk::<8>()
+            .map_or(0, |b| u64::from_le_bytes(*b));
+        let in_len = header
+            .get(16..20)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, |b: [u8; 4]| u64::from(u32::from_le_bytes(b)));
+        if version != QUOTE_VERSION
+            || len > QUOTE_MAX_BUFFER
+            || in_len > len - QUOTE_HEADER_SIZE as u64
+        {
+            return VmmReply::invalid();
+        }
+        let vmm = self.vmm.lock();
+        let (deferred, service) = (vmm.quote_deferred, vmm.quote_service);
+        drop(vmm);
+        if !service {
+            self.write_guest(start + 8, &QUOTE_STATUS_SERVICE_UNAVAILABLE.to_le_bytes());
+        } else if deferred {
             self.write_guest(start + 8, &QUOTE_STATUS_IN_FLIGHT.to_le_bytes());
             self.vmm.lock().pending_quotes.push((start, len));
         } else {
             self.complete_quote(start, len);
         }
         VmmReply::success()
+    }
+
+    /// Makes the quoting service unavailable (`false`): GetQuote then succeeds but the buffer
+    /// says [`QUOTE_STATUS_SERVICE_UNAVAILABLE`], as QEMU without a quote generation socket.
+    pub fn set_quote_service(&self, available: bool) {
+        self.vmm.lock().quote_service = available;
     }
 
     /// Makes GetQuote asynchronous (`true`): the buffer is marked in flight and the quote is

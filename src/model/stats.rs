@@ -1,5 +1,6 @@
 //! Counters and the optional call trace: what tests assert about how code used the module.
 
+use super::TdxModule;
 use crate::tdcall::{Regs, TdxStatus};
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -151,5 +152,32 @@ impl Stats {
 
     pub(crate) fn clear_trace(&self) {
         self.trace.lock().clear();
+    }
+}
+
+impl TdxModule {
+    /// How many TDCALLs of `leaf` (RAX bits 15:0, any version) were made, on all vCPUs.
+    pub fn tdcall_count(&self, leaf: u64) -> u64 {
+        self.stats.tdcall_count(leaf)
+    }
+    /// How many TDG.VP.VMCALLs of sub-function `function` reached the VMM.
+    pub fn vmcall_count(&self, function: u64) -> u64 {
+        self.stats.vmcall_count(function)
+    }
+    /// ACCEPT statistics.
+    pub fn accept_stats(&self) -> AcceptStats {
+        self.stats.accept_stats()
+    }
+    /// Starts (`true`) or stops recording every TDCALL in the trace.
+    pub fn enable_trace(&self, enabled: bool) {
+        self.stats.set_trace(enabled);
+    }
+    /// The recorded TDCALLs, oldest first.
+    pub fn trace(&self) -> Vec<TraceEvent> {
+        self.stats.take_trace()
+    }
+    /// Forgets the recorded TDCALLs.
+    pub fn clear_trace(&self) {
+        self.stats.clear_trace();
     }
 }

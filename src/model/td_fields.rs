@@ -90,3 +90,14 @@ impl TdxModule {
         TdxStatus::SUCCESS.raw()
     }
 }
+
+impl TdxModule {
+    /// The current value of TDCS field TD_CTLS.
+    pub fn td_ctls(&self) -> u64 {
+        self.td_fields.lock().td_ctls
+    }
+    /// The current value of TDCS field NOTIFY_ENABLES.
+    pub fn notify_enables(&self) -> u64 {
+        self.td_fields.lock().notify_enables
+    }
+}

@@ -176,6 +176,7 @@ pub(crate) struct Vmm {
     pub(crate) notify_vector: Option<u8>,
     pub(crate) wbinvd: u64,
     pub(crate) quote_deferred: bool,
+    pub(crate) quote_service: bool,
     pub(crate) pending_quotes: Vec<(u64, u64)>,
     pub(crate) event_notifications: u64,
 }
@@ -193,6 +194,7 @@ impl Vmm {
             notify_vector: None,
             wbinvd: 0,
             quote_deferred: false,
+            quote_service: true,
             pending_quotes: Vec::new(),
             event_notifications: 0,
         }
@@ -385,5 +387,93 @@ impl TdxModule {
             message.truncate(nul);
         }
         self.vmm.lock().fatal = Some((code, message));
+    }
+}
+
+impl TdxModule {
+    /// Sets the VMM's answer to CPUID `leaf`/`subleaf` (Instruction.CPUID). Unset leaves read
+    /// as zeros.
+    pub fn set_cpuid(&self, leaf: u32, subleaf: u32, result: CpuidResult) {
+        self.vmm.lock().cpuid.insert((leaf, subleaf), result);
+    }
+    /// Gives MSR `index` the value `value` in the VMM (RDMSR returns it, WRMSR may change it).
+    /// MSRs never set are unknown: RDMSR and WRMSR of them fail with INVALID_OPERAND.
+    pub fn set_msr(&self, index: u32, value: u64) {
+        self.vmm.lock().msrs.insert(index, value);
+    }
+    /// The value of MSR `index` in the VMM, if it exists.
+    pub fn msr(&self, index: u32) -> Option<u64> {
+        self.vmm.lock().msrs.get(&index).copied()
+    }
+    /// Everything written to the COM1 UART's transmit register so far.
+    pub fn uart_output(&self) -> Vec<u8> {
+        self.vmm.lock().uart.output.clone()
+    }
+    /// Attaches `device` to ports `[first_port, first_port + count)`; it answers Instruction.IO
+    /// there (before the built-in UART). Unclaimed ports read as all ones and ignore writes, as
+    /// on a PC.
+    pub fn add_port_device(&self, first_port: u16, count: u16, device: Box<dyn PortDevice>) {
+        self.vmm.lock().ports.push((first_port, count, device));
+    }
+    /// Attaches `device` at `[gpa, gpa + len)` (no shared bit) and marks those pages `Mmio`:
+    /// #VE.RequestMMIO at the shared alias of these GPAs reaches it.
+    pub fn add_mmio_device(&self, gpa: u64, len: u64, device: Box<dyn MmioDevice>) {
+        let gpa = gpa & !self.shared_bit();
+        self.add_memory(gpa, gpa.saturating_add(len), PageState::Mmio);
+        self.vmm.lock().mmio.push((gpa, len, device));
+    }
+    /// The halts the VMM saw (Instruction.HLT), oldest first.
+    pub fn halts(&self) -> Vec<Halt> {
+        self.vmm.lock().halts.clone()
+    }
+    /// The last ReportFatalError the VMM received: the error code (R12\[31:0\]) and the message
+    /// bytes (up to the first NUL, at most 64). A real VMM stops the TD there; the model answers
+    /// SUCCESS so the test goes on, and the wrapper reports that unexpected return.
+    pub fn fatal_error(&self) -> Option<(u32, Vec<u8>)> {
+        self.vmm.lock().fatal.clone()
+    }
+    /// The vector registered with SetupEventNotifyInterrupt.
+    pub fn event_notify_vector(&self) -> Option<u8> {
+        self.vmm.lock().notify_vector
+    }
+    /// How many Instruction.WBINVD requests the VMM received.
+    pub fn wbinvd_count(&self) -> u64 {
+        self.vmm.lock().wbinvd
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{LSR_IDLE, RegisterFile, Uart};
+
+    #[test]
+    fn register_file_reads_zero_outside_and_drops_writes_there() {
+        let regs = RegisterFile::new(4);
+        regs.set(2, 4, 0xaabb_ccdd);
+        assert_eq!(regs.get(0, 4), 0xccdd_0000, "the part inside is written");
+        assert_eq!(regs.get(2, 8), 0xccdd);
+        assert_eq!(regs.get(u64::MAX, 8), 0);
+        regs.set(u64::MAX, 8, u64::MAX);
+        assert_eq!(regs.get(0, 16), 0xccdd_0000, "sizes above 8 read 8 bytes");
+    }
+
+    #[test]
+    fn uart_registers() {
+        let mut uart = Uart::default();
+        assert_eq!(uart.read(5), LSR_IDLE);
+        assert_eq!(uart.read(2) & 1, 1, "no interrupt pending");
+        uart.write(7, 0x5a);
+        assert_eq!(uart.read(7), 0x5a, "scratch register");
+        uart.write(5, 0);
+        assert_eq!(uart.read(5), LSR_IDLE, "LSR writes are ignored");
+        uart.write(3, 0x80);
+        uart.write(1, 0x12);
+        assert_eq!(uart.read(1), 0x12, "divisor latch high");
+        uart.write(3, 0x03);
+        uart.write(1, 0x0f);
+        assert_eq!(uart.read(1), 0x0f, "IER");
+        assert_eq!(uart.read(0), 0, "nothing received");
+        assert!(uart.output.is_empty());
+        assert_eq!(uart.read(9), 0, "outside the UART");
     }
 }
