@@ -1,7 +1,9 @@
 //! Private -> shared -> private with tdx-boot's `convert`: the kernel's page tables, the TLB
 //! on every CPU, MapGPA to the VMM, and the ACCEPT that zeroes the page on its way back.
 
+use crate::check;
 use crate::paging::{self, Mapper};
+use crate::platform::Platform;
 use alloc::alloc::{Layout, alloc};
 use tdx_boot::convert::{self, ConvertRange};
 use tdx_boot::tdcall::Hardware;
@@ -63,4 +65,42 @@ pub fn round_trip(shared_mask: u64, while_shared: impl FnOnce(&ConvertRange)) ->
     let bytes = unsafe { core::slice::from_raw_parts(buffer, len as usize) };
     outcome.zeroed_after = bytes.iter().all(|&b| b == 0);
     outcome
+}
+
+/// A buffer to shared and back.
+pub fn check(platform: &Platform, shared_mask: u64) {
+    let mut vmm_saw_shared = matches!(platform, Platform::Td);
+    let trip = round_trip(shared_mask, |range| {
+        if let Platform::Model(module) = platform {
+            vmm_saw_shared = (0..PAGES).all(|p| {
+                module.page_state(range.gpa + p * 4096) == tdx_boot::model::PageState::Shared
+            });
+        }
+    });
+    let vmm_sees_private = match platform {
+        Platform::Model(module) => {
+            module.page_state(trip.range.gpa) == tdx_boot::model::PageState::Private
+        }
+        Platform::Td => true,
+    };
+    check!(
+        "shared conversion round trip",
+        trip.error.is_none()
+            && trip.shared_mapping
+            && vmm_saw_shared
+            && trip.private_mapping_restored
+            && vmm_sees_private
+            && trip.zeroed_after,
+        "{} KiB at {:#x}: shared (PTE bit {:#x}, MapGPA {} calls / {} retries, VMM view shared: {vmm_saw_shared}), \
+         then private again (accepted, zeroed: {}){}",
+        trip.range.len >> 10,
+        trip.range.gpa,
+        shared_mask,
+        trip.shared_stats.calls,
+        trip.shared_stats.retries,
+        trip.zeroed_after,
+        trip.error
+            .map(|e| alloc::format!(" error {e:?}"))
+            .unwrap_or_default()
+    );
 }

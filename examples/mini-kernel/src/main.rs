@@ -22,9 +22,11 @@ mod firmware;
 mod gdt;
 mod heap;
 mod interrupts;
+mod measurement;
 mod memory;
 mod paging;
 mod percpu;
+mod platform;
 mod qemu_exit;
 #[cfg(mini_kernel_image)]
 mod runtime;
@@ -37,9 +39,9 @@ mod uefi;
 mod ve_demo;
 
 use alloc::vec::Vec;
+use platform::Platform;
 use qemu_exit::{ExitCode, exit};
-use tdx_boot::early::{self, IdentityMapped, Policy, TdxSerial};
-use tdx_boot::model::TdxModule;
+use tdx_boot::early::{self, Policy, TdxSerial};
 use tdx_boot::mpwk::{self, Madt};
 use tdx_boot::tdcall::Hardware;
 
@@ -76,14 +78,6 @@ pub unsafe extern "efiapi" fn efi_main(
             uefi::LOAD_ERROR
         }
     }
-}
-
-/// Where the TD's answers come from.
-enum Platform {
-    /// A real TD: TDCALL reaches the TDX module.
-    Td,
-    /// No TDX: the software module answers TDCALL's #UD.
-    Model(&'static TdxModule),
 }
 
 /// In plain QEMU, RAM from here up (free conventional memory) is declared unaccepted, as TDVF
@@ -209,7 +203,7 @@ fn kernel_main(boot_services: firmware::BootServices, boot_tsc: u64) -> ! {
         greeting.len()
     );
 
-    virtualization_exceptions(&platform, td.shared_mask());
+    ve_demo::check_all(&platform, td.shared_mask());
 
     let lazy = match acceptance::bitmap(&map) {
         Some(Ok(lazy)) => Some(lazy),
@@ -223,7 +217,7 @@ fn kernel_main(boot_services: firmware::BootServices, boot_tsc: u64) -> ! {
         }
     };
     if let Some(lazy) = &lazy {
-        accept_lazily(&platform, lazy);
+        acceptance::check_lazy(&platform, lazy);
     }
 
     // APs: in a TD they already wait in TDVF's mailbox; in plain QEMU the kernel parks them.
@@ -273,14 +267,14 @@ fn kernel_main(boot_services: firmware::BootServices, boot_tsc: u64) -> ! {
     }
 
     if let Some(lazy) = &lazy {
-        accept_in_parallel(&platform, lazy, &mut map);
+        acceptance::check_parallel(&platform, lazy, &mut map);
     }
 
-    convert_round_trip(&platform, td.shared_mask());
+    conversion::check(&platform, td.shared_mask());
 
-    measure(&platform);
+    measurement::check(&platform);
 
-    if let Platform::Model(module) = platform {
+    if let Some(module) = platform.model() {
         kprintln!(
             "mini-kernel: the model answered {} TDCALLs through #UD ({} TDG.VP.VMCALLs); heap {} MiB free",
             ud_tdcall::emulated_count(),
@@ -300,228 +294,6 @@ fn kernel_main(boot_services: firmware::BootServices, boot_tsc: u64) -> ! {
     } else {
         ExitCode::Failure
     })
-}
-
-/// Takes 16 MiB out of unaccepted memory the way an allocator would: accepted on first use.
-fn accept_lazily(platform: &Platform, lazy: &acceptance::Lazy) {
-    const TAKE: u64 = 16 << 20;
-    let Some(&(start, end)) = lazy.ranges.iter().find(|(s, e)| e - s > TAKE + (2 << 20)) else {
-        return kprintln!("mini-kernel: lazy acceptance: no unaccepted range above 18 MiB");
-    };
-    let before = lazy.bitmap.unaccepted_bytes();
-    let begin = tsc::now();
-    let result = lazy.bitmap.ensure_accepted(&Hardware, start, start + TAKE);
-    let ms = tsc::ms(tsc::now() - begin);
-    let accepted = before - lazy.bitmap.unaccepted_bytes();
-    // SAFETY: the range was just accepted (private, zeroed by the module) and is unused.
-    let zeroed = unsafe { core::slice::from_raw_parts(start as *const u64, (TAKE / 8) as usize) }
-        .iter()
-        .all(|&w| w == 0);
-    let states_ok = match platform {
-        Platform::Model(module) => {
-            module.page_state(start) == tdx_boot::model::PageState::Private
-                && module.page_state(start + TAKE) == tdx_boot::model::PageState::Private
-                && module.page_state(start + TAKE + (2 << 20))
-                    == tdx_boot::model::PageState::Unaccepted
-        }
-        Platform::Td => true,
-    };
-    check!(
-        "lazy acceptance",
-        result.is_ok() && accepted == TAKE + (2 << 20) && zeroed && states_ok && end > start,
-        "ensure_accepted({start:#x}..{:#x}) accepted {} MiB (with the 2 MiB guard unit) in {ms} ms, \
-         zeroed; {} MiB still unaccepted",
-        start + TAKE,
-        accepted >> 20,
-        lazy.bitmap.unaccepted_bytes() >> 20
-    );
-}
-
-/// The rest of unaccepted memory, split across every CPU.
-fn accept_in_parallel<const N: usize>(
-    platform: &Platform,
-    lazy: &acceptance::Lazy,
-    map: &mut tdx_boot::e820::MemoryMap<N>,
-) {
-    let before = lazy.bitmap.unaccepted_bytes();
-    let accept_calls = |platform: &Platform| match platform {
-        Platform::Model(module) => module.tdcall_count(tdx_boot::tdcall::leaf::MEM_PAGE_ACCEPT),
-        Platform::Td => 0,
-    };
-    let calls_before = accept_calls(platform);
-    let run = acceptance::accept_rest_in_parallel(lazy);
-    for (cpu, apic_id, share) in &run.shares {
-        kprintln!(
-            "    CPU {cpu} (APIC ID {apic_id}): {} MiB in {} work items",
-            share.bytes >> 20,
-            share.items
-        );
-    }
-    let total: u64 = run.shares.iter().map(|(_, _, s)| s.bytes).sum();
-    let busy_cpus = run.shares.iter().filter(|(_, _, s)| s.bytes > 0).count();
-    for &(start, end) in &lazy.ranges {
-        let _ = map.mark_accepted(start, end);
-    }
-    let none_left = match platform {
-        Platform::Model(module) => lazy.ranges.iter().all(|&(s, e)| {
-            module
-                .page_runs(s, e)
-                .iter()
-                .all(|r| r.2 == tdx_boot::model::PageState::Private)
-        }),
-        Platform::Td => true,
-    };
-    let rate = ((total >> 20) * 1000).checked_div(run.ms).unwrap_or(0);
-    check!(
-        "parallel acceptance",
-        run.result.is_ok()
-            && run.first_error.is_none()
-            && total == before
-            && lazy.bitmap.unaccepted_bytes() == 0
-            && none_left
-            && busy_cpus == run.shares.len(),
-        "{} MiB on {} CPUs in {} ms ({rate} MiB/s, {} ACCEPT calls), every CPU took a share; \
-         map now {} MiB unaccepted{}",
-        total >> 20,
-        run.shares.len(),
-        run.ms,
-        accept_calls(platform) - calls_before,
-        map.unaccepted_bytes() >> 20,
-        run.first_error
-            .map(|e| alloc::format!(" (error {e:?})"))
-            .unwrap_or_default()
-    );
-}
-
-/// A buffer to shared and back.
-fn convert_round_trip(platform: &Platform, shared_mask: u64) {
-    let mut vmm_saw_shared = matches!(platform, Platform::Td);
-    let trip = conversion::round_trip(shared_mask, |range| {
-        if let Platform::Model(module) = platform {
-            vmm_saw_shared = (0..conversion::PAGES).all(|p| {
-                module.page_state(range.gpa + p * 4096) == tdx_boot::model::PageState::Shared
-            });
-        }
-    });
-    let vmm_sees_private = match platform {
-        Platform::Model(module) => {
-            module.page_state(trip.range.gpa) == tdx_boot::model::PageState::Private
-        }
-        Platform::Td => true,
-    };
-    check!(
-        "shared conversion round trip",
-        trip.error.is_none()
-            && trip.shared_mapping
-            && vmm_saw_shared
-            && trip.private_mapping_restored
-            && vmm_sees_private
-            && trip.zeroed_after,
-        "{} KiB at {:#x}: shared (PTE bit {:#x}, MapGPA {} calls / {} retries, VMM view shared: {vmm_saw_shared}), \
-         then private again (accepted, zeroed: {}){}",
-        trip.range.len >> 10,
-        trip.range.gpa,
-        shared_mask,
-        trip.shared_stats.calls,
-        trip.shared_stats.retries,
-        trip.zeroed_after,
-        trip.error
-            .map(|e| alloc::format!(" error {e:?}"))
-            .unwrap_or_default()
-    );
-}
-
-/// CPUID, port IO and MMIO through #VE and tdx-boot's handler.
-fn virtualization_exceptions(platform: &Platform, shared_bit: u64) {
-    let (source, mmio_device) = match *platform {
-        Platform::Td => (ve_demo::Source::Td, None),
-        Platform::Model(module) => (
-            ve_demo::Source::Model(module),
-            Some(ve_demo::prepare_model(module)),
-        ),
-    };
-    let cpuid = source.cpuid(ve_demo::HYPERVISOR_LEAF);
-    let expected = match platform {
-        Platform::Model(_) => cpuid == ve_demo::MODEL_HYPERVISOR,
-        Platform::Td => cpuid.eax >= ve_demo::HYPERVISOR_LEAF,
-    };
-    let vendor: Vec<u8> = [cpuid.ebx, cpuid.ecx, cpuid.edx]
-        .iter()
-        .flat_map(|r| r.to_le_bytes())
-        .collect();
-    check!(
-        "#VE CPUID",
-        expected,
-        "leaf {:#x} -> max leaf {:#x}, vendor {:?}",
-        ve_demo::HYPERVISOR_LEAF,
-        cpuid.eax,
-        core::str::from_utf8(&vendor).unwrap_or("?")
-    );
-
-    source.outb(ve_demo::SCRATCH_PORT, 0xa5);
-    let back = source.inb(ve_demo::SCRATCH_PORT);
-    check!(
-        "#VE port IO",
-        back == 0xa5,
-        "OUT {:#x} then IN {:#x}: {back:#04x}",
-        ve_demo::SCRATCH_PORT,
-        ve_demo::SCRATCH_PORT
-    );
-
-    match (
-        source.mmio_round_trip(ve_demo::MMIO_GPA, shared_bit, 0x1234_5678),
-        mmio_device,
-    ) {
-        (Some(read), Some(device)) => check!(
-            "#VE MMIO",
-            read == 0x1234_5678 && device.get(0, 4) == 0x1234_5678,
-            "MOV store + load at shared GPA {:#x}: device saw {:#x}, load returned {read:#x}",
-            ve_demo::MMIO_GPA | shared_bit,
-            device.get(0, 4)
-        ),
-        _ => {
-            kprintln!("mini-kernel: #VE MMIO: not exercised in a TD (needs a shared MMIO mapping)")
-        }
-    }
-}
-
-/// RTMR extend and TDREPORT: the measured-boot helpers of `early`.
-fn measure(platform: &Platform) {
-    // SAFETY: the kernel runs on the firmware's identity map and its stack and heap are private.
-    let phys = unsafe { IdentityMapped::new() };
-    let event = b"mini-kernel: booted";
-    let extended = early::extend_rtmr(&Hardware, 2, event, &phys);
-    let report = early::tdreport(&Hardware, &[0x5a; 64], &phys);
-    match (extended, report) {
-        (Ok(digest), Ok(report)) => {
-            let rtmr = report.rtmr(2).copied().unwrap_or([0; 48]);
-            let module_agrees = match platform {
-                Platform::Model(module) => module.rtmr(2) == rtmr,
-                Platform::Td => true,
-            };
-            check!(
-                "RTMR extend and TDREPORT",
-                rtmr != [0; 48] && module_agrees,
-                "RTMR[2] extended with SHA-384 {:02x}{:02x}{:02x}{:02x}..; TDREPORT type {:?}, RTMR[2] {:02x}{:02x}{:02x}{:02x}..",
-                digest[0],
-                digest[1],
-                digest[2],
-                digest[3],
-                report.report_type(),
-                rtmr[0],
-                rtmr[1],
-                rtmr[2],
-                rtmr[3]
-            );
-        }
-        (extended, report) => check!(
-            "RTMR extend and TDREPORT",
-            false,
-            "extend {:?}, report {:?}",
-            extended.err(),
-            report.err()
-        ),
-    }
 }
 
 /// Reports a failure that leaves nothing to continue with, and ends the run.

@@ -8,6 +8,9 @@
 //! model through #UD), writes the results into the frame and advances RIP past the instruction,
 //! which therefore never executes.
 
+use crate::platform::Platform;
+use crate::{check, kprintln};
+use alloc::vec::Vec;
 use core::arch::asm;
 use tdx_boot::model::{RegisterFile, TdxModule};
 use tdx_boot::tdcall::VeInfo;
@@ -149,5 +152,56 @@ impl Source {
             asm!("int 20", "mov {v:e}, dword ptr [{a}]", a = in(reg) address, v = out(reg) read)
         };
         Some(read)
+    }
+}
+
+/// CPUID, port IO and MMIO through #VE and tdx-boot's handler.
+pub fn check_all(platform: &Platform, shared_bit: u64) {
+    let (source, mmio_device) = match *platform {
+        Platform::Td => (Source::Td, None),
+        Platform::Model(module) => (Source::Model(module), Some(prepare_model(module))),
+    };
+    let cpuid = source.cpuid(HYPERVISOR_LEAF);
+    let expected = match platform {
+        Platform::Model(_) => cpuid == MODEL_HYPERVISOR,
+        Platform::Td => cpuid.eax >= HYPERVISOR_LEAF,
+    };
+    let vendor: Vec<u8> = [cpuid.ebx, cpuid.ecx, cpuid.edx]
+        .iter()
+        .flat_map(|r| r.to_le_bytes())
+        .collect();
+    check!(
+        "#VE CPUID",
+        expected,
+        "leaf {:#x} -> max leaf {:#x}, vendor {:?}",
+        HYPERVISOR_LEAF,
+        cpuid.eax,
+        core::str::from_utf8(&vendor).unwrap_or("?")
+    );
+
+    source.outb(SCRATCH_PORT, 0xa5);
+    let back = source.inb(SCRATCH_PORT);
+    check!(
+        "#VE port IO",
+        back == 0xa5,
+        "OUT {:#x} then IN {:#x}: {back:#04x}",
+        SCRATCH_PORT,
+        SCRATCH_PORT
+    );
+
+    match (
+        source.mmio_round_trip(MMIO_GPA, shared_bit, 0x1234_5678),
+        mmio_device,
+    ) {
+        (Some(read), Some(device)) => check!(
+            "#VE MMIO",
+            read == 0x1234_5678 && device.get(0, 4) == 0x1234_5678,
+            "MOV store + load at shared GPA {:#x}: device saw {:#x}, load returned {read:#x}",
+            MMIO_GPA | shared_bit,
+            device.get(0, 4)
+        ),
+        _ => {
+            kprintln!("mini-kernel: #VE MMIO: not exercised in a TD (needs a shared MMIO mapping)")
+        }
     }
 }
