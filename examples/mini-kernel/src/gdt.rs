@@ -69,3 +69,13 @@ pub fn init() {
         load_tss(tss_selector);
     }
 }
+
+/// The task register's selector on this CPU (non-zero once [`init`] loaded the TSS).
+pub fn task_register() -> u16 {
+    let selector: u16;
+    // SAFETY: STR only reads the task register.
+    unsafe {
+        core::arch::asm!("str {0:x}", out(reg) selector, options(nomem, nostack, preserves_flags))
+    };
+    selector
+}

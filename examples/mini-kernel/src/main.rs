@@ -139,9 +139,13 @@ fn kernel_main(boot_services: firmware::BootServices, boot_tsc: u64) -> ! {
     gdt::init();
     interrupts::init();
     let page_table_root = paging::init();
+    let cr3 = x86_64::registers::control::Cr3::read_raw()
+        .0
+        .start_address()
+        .as_u64();
     check!(
         "descriptor tables",
-        true,
+        interrupts::idt::is_loaded() && gdt::task_register() != 0 && cr3 == page_table_root,
         "GDT + TSS with 7 IST stacks; IDT: 256 gates each on an IST stack, #VE -> tdx-boot's ve_entry; \
          own identity-mapped page tables at {page_table_root:#x}"
     );

@@ -77,3 +77,15 @@ pub fn load() {
     // SAFETY: the table is static and every gate points at an entry stub in this image.
     unsafe { lidt(&pointer) };
 }
+
+/// Whether this CPU's IDTR points at the kernel's table, every gate present with an IST slot.
+pub fn is_loaded() -> bool {
+    let Some(table) = IDT.get() else { return false };
+    let idtr = x86_64::instructions::tables::sidt();
+    idtr.base.as_u64() == table as *const Table as u64
+        && usize::from(idtr.limit) + 1 == core::mem::size_of::<Table>()
+        && table
+            .0
+            .iter()
+            .all(|gate| gate.attributes == INTERRUPT_GATE && gate.ist != 0)
+}
