@@ -42,6 +42,8 @@ fn build() -> Result<(PathBuf, PathBuf), String> {
                 "--cfg mini_kernel_image -C relocation-model=pie -C no-redzone=yes \
                  -C target-feature=+crt-static -C panic=abort",
             )
+            // It would take precedence over RUSTFLAGS.
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
             .env("CARGO_TARGET_DIR", &target_dir),
     )?;
     let elf = target_dir.join("x86_64-unknown-linux-gnu/release/mini-kernel");
