@@ -153,7 +153,9 @@ impl<'a> AcceptJob<'a> {
 
     /// A job accepting every unit still unaccepted in `bitmap`, through its claim protocol:
     /// safe to run while other CPUs call [`UnacceptedBitmap::ensure_accepted`], and a unit
-    /// another CPU holds is skipped, not waited for.
+    /// another CPU holds is skipped, not waited for. So when [`Self::wait`] returns, every unit
+    /// was either accepted by the job or held by another CPU at the time; a unit that CPU then
+    /// failed stays pending: [`UnacceptedBitmap::unaccepted_bytes`] tells.
     pub fn over_bitmap(
         bitmap: &'a UnacceptedBitmap<'a>,
         sizing: ItemSizing,
