@@ -426,8 +426,9 @@ impl TdxModule {
     pub fn halts(&self) -> Vec<Halt> {
         self.vmm.lock().halts.clone()
     }
-    /// The ReportFatalError the VMM received: the error code and the message bytes (up to the
-    /// first NUL, at most 64).
+    /// The last ReportFatalError the VMM received: the error code (R12\[31:0\]) and the message
+    /// bytes (up to the first NUL, at most 64). A real VMM stops the TD there; the model answers
+    /// SUCCESS so the test goes on, and the wrapper reports that unexpected return.
     pub fn fatal_error(&self) -> Option<(u32, Vec<u8>)> {
         self.vmm.lock().fatal.clone()
     }
