@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::thread;
 use tdx_boot::accept::{
-    AcceptJob, BackgroundAcceptor, CpuShare, HostMappingGuess, ItemSizing, Progress,
+    AcceptError, AcceptJob, BackgroundAcceptor, CpuShare, HostMappingGuess, ItemSizing, Progress,
     UnacceptedBitmap,
 };
 use tdx_boot::model::{HostPageSize, ModelConfig, PageState, TdxModule};
@@ -104,6 +104,26 @@ fn a_failed_item_is_reported_by_wait() {
     let b = job.run(&tdx.vcpu(1));
     assert!(a.is_err() || b.is_err());
     assert_eq!(job.wait(), Err(33 * M2));
+}
+
+#[test]
+fn one_cpu_goes_on_past_a_failed_item_so_wait_returns() {
+    let tdx = model(1, HostPageSize::Size2M);
+    let ranges: &'static [Range<u64>] = leak([0..(16 * M2)]);
+    tdx.add_memory(0, 16 * M2, PageState::Unaccepted);
+    tdx.add_memory(3 * M2, 3 * M2 + K4, PageState::Absent);
+    let job = AcceptJob::new(ranges, ItemSizing::Fixed(2 * M2)).unwrap();
+    let err = job.run(&tdx.vcpu(0)).unwrap_err();
+    assert!(matches!(err, AcceptError::Refused { gpa, .. } if gpa == 3 * M2));
+    assert_eq!(job.wait(), Err(3 * M2));
+    assert_eq!(tdx.page_state(3 * M2 + K4), PageState::Unaccepted);
+    for block in (0..16).filter(|&b| b != 3) {
+        assert_eq!(
+            tdx.page_state(block * M2),
+            PageState::Private,
+            "block {block}"
+        );
+    }
 }
 
 #[test]

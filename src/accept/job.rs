@@ -153,7 +153,9 @@ impl<'a> AcceptJob<'a> {
 
     /// A job accepting every unit still unaccepted in `bitmap`, through its claim protocol:
     /// safe to run while other CPUs call [`UnacceptedBitmap::ensure_accepted`], and a unit
-    /// another CPU holds is skipped, not waited for.
+    /// another CPU holds is skipped, not waited for. So when [`Self::wait`] returns, every unit
+    /// was either accepted by the job or held by another CPU at the time; a unit that CPU then
+    /// failed stays pending: [`UnacceptedBitmap::unaccepted_bytes`] tells.
     pub fn over_bitmap(
         bitmap: &'a UnacceptedBitmap<'a>,
         sizing: ItemSizing,
@@ -208,16 +210,30 @@ impl<'a> AcceptJob<'a> {
         self.settled.load(Ordering::Acquire)
     }
 
-    /// Takes and accepts items until none is left; returns this CPU's share. Stops at the
-    /// first item this CPU fails (the failure is also recorded for [`Self::wait`]).
+    /// Takes and accepts items until none is left; returns this CPU's share, or the first
+    /// error this CPU met. A failed item does not stop the CPU: it goes on with the next items,
+    /// so the job always drains and [`Self::wait`] returns (with the first failure's GPA).
     pub fn run(&self, tdx: &impl TdCall) -> Result<CpuShare, AcceptError> {
         let mut share = CpuShare::default();
-        while self.run_one(tdx, &mut share)? {}
-        Ok(share)
+        let mut first_error = None;
+        loop {
+            match self.run_one(tdx, &mut share) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            None => Ok(share),
+            Some(e) => Err(e),
+        }
     }
 
     /// Takes and accepts at most `max_items` items (background acceptance from an idle loop
-    /// in bounded slices), adding to `share`.
+    /// in bounded slices), adding to `share`. An error ends the slice and only the failed item
+    /// (it counts as settled): call again to go on with the rest.
     pub fn run_for(
         &self,
         tdx: &impl TdCall,
