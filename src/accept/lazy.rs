@@ -99,6 +99,8 @@ impl fmt::Display for BitmapError {
     }
 }
 
+impl core::error::Error for BitmapError {}
+
 impl From<AcceptError> for BitmapError {
     fn from(e: AcceptError) -> Self {
         Self::Accept(e)

@@ -68,6 +68,8 @@ impl fmt::Display for MapGpaError {
     }
 }
 
+impl core::error::Error for MapGpaError {}
+
 /// Converts `[start, start + len)` (GPAs without the shared bit, 4 KiB aligned, below
 /// `shared_mask`) to shared (`to_shared`) or to private, calling MapGPA again on every RETRY.
 ///

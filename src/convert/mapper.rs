@@ -27,6 +27,8 @@ impl fmt::Display for MapperError {
     }
 }
 
+impl core::error::Error for MapperError {}
+
 /// Changes the shared bit of the mappings of a virtual range; implemented by the kernel.
 pub trait SharedBitMapper {
     /// Sets (`shared`) or clears the shared bit in every leaf entry mapping `[va, va + len)`

@@ -236,6 +236,8 @@ impl fmt::Display for HobError {
     }
 }
 
+impl core::error::Error for HobError {}
+
 /// A validated HOB list.
 #[derive(Clone, Copy, Debug)]
 pub struct HobList<'a> {

@@ -58,6 +58,8 @@ impl fmt::Display for MapError {
     }
 }
 
+impl core::error::Error for MapError {}
+
 /// A sanitized memory map of at most `N` regions, stored inline (no allocation).
 ///
 /// Invariants, true after every call: regions are sorted by address, pairwise disjoint and

@@ -165,6 +165,8 @@ impl fmt::Display for UefiMapError {
     }
 }
 
+impl core::error::Error for UefiMapError {}
+
 /// A validated view of a `GetMemoryMap()` buffer.
 #[derive(Clone, Copy, Debug)]
 pub struct UefiMemoryMap<'a> {

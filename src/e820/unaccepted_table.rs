@@ -72,6 +72,8 @@ impl fmt::Display for UnacceptedTableError {
     }
 }
 
+impl core::error::Error for UnacceptedTableError {}
+
 /// A validated unaccepted-memory table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UnacceptedBitmap<'a> {

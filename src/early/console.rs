@@ -115,6 +115,8 @@ impl fmt::Display for ConsoleError {
     }
 }
 
+impl core::error::Error for ConsoleError {}
+
 impl From<VmcallError> for ConsoleError {
     fn from(e: VmcallError) -> Self {
         Self::Io(e)

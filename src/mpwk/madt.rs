@@ -357,3 +357,50 @@ impl<'a> Iterator for Entries<'a> {
         Some((entry_type, entry))
     }
 }
+
+impl core::fmt::Display for MadtError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Truncated { needed, available } => {
+                write!(f, "MADT truncated: {available} bytes, {needed} needed")
+            }
+            Self::BadSignature(sig) => write!(f, "not a MADT: signature {:?}", sig.escape_ascii()),
+            Self::BadLength(len) => write!(f, "MADT length {len} is below its fixed part"),
+            Self::BadChecksum => f.write_str("MADT checksum mismatch"),
+            Self::BadEntry {
+                offset,
+                entry_type,
+                length,
+            } => write!(
+                f,
+                "malformed MADT entry at offset {offset}: type {entry_type:#x}, length {length}"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for MadtError {}
+
+impl core::fmt::Display for WakeupUnusable {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Missing => f.write_str("the MADT has no multiprocessor wakeup entry"),
+            Self::Duplicate => {
+                f.write_str("the MADT has more than one multiprocessor wakeup entry")
+            }
+            Self::UnknownVersion(v) => write!(f, "unknown wakeup mailbox version {v}"),
+            Self::NullMailbox => f.write_str("the wakeup mailbox address is zero"),
+            Self::MisalignedMailbox(a) => write!(f, "wakeup mailbox {a:#x} is not 4 KiB aligned"),
+            Self::MailboxOverflows(a) => write!(f, "wakeup mailbox {a:#x} wraps the address space"),
+            Self::TruncatedV1 {
+                length,
+                mailbox_address,
+            } => write!(
+                f,
+                "version-1 wakeup entry of {length} bytes (24 needed) for mailbox {mailbox_address:#x}"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for WakeupUnusable {}

@@ -76,3 +76,26 @@ pub fn check_mailbox_private(mailbox_address: u64, gpaw: u8) -> Result<(), Place
     }
     Ok(())
 }
+
+impl core::fmt::Display for PlacementError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Overflow(a) => write!(f, "mailbox page at {a:#x} wraps the address space"),
+            Self::NotCovered(a) => {
+                write!(
+                    f,
+                    "mailbox memory at {a:#x} is not in a reserved or ACPI NVS region"
+                )
+            }
+            Self::NotPrivate(a) => write!(f, "mailbox {a:#x} is not a private GPA of this TD"),
+            Self::OverlapsOtherRegion { start, end } => {
+                write!(
+                    f,
+                    "mailbox page overlaps the non-reserved region {start:#x}..{end:#x}"
+                )
+            }
+        }
+    }
+}
+
+impl core::error::Error for PlacementError {}

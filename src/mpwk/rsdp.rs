@@ -196,3 +196,36 @@ where
     let bytes = find_table(rsdp_address, MADT_SIGNATURE, map)?;
     Madt::parse(bytes).map_err(RsdpError::Madt)
 }
+
+impl core::fmt::Display for RsdpError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Unmapped { address, length } => {
+                write!(
+                    f,
+                    "cannot map {length} bytes of ACPI memory at {address:#x}"
+                )
+            }
+            Self::BadRsdpSignature => f.write_str("RSDP signature is not \"RSD PTR \""),
+            Self::BadRsdpChecksum => f.write_str("RSDP checksum mismatch"),
+            Self::BadRsdpLength(len) => write!(f, "RSDP length {len} is below 36"),
+            Self::BadRootSignature(sig) => {
+                write!(
+                    f,
+                    "root table signature {:?} is neither XSDT nor RSDT",
+                    sig.escape_ascii()
+                )
+            }
+            Self::BadTableLength { address, length } => {
+                write!(f, "ACPI table at {address:#x} has invalid length {length}")
+            }
+            Self::BadTableChecksum { address } => {
+                write!(f, "ACPI table at {address:#x}: checksum mismatch")
+            }
+            Self::NotFound(sig) => write!(f, "no {:?} table is listed", sig.escape_ascii()),
+            Self::Madt(e) => write!(f, "invalid MADT: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for RsdpError {}

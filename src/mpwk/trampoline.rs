@@ -232,3 +232,20 @@ impl Trampoline<'_> {
             .store(boot as *const ApBoot as usize as u64, Ordering::Relaxed);
     }
 }
+
+impl core::fmt::Display for TrampolineError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::MisalignedPhysical(a) => {
+                write!(f, "trampoline page {a:#x} is not 4 KiB aligned")
+            }
+            Self::MisalignedVirtual(a) => {
+                write!(f, "trampoline page mapped at {a:#x} is not 4 KiB aligned")
+            }
+            Self::Above4GiB(a) => write!(f, "trampoline page {a:#x} is not below 4 GiB"),
+            Self::TooLarge(len) => write!(f, "trampoline code of {len} bytes does not fit a page"),
+        }
+    }
+}
+
+impl core::error::Error for TrampolineError {}

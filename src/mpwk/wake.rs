@@ -195,3 +195,42 @@ pub struct WakeAllError {
     /// The failure.
     pub error: WakeError,
 }
+
+impl core::fmt::Display for WakeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::InvalidApicId(id) => {
+                write!(f, "APIC ID {id:#x} cannot be woken (invalid or broadcast)")
+            }
+            Self::MailboxBusy { command } => {
+                write!(f, "the wakeup mailbox already holds command {command}")
+            }
+            Self::Busy { pending_apic_id } => write!(
+                f,
+                "AP {pending_apic_id} timed out earlier and still owns the trampoline slot"
+            ),
+            Self::NotAcknowledged { apic_id } => {
+                write!(
+                    f,
+                    "firmware did not acknowledge the wakeup of AP {apic_id} in time"
+                )
+            }
+            Self::NotStarted { apic_id } => {
+                write!(
+                    f,
+                    "AP {apic_id} was acknowledged but did not reach the kernel in time"
+                )
+            }
+        }
+    }
+}
+
+impl core::error::Error for WakeError {}
+
+impl core::fmt::Display for WakeAllError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{} (after {} APs started)", self.error, self.started)
+    }
+}
+
+impl core::error::Error for WakeAllError {}

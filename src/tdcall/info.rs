@@ -78,6 +78,8 @@ impl fmt::Display for TdInfoError {
     }
 }
 
+impl core::error::Error for TdInfoError {}
+
 /// Executes TDG.VP.INFO and validates what it reports.
 pub fn vp_info(tdx: &impl TdCall) -> Result<TdInfo, TdInfoError> {
     let out = call_registers_only(

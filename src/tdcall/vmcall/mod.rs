@@ -105,6 +105,8 @@ impl fmt::Display for VmcallError {
     }
 }
 
+impl core::error::Error for VmcallError {}
+
 impl From<TdxError> for VmcallError {
     fn from(e: TdxError) -> Self {
         Self::Tdcall(e)
