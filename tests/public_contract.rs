@@ -34,7 +34,8 @@ fn tdcall_items_have_the_contract_shape() {
         r14: 13,
         r15: 14,
     };
-    assert_eq!(regs.clone().r15, 14);
+    let copied = regs;
+    assert_eq!((copied.r15, regs.r15), (14, 14));
     is_tdcall(&Hardware);
 }
 
@@ -115,7 +116,7 @@ fn accept_error_is_debug() {
 
 #[test]
 fn mpwk_items_have_the_contract_shape() {
-    let error = Madt::parse(&[0u8; 10]).err().expect("too short");
+    let error = Madt::parse(&[0u8; 10]).expect_err("too short");
     let _ = format!("{error:?}");
     let wakeup = MpWakeup {
         version: 1,
