@@ -6,7 +6,7 @@
 #![cfg(target_arch = "x86_64")]
 
 use core::arch::asm;
-use std::sync::Mutex;
+use std::cell::Cell;
 use tdx_boot::ve::{Frame, install_handler, ve_entry};
 
 /// What a handler saw: the frame, the address of a 16-aligned local, RFLAGS inside the handler.
@@ -17,7 +17,11 @@ struct Seen {
     handler_rflags: u64,
 }
 
-static SEEN: Mutex<Option<Seen>> = Mutex::new(None);
+thread_local! {
+    // Per thread: the stub calls the handler on the thread that jumped into it, and the tests run
+    // in parallel threads.
+    static SEEN: Cell<Option<Seen>> = const { Cell::new(None) };
+}
 
 const RFLAGS_DF: u64 = 1 << 10;
 
@@ -33,11 +37,11 @@ fn record_and_change(frame: &mut Frame) {
         asm!("pushfq", "pop {}", out(reg) handler_rflags);
         asm!("pcmpeqd xmm0, xmm0", out("xmm0") _, options(nomem, nostack));
     }
-    *SEEN.lock().unwrap() = Some(Seen {
+    SEEN.set(Some(Seen {
         frame: *frame,
         aligned_local: core::ptr::addr_of!(probe) as usize,
         handler_rflags,
-    });
+    }));
     for n in (0..16).filter(|&n| n != 4) {
         *frame.gpr_mut(n) = !frame.gpr(n);
     }
@@ -161,9 +165,9 @@ fn check(entry: unsafe extern "C" fn()) {
     for shift in [0, 8] {
         let input: [u64; 15] =
             core::array::from_fn(|i| 0x5a00_0000_0000_0000 | ((i as u64 + 1) * 0x0101_0101));
-        *SEEN.lock().unwrap() = None;
+        SEEN.set(None);
         let after = run_through(entry, &input, shift);
-        let seen = SEEN.lock().unwrap().take().expect("the handler ran");
+        let seen = SEEN.take().expect("the handler ran");
 
         assert_eq!(
             frame_gprs(&seen.frame),

@@ -1,1 +1,252 @@
-//! (under construction)
+//! Private <-> shared conversion of guest memory.
+//!
+//! Private memory is encrypted and integrity-protected with the TD's key; the VMM and devices
+//! can only reach shared memory. DMA buffers, virtio rings and the buffers of TDVMCALLs such as
+//! GetQuote must be shared; page tables and code must never be. A conversion has three parts:
+//! the kernel's mappings ([`SharedBitMapper`]; [`PageTableMapper`] implements it over x86-64
+//! page tables), the TLB, and the VMM's view (MapGPA,
+//! [`map_gpa_range`]), plus an ACCEPT when a page comes back to private: the module zeroes it,
+//! so whatever the VMM wrote while it was shared cannot come back as private data.
+//!
+//! - Private -> shared ([`make_shared`]): set the shared bit in the mappings, flush the TLB,
+//!   MapGPA(GPA | shared bit). The contents are lost.
+//! - Shared -> private ([`make_private`]): clear the shared bit, flush, MapGPA(GPA), ACCEPT.
+//!   The pages come back zeroed.
+//!
+//! On failure [`ConvertError::state`] says exactly what state the range was left in.
+//! [`SharedPool`] keeps a region shared once and hands out pages of it to drivers.
+
+mod map_gpa_loop;
+mod mapper;
+mod page_table;
+mod pool;
+
+pub use map_gpa_loop::{
+    MAX_RETRIES_WITHOUT_PROGRESS, MapGpaError, MapGpaFailure, MapGpaStats, map_gpa_range,
+};
+pub use mapper::{MapperError, SharedBitMapper};
+pub use page_table::PageTableMapper;
+pub use pool::{SharedBuffer, SharedPool};
+
+use crate::accept::{AcceptError, accept_range};
+use crate::tdcall::TdCall;
+use core::fmt;
+
+const PAGE: u64 = 0x1000;
+
+/// The state a failed conversion left its range in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RangeState {
+    /// As before the call: mappings, VMM view and contents untouched.
+    Unchanged,
+    /// The mappings of the whole range show the new side; the VMM confirmed the conversion of
+    /// `[gpa, converted_upto)` only and the rest may be on either side. Do not touch the range;
+    /// repeating the same conversion (MapGPA of converted pages is harmless) is the way out.
+    Converting {
+        /// The GPA (no shared bit) up to which the VMM confirmed the conversion.
+        converted_upto: u64,
+    },
+    /// `make_private` only: the whole range is private in the mappings and for the VMM, but only
+    /// `[gpa, accepted_upto)` is accepted; the rest is pending. [`accept_range`] on the rest
+    /// finishes the conversion.
+    PrivatePendingAccept {
+        /// The GPA up to which pages are accepted.
+        accepted_upto: u64,
+    },
+    /// The mapper failed and could not undo its partial change: the mappings of
+    /// `[changed_from, changed_upto)` show the new side, the rest of the range the old one;
+    /// the VMM's view is unchanged.
+    MappingsPartial {
+        /// The first virtual address whose entry still shows the new side.
+        changed_from: u64,
+        /// The end of the entries that still show the new side.
+        changed_upto: u64,
+    },
+}
+
+/// Why a conversion failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvertCause {
+    /// An address or the length is not 4 KiB aligned, or the shared mask is not one bit.
+    Unaligned,
+    /// The GPA range wraps or reaches the shared bit.
+    OutOfRange,
+    /// The page tables could not be changed.
+    Mapper(MapperError),
+    /// The VMM did not convert the whole range.
+    MapGpa(MapGpaError),
+    /// Accepting the pages made private failed.
+    Accept(AcceptError),
+    /// The bookkeeping storage given to a [`SharedPool`] is too small for its pages.
+    PoolStorageTooSmall,
+}
+
+/// A failed conversion: what went wrong and the state it left the range in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvertError {
+    /// Where the range stands now.
+    pub state: RangeState,
+    /// What went wrong.
+    pub cause: ConvertCause,
+}
+
+impl fmt::Display for ConvertError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "conversion failed ({:?}), range left {:?}",
+            self.cause, self.state
+        )
+    }
+}
+
+impl core::error::Error for ConvertError {}
+
+/// One page-aligned range to convert: its mapping in the kernel and its GPA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvertRange {
+    /// Virtual address of the first byte (4 KiB aligned).
+    pub va: u64,
+    /// Guest physical address of the first byte, without the shared bit (4 KiB aligned); the
+    /// range must be physically contiguous.
+    pub gpa: u64,
+    /// Length in bytes (a 4 KiB multiple).
+    pub len: u64,
+}
+
+impl ConvertRange {
+    fn validate(&self, shared_mask: u64) -> Result<(), ConvertError> {
+        let unchanged = |cause| ConvertError {
+            state: RangeState::Unchanged,
+            cause,
+        };
+        if (self.va | self.gpa | self.len) % PAGE != 0 || !shared_mask.is_power_of_two() {
+            return Err(unchanged(ConvertCause::Unaligned));
+        }
+        match self.gpa.checked_add(self.len) {
+            Some(end) if end <= shared_mask && self.va.checked_add(self.len).is_some() => Ok(()),
+            _ => Err(unchanged(ConvertCause::OutOfRange)),
+        }
+    }
+}
+
+/// Makes `range` shared: mappings, TLB, then MapGPA with the shared bit.
+///
+/// `shared_mask` is the shared bit from TDG.VP.INFO ([`crate::tdcall::TdInfo::shared_mask`]).
+/// On success the range reads as whatever the VMM put there (zeroes on a fresh conversion);
+/// its private contents are gone.
+///
+/// # Safety
+///
+/// Converting memory in use destroys it: nothing may access the range during the call, no live
+/// Rust reference may point into it, and its private contents must be expendable. It must not
+/// hold page tables, code, or anything whose integrity matters, now or while it stays shared.
+pub unsafe fn make_shared(
+    tdx: &impl TdCall,
+    mapper: &mut impl SharedBitMapper,
+    shared_mask: u64,
+    range: ConvertRange,
+) -> Result<MapGpaStats, ConvertError> {
+    // SAFETY: forwarded; the caller upholds the contract.
+    unsafe { convert(tdx, mapper, shared_mask, range, true) }
+}
+
+/// Makes `range` private: mappings, TLB, MapGPA without the shared bit, then ACCEPT, which
+/// zeroes every page.
+///
+/// # Safety
+///
+/// As for [`make_shared`]: nothing may access the range during the call and its shared
+/// contents must be expendable (they are replaced by zeroes). Devices must be done with it.
+pub unsafe fn make_private(
+    tdx: &impl TdCall,
+    mapper: &mut impl SharedBitMapper,
+    shared_mask: u64,
+    range: ConvertRange,
+) -> Result<MapGpaStats, ConvertError> {
+    // SAFETY: forwarded; the caller upholds the contract.
+    let stats = unsafe { convert(tdx, mapper, shared_mask, range, false) }?;
+    let end = range.gpa + range.len;
+    accept_range(tdx, range.gpa, end).map_err(|e| ConvertError {
+        state: RangeState::PrivatePendingAccept {
+            accepted_upto: match e {
+                AcceptError::Busy { gpa, .. } | AcceptError::Refused { gpa, .. } => gpa,
+                _ => range.gpa,
+            },
+        },
+        cause: ConvertCause::Accept(e),
+    })?;
+    Ok(stats)
+}
+
+/// Mappings, flush and MapGPA towards `to_shared`; on failure undoes what can be undone.
+///
+/// # Safety
+///
+/// As for [`make_shared`].
+unsafe fn convert(
+    tdx: &impl TdCall,
+    mapper: &mut impl SharedBitMapper,
+    shared_mask: u64,
+    range: ConvertRange,
+    to_shared: bool,
+) -> Result<MapGpaStats, ConvertError> {
+    range.validate(shared_mask)?;
+    if range.len == 0 {
+        return Ok(MapGpaStats::default());
+    }
+    // SAFETY: the caller guarantees nothing uses the range while it changes sides.
+    if let Err(e) = unsafe { mapper.set_shared(range.va, range.len, to_shared) } {
+        let state = undo_mappings(mapper, range.va, e.done, to_shared);
+        return Err(ConvertError {
+            state,
+            cause: ConvertCause::Mapper(e),
+        });
+    }
+    mapper.flush(range.va, range.len);
+    // SAFETY: as above; the mappings already show the new side.
+    match unsafe { map_gpa_range(tdx, range.gpa, range.len, to_shared, shared_mask) } {
+        Ok(stats) => Ok(stats),
+        Err(e) => {
+            // A clean refusal of the first call changed nothing on the VMM's side: put the
+            // mappings back. Anything else (a partial conversion, a lying R11) leaves the VMM's
+            // view unknown beyond `converted_upto`, so the mappings stay on the new side.
+            let refused_at_once =
+                e.converted_upto == range.gpa && matches!(e.cause, MapGpaFailure::Vmcall(_));
+            let state = if refused_at_once {
+                let state = undo_mappings(mapper, range.va, range.len, to_shared);
+                mapper.flush(range.va, range.len);
+                state
+            } else {
+                RangeState::Converting {
+                    converted_upto: e.converted_upto,
+                }
+            };
+            Err(ConvertError {
+                state,
+                cause: ConvertCause::MapGpa(e),
+            })
+        }
+    }
+}
+
+/// Puts the first `done` bytes of mappings back on the old side.
+fn undo_mappings(
+    mapper: &mut impl SharedBitMapper,
+    va: u64,
+    done: u64,
+    to_shared: bool,
+) -> RangeState {
+    if done == 0 {
+        return RangeState::Unchanged;
+    }
+    // SAFETY: these entries were changed by this conversion a moment ago; the caller's
+    // guarantee that nothing uses the range still holds.
+    match unsafe { mapper.set_shared(va, done, !to_shared) } {
+        Ok(()) => RangeState::Unchanged,
+        Err(undo) => RangeState::MappingsPartial {
+            changed_from: va + undo.done.min(done),
+            changed_upto: va + done,
+        },
+    }
+}

@@ -1,0 +1,64 @@
+//! The local APIC, for the one thing the fake firmware needs: INIT-SIPI-SIPI to an AP.
+//!
+//! Works in xAPIC mode (MMIO at the APIC base) and x2APIC mode (MSRs), whichever the firmware
+//! left enabled.
+
+use crate::tsc;
+use x86_64::registers::model_specific::Msr;
+
+const IA32_APIC_BASE: u32 = 0x1b;
+const APIC_BASE_X2APIC: u64 = 1 << 10;
+const X2APIC_ICR: u32 = 0x830;
+const XAPIC_ICR_LOW: u64 = 0x300;
+const XAPIC_ICR_HIGH: u64 = 0x310;
+const ICR_DELIVERY_PENDING: u32 = 1 << 12;
+/// INIT, level assert, physical destination.
+const ICR_INIT: u32 = 0x4500;
+/// STARTUP, level assert, physical destination (vector in the low byte).
+const ICR_STARTUP: u32 = 0x4600;
+
+/// The local APIC ID of the CPU this runs on (CPUID leaf 0xB when present, else leaf 1).
+pub fn current_apic_id() -> u32 {
+    let max = core::arch::x86_64::__cpuid(0).eax;
+    if max >= 0xb {
+        let leaf = core::arch::x86_64::__cpuid_count(0xb, 0);
+        if leaf.ebx != 0 {
+            return leaf.edx;
+        }
+    }
+    core::arch::x86_64::__cpuid(1).ebx >> 24
+}
+
+/// Sends one interrupt command to `apic_id` and waits until it is delivered.
+fn send(apic_id: u32, command: u32) {
+    // SAFETY: reading IA32_APIC_BASE has no side effects.
+    let base = unsafe { Msr::new(IA32_APIC_BASE).read() };
+    if base & APIC_BASE_X2APIC != 0 {
+        // SAFETY: writing the x2APIC ICR sends the IPI; x2APIC has no delivery-pending bit.
+        unsafe { Msr::new(X2APIC_ICR).write((u64::from(apic_id) << 32) | u64::from(command)) };
+        return;
+    }
+    let mmio = base & 0x000f_ffff_ffff_f000;
+    // SAFETY: the xAPIC registers are identity-mapped MMIO (firmware page tables); writing the
+    // high half then the low half of the ICR sends the IPI.
+    unsafe {
+        ((mmio + XAPIC_ICR_HIGH) as *mut u32).write_volatile(apic_id << 24);
+        ((mmio + XAPIC_ICR_LOW) as *mut u32).write_volatile(command);
+        for _ in 0..1_000_000 {
+            if ((mmio + XAPIC_ICR_LOW) as *const u32).read_volatile() & ICR_DELIVERY_PENDING == 0 {
+                break;
+            }
+            core::hint::spin_loop();
+        }
+    }
+}
+
+/// Starts the AP `apic_id` at real-mode address `vector << 12` (the INIT-SIPI-SIPI sequence).
+pub fn start_ap(apic_id: u32, vector: u8) {
+    send(apic_id, ICR_INIT);
+    tsc::delay_us(10_000);
+    for _ in 0..2 {
+        send(apic_id, ICR_STARTUP | u32::from(vector));
+        tsc::delay_us(200);
+    }
+}

@@ -1,0 +1,76 @@
+//! Interrupts and exceptions: the IDT, the entry stubs, and where each vector goes.
+//!
+//! #UD is how TDCALL reaches the software TDX module outside a TD; #VE (vector 20) goes to
+//! tdx-boot's handler; everything else is unexpected and ends the run with a report.
+
+pub mod idt;
+mod stubs;
+
+use crate::qemu_exit::{ExitCode, exit};
+use tdx_boot::tdcall::Hardware;
+use tdx_boot::ve::Frame;
+
+/// The vector number the shared stub of vectors 32..=255 reports.
+pub const EXTERNAL: u64 = 0x100;
+/// Called by the kernel's entry stubs: every vector that reaches it is unexpected.
+extern "sysv64" fn dispatch(frame: &mut Frame, vector: u64) {
+    unexpected(frame, vector)
+}
+
+fn unexpected(frame: &Frame, vector: u64) -> ! {
+    crate::serial::emergency_print(format_args!(
+        "mini-kernel: unexpected exception {vector} at RIP {:#x} (RSP {:#x}, RAX {:#x})\n",
+        frame.rip, frame.rsp, frame.rax
+    ));
+    exit(ExitCode::Failure)
+}
+
+/// #UD: a TDCALL outside a TD is answered by the model; any other #UD is a bug.
+extern "C" fn on_invalid_opcode(frame: &mut Frame) {
+    if !crate::ud_tdcall::handle(frame) {
+        unexpected(frame, 6);
+    }
+}
+
+/// #VE: tdx-boot's handler on the TDX module (the real one, or the model behind #UD). An
+/// error ends the run: reported to the VMM in a TD, printed in plain QEMU.
+pub fn on_virtualization_exception(frame: &mut Frame) {
+    // SAFETY: called from tdx-boot's `ve_entry` with the interrupted kernel context, whose RIP
+    // points at kernel text.
+    if let Err(error) = unsafe { tdx_boot::ve::handle(&Hardware, frame) } {
+        crate::serial::emergency_print(format_args!(
+            "mini-kernel: #VE at {:#x}: {error}\n",
+            frame.rip
+        ));
+        if crate::ud_tdcall::is_installed() {
+            exit(ExitCode::Failure);
+        }
+        tdx_boot::ve::report_and_stop(&Hardware, &error, frame);
+    }
+}
+
+/// Builds and loads the IDT on this CPU and routes #VE to [`on_virtualization_exception`].
+pub fn init() {
+    tdx_boot::ve::install_handler(on_virtualization_exception);
+    idt::load();
+}
+
+/// The CPU-pushed part of an interrupt frame.
+#[repr(C)]
+struct HardwareFrame {
+    rip: u64,
+    cs: u64,
+    rflags: u64,
+    rsp: u64,
+    ss: u64,
+}
+
+/// Called by the stubs of exceptions with an error code: always fatal here.
+extern "sysv64" fn fatal_with_error_code(frame: &HardwareFrame, error: u64, vector: u64) -> ! {
+    let cr2 = x86_64::registers::control::Cr2::read_raw();
+    crate::serial::emergency_print(format_args!(
+        "mini-kernel: exception {vector} error {error:#x} at RIP {:#x} (RSP {:#x}, CR2 {cr2:#x})\n",
+        frame.rip, frame.rsp
+    ));
+    exit(ExitCode::Failure)
+}

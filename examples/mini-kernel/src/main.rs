@@ -1,0 +1,308 @@
+//! The tdx-boot example kernel.
+//!
+//! A PE32+ EFI application (built by `cargo xtask run`) that boots the way a TD kernel does:
+//! UEFI memory map and ACPI tables in, ExitBootServices, its own GDT/IDT, then the TD paths of
+//! tdx-boot. On a TDX host it uses the real TDX module; in plain QEMU it runs the same paths
+//! against tdx-boot's software model, still executing the real TDCALL instruction (see
+//! [`ud_tdcall`]). Every step is printed on COM1 and recorded as a check; the final line reports
+//! them and the kernel exits QEMU with a status CI reads.
+//!
+//! Built on the host without `--cfg mini_kernel_image` (plain `cargo build`, clippy, tests), the
+//! crate is an ordinary program that says how to build the image: the kernel code is compiled
+//! and linted all the same.
+#![cfg_attr(mini_kernel_image, no_std, no_main)]
+
+extern crate alloc;
+
+mod acceptance;
+mod checks;
+mod conversion;
+mod fake_firmware;
+mod firmware;
+mod gdt;
+mod heap;
+mod interrupts;
+mod measurement;
+mod memory;
+mod paging;
+mod percpu;
+mod platform;
+mod qemu_exit;
+#[cfg(mini_kernel_image)]
+mod runtime;
+mod serial;
+mod smp;
+mod td_model;
+mod tsc;
+mod ud_tdcall;
+mod uefi;
+mod ve_demo;
+
+use alloc::vec::Vec;
+use platform::Platform;
+use qemu_exit::{ExitCode, exit};
+use tdx_boot::early::{self, Policy, TdxSerial};
+use tdx_boot::mpwk::{self, Madt};
+use tdx_boot::tdcall::Hardware;
+
+#[cfg(not(mini_kernel_image))]
+fn main() {
+    println!("mini-kernel is a UEFI image: build and boot it with `cargo xtask run`");
+}
+
+/// The UEFI entry point.
+///
+/// # Safety
+///
+/// Called once by the firmware with its image handle and system table.
+#[unsafe(no_mangle)]
+pub unsafe extern "efiapi" fn efi_main(
+    image: uefi::Handle,
+    system_table: *const uefi::SystemTable,
+) -> uefi::Status {
+    let boot_tsc = tsc::now();
+    serial::init();
+    kprintln!(
+        "\nmini-kernel: efi_main at {:#x}",
+        efi_main as *const () as usize
+    );
+    // SAFETY: the firmware passes a valid system table.
+    let Some(system_table) = (unsafe { system_table.as_ref() }) else {
+        return uefi::INVALID_PARAMETER;
+    };
+    // SAFETY: called once, from efi_main, with the firmware's arguments.
+    match unsafe { firmware::prepare(image, system_table) } {
+        Ok(boot_services) => kernel_main(boot_services, boot_tsc),
+        Err(why) => {
+            kprintln!("mini-kernel: {why}");
+            uefi::LOAD_ERROR
+        }
+    }
+}
+
+/// In plain QEMU, RAM from here up (free conventional memory) is declared unaccepted, as TDVF
+/// leaves everything above the prefix it accepts itself (OVMF: 512 MiB).
+const MODEL_ACCEPTED_PREFIX: u64 = 512 << 20;
+
+/// The boot, from the firmware's memory map to the final line.
+fn kernel_main(boot_services: firmware::BootServices, boot_tsc: u64) -> ! {
+    // The memory map and the ACPI tables are read while boot services still run: parsing them
+    // calls no boot service and allocates only from the kernel's heap, so the map stays current.
+    let mut map = match memory::read(&boot_services.memory_map()) {
+        Ok(map) => map,
+        Err(e) => fail_now(format_args!("UEFI memory map rejected: {e:?}")),
+    };
+    check!(
+        "memory map",
+        map.usable_bytes() > 0,
+        "{} regions from the UEFI map into e820::MemoryMap, {} MiB usable",
+        map.regions().len(),
+        map.usable_bytes() >> 20
+    );
+
+    let Some(rsdp) = boot_services.rsdp else {
+        fail_now(format_args!("no ACPI 2.0 RSDP"))
+    };
+    let identity = |address: u64, length: usize| {
+        // SAFETY: ACPI tables live in firmware memory, identity-mapped and never reused.
+        Some(unsafe { core::slice::from_raw_parts(address as *const u8, length) })
+    };
+    let platform_madt = match mpwk::find_madt(rsdp, identity) {
+        Ok(madt) => madt,
+        Err(e) => fail_now(format_args!("ACPI MADT: {e:?}")),
+    };
+    let apic_ids: Vec<u32> = platform_madt.apic_ids().collect();
+    check!(
+        "ACPI tables",
+        !apic_ids.is_empty(),
+        "RSDP {rsdp:#x}, MADT lists APIC IDs {apic_ids:?}"
+    );
+
+    let pages = boot_services.pages;
+    let uefi_map = match boot_services.exit() {
+        Ok(uefi_map) => uefi_map,
+        Err(why) => fail_now(format_args!("{why}")),
+    };
+    // Normally the same map; re-read in case the firmware changed it before the exit succeeded.
+    map = match memory::read(&uefi_map) {
+        Ok(map) => map,
+        Err(e) => fail_now(format_args!("UEFI memory map rejected: {e:?}")),
+    };
+    kprintln!(
+        "mini-kernel: ExitBootServices done ({} ms after efi_main; firmware took {} ms from reset)",
+        tsc::ms(tsc::now() - boot_tsc),
+        tsc::ms(boot_tsc)
+    );
+
+    let bsp_apic_id = fake_firmware::current_apic_id();
+    percpu::init(0, bsp_apic_id);
+    gdt::init();
+    interrupts::init();
+    let page_table_root = paging::init();
+    let cr3 = x86_64::registers::control::Cr3::read_raw()
+        .0
+        .start_address()
+        .as_u64();
+    check!(
+        "descriptor tables",
+        interrupts::idt::is_loaded() && gdt::task_register() != 0 && cr3 == page_table_root,
+        "GDT + TSS with 7 IST stacks; IDT: 256 gates each on an IST stack, #VE -> tdx-boot's ve_entry; \
+         own identity-mapped page tables at {page_table_root:#x}"
+    );
+
+    let platform = match early::detect() {
+        Ok(()) => {
+            kprintln!(
+                "mini-kernel: TD detected (CPUID leaf 0x21 says IntelTDX): using the TDX module"
+            );
+            early::install_console(&Hardware);
+            serial::route_through_tdvmcall();
+            Platform::Td
+        }
+        Err(why) => {
+            for (start, end) in memory::conventional_ranges(&uefi_map, MODEL_ACCEPTED_PREFIX) {
+                let _ = map.mark_unaccepted(start, end);
+            }
+            let module = td_model::install(&map, apic_ids.len() as u32);
+            kprintln!(
+                "mini-kernel: no TDX ({why}): TD detected (model): tdx-boot's software TDX module answers TDCALL's #UD"
+            );
+            Platform::Model(module)
+        }
+    };
+    kprintln!("mini-kernel: memory map (tdx-boot e820):");
+    memory::print(&map);
+
+    let td = match early::init(&Hardware, Policy::default()) {
+        Ok(td) => td,
+        Err(e) => fail_now(format_args!("early::init: {e:?}")),
+    };
+    let info = td.info();
+    check!(
+        "TD info and policy",
+        info.num_vcpus as usize == apic_ids.len() && info.vcpu_index == 0,
+        "GPAW {}, shared bit {:#x}, attributes {:?}, {} vCPUs (max {}), SEPT #VE {:?}, REDUCE_VE {:?}",
+        info.gpaw,
+        td.shared_mask(),
+        info.attributes,
+        info.num_vcpus,
+        info.max_vcpus,
+        td.sept_ve(),
+        td.reduce_ve()
+    );
+
+    let greeting = b"mini-kernel: hello through TDG.VP.VMCALL<Instruction.IO>";
+    let console = TdxSerial::new(&Hardware).write_bytes(greeting);
+    let reached_uart = match platform {
+        Platform::Model(module) => module
+            .uart_output()
+            .windows(greeting.len())
+            .any(|w| w == greeting),
+        Platform::Td => true,
+    };
+    check!(
+        "TDVMCALL console",
+        console.is_ok() && reached_uart,
+        "{} bytes written to COM1 by TDVMCALL",
+        greeting.len()
+    );
+
+    ve_demo::check_all(&platform, td.shared_mask());
+
+    let lazy = match acceptance::bitmap(&map) {
+        Some(Ok(lazy)) => Some(lazy),
+        Some(Err(e)) => {
+            check!("lazy acceptance", false, "bitmap: {e:?}");
+            None
+        }
+        None => {
+            kprintln!("mini-kernel: no unaccepted memory: nothing to accept");
+            None
+        }
+    };
+    if let Some(lazy) = &lazy {
+        acceptance::check_lazy(&platform, lazy);
+    }
+
+    // APs: in a TD they already wait in TDVF's mailbox; in plain QEMU the kernel parks them.
+    let wake_madt_bytes;
+    let wake_madt = match platform {
+        Platform::Td => platform_madt,
+        Platform::Model(_) => {
+            // SAFETY: the pages are the kernel's for good; the APs are idle after ExitBootServices.
+            let published =
+                unsafe { fake_firmware::park_aps(pages.low_page, pages.mailbox_page, &apic_ids) };
+            kprintln!(
+                "fake firmware: APs {:?} parked in the mailbox loop (INIT-SIPI-SIPI); MADT with MP-wakeup entry, mailbox {:#x}",
+                published.parked,
+                pages.mailbox_page
+            );
+            wake_madt_bytes = published.madt;
+            match Madt::parse(&wake_madt_bytes) {
+                Ok(madt) => madt,
+                Err(e) => fail_now(format_args!("published MADT: {e:?}")),
+            }
+        }
+    };
+    // SAFETY: the trampoline page is the kernel's for good, identity-mapped and executable.
+    let woken = unsafe { smp::wake_aps(&wake_madt, &map, pages.trampoline_page) };
+    let expected_aps = apic_ids.len() - 1;
+    match woken {
+        Ok(ids) => {
+            // Without TDX the fake firmware also counts the APs that left its parking loop.
+            let firmware_agrees = match platform {
+                Platform::Model(_) => {
+                    fake_firmware::parking::WOKEN.load(core::sync::atomic::Ordering::Relaxed)
+                        as usize
+                        == ids.len()
+                }
+                Platform::Td => true,
+            };
+            check!(
+                "APs woken through the mailbox",
+                ids.len() == expected_aps
+                    && smp::online_aps() as usize == expected_aps
+                    && firmware_agrees,
+                "APIC IDs {ids:?} woken by mpwk, {} online in the kernel",
+                smp::online_aps()
+            )
+        }
+        Err(e) => check!("APs woken through the mailbox", false, "{e:?}"),
+    }
+
+    if let Some(lazy) = &lazy {
+        acceptance::check_parallel(&platform, lazy, &mut map);
+    }
+
+    conversion::check(&platform, td.shared_mask());
+
+    measurement::check(&platform);
+
+    if let Some(module) = platform.model() {
+        kprintln!(
+            "mini-kernel: the model answered {} TDCALLs through #UD ({} TDG.VP.VMCALLs); heap {} MiB free",
+            ud_tdcall::emulated_count(),
+            module.tdcall_count(tdx_boot::tdcall::leaf::VP_VMCALL),
+            heap::HEAP.free() >> 20
+        );
+    }
+    let (_, failed) = checks::totals();
+    let elapsed = tsc::ms(tsc::now() - boot_tsc);
+    kprintln!(
+        "mini-kernel: boot took {elapsed} ms from efi_main ({} ms from reset), measured with the TSC",
+        tsc::ms(tsc::now())
+    );
+    kprintln!("{}", checks::final_line());
+    exit(if failed == 0 {
+        ExitCode::Success
+    } else {
+        ExitCode::Failure
+    })
+}
+
+/// Reports a failure that leaves nothing to continue with, and ends the run.
+fn fail_now(why: core::fmt::Arguments<'_>) -> ! {
+    check!("boot", false, "{why}");
+    kprintln!("{}", checks::final_line());
+    exit(ExitCode::Failure)
+}
