@@ -199,3 +199,56 @@ fn typed_wrappers_run_through_the_real_instruction() {
         },
     );
 }
+
+#[test]
+fn a_vmcall_exposing_rbp_or_xmm_registers_is_refused_before_the_instruction() {
+    // The module lets TDG.VP.VMCALL expose RBP (RCX bit 5) and XMM0..15 (bits 31:16), and then
+    // loads whatever the VMM put there on return. The asm can neither declare RBP clobbered nor
+    // (on kernels built without SSE) the XMM registers, so such a call must never execute.
+    use tdx_boot::tdcall::{TdxStatus, leaf};
+    let calls = std::rc::Rc::new(std::cell::Cell::new(0u32));
+    let counted = calls.clone();
+    with_emulator(
+        move |regs| {
+            counted.set(counted.get() + 1);
+            regs.rax = 0;
+        },
+        || {
+            for rcx in [1 << 5, 1 << 16, 1 << 31, 0xffff_fc0c] {
+                let input = Regs {
+                    rax: leaf::VP_VMCALL,
+                    rcx,
+                    r11: 0x1f,
+                    ..distinct_regs(rcx)
+                };
+                let mut regs = input;
+                // SAFETY: the emulator touches no memory.
+                unsafe { Hardware.tdcall(&mut regs) };
+                assert_eq!(
+                    TdxStatus::from_raw(regs.rax),
+                    TdxStatus::OPERAND_INVALID,
+                    "RCX {rcx:#x}"
+                );
+                assert_eq!(regs.rax & 0xffff_ffff, 1, "operand id: RCX");
+                assert_eq!(
+                    Regs {
+                        rax: input.rax,
+                        ..regs
+                    },
+                    input,
+                    "nothing else changes"
+                );
+            }
+            // Other leaves pass RCX through untouched, whatever its bits (an address there).
+            let mut regs = Regs {
+                rax: leaf::VP_INFO,
+                rcx: 0xffff_0020,
+                ..Regs::default()
+            };
+            // SAFETY: the emulator touches no memory.
+            unsafe { Hardware.tdcall(&mut regs) };
+            assert_eq!(regs.rax, 0);
+        },
+    );
+    assert_eq!(calls.get(), 1, "only the VP.INFO call executed TDCALL");
+}

@@ -719,40 +719,24 @@ fn report_binds_report_data_and_measurements() {
 #[test]
 fn report_checks_alignment_buffers_and_subtype() {
     let (tdx, mem) = measured_model();
-    let invalid =
-        |s: TdxStatus, operand| s == TdxStatus::OPERAND_INVALID && s.operand_id() == operand;
-    assert!(
-        invalid(report_raw(&tdx, 0x10_0200, 0x10_1000, 0), 1),
-        "report misaligned"
-    );
-    assert!(
-        invalid(report_raw(&tdx, 0x10_0000, 0x10_1020, 0), 2),
-        "data misaligned"
-    );
-    assert!(
-        invalid(report_raw(&tdx, 0x10_0000, 0x10_1000, 1), 8),
-        "subtype"
-    );
-    assert!(
-        invalid(report_raw(&tdx, 0x10_0000, 0x10_3000, 0), 2),
-        "data unaccepted"
-    );
-    assert!(
-        invalid(report_raw(&tdx, 0x10_3000, 0x10_1000, 0), 1),
-        "report unaccepted"
-    );
-    assert!(
-        invalid(report_raw(&tdx, 0x10_2000, 0x10_1000, 0), 1),
-        "shared page, private GPA"
-    );
-    assert!(
-        invalid(report_raw(&tdx, 0x40_0000, 0x10_1000, 0), 1),
-        "no memory"
-    );
-    assert!(
-        invalid(report_raw(&tdx, 1 << 48, 0x10_1000, 0), 1),
-        "beyond GPAW"
-    );
+    // (report GPA, REPORTDATA GPA, subtype, operand id the module blames, case)
+    let refused = [
+        (0x10_0200, 0x10_1000, 0, 1, "report misaligned"),
+        (0x10_0000, 0x10_1020, 0, 2, "data misaligned"),
+        (0x10_0000, 0x10_1000, 1, 8, "subtype"),
+        (0x10_0000, 0x10_3000, 0, 2, "data unaccepted"),
+        (0x10_3000, 0x10_1000, 0, 1, "report unaccepted"),
+        (0x10_2000, 0x10_1000, 0, 1, "shared page, private GPA"),
+        (0x40_0000, 0x10_1000, 0, 1, "no memory"),
+        (1 << 48, 0x10_1000, 0, 1, "beyond GPAW"),
+    ];
+    for (report_gpa, data_gpa, subtype, operand, case) in refused {
+        let s = report_raw(&tdx, report_gpa, data_gpa, subtype);
+        assert!(
+            s == TdxStatus::OPERAND_INVALID && s.operand_id() == operand,
+            "{case}: {s:?}"
+        );
+    }
     assert_eq!(mem.read(0, 4), [0xcc; 4], "nothing written");
 }
 

@@ -5,8 +5,12 @@
 
 #![cfg(target_arch = "x86_64")]
 
+#[path = "common/iced.rs"]
+mod iced_registers;
+
 use core::arch::asm;
-use iced_x86::{Code, Encoder, Instruction, MemoryOperand, Register as R};
+use iced_registers::gprs;
+use iced_x86::{Code, Encoder, Instruction, MemoryOperand};
 use tdx_boot::ve::mmio::{AddressForm, Operation, Source, decode};
 use tdx_boot::ve::mmio_access::{
     read_u8, read_u16, read_u32, read_u64, write_u8, write_u16, write_u32, write_u64,
@@ -120,87 +124,6 @@ fn the_templates_decode_as_single_moves_of_their_width() {
     }
 }
 
-const GPR64: [R; 16] = [
-    R::RAX,
-    R::RCX,
-    R::RDX,
-    R::RBX,
-    R::RSP,
-    R::RBP,
-    R::RSI,
-    R::RDI,
-    R::R8,
-    R::R9,
-    R::R10,
-    R::R11,
-    R::R12,
-    R::R13,
-    R::R14,
-    R::R15,
-];
-
-/// The registers `reg_byte`/`reg` may allocate at each width (never AH..BH: `reg_byte` excludes
-/// them).
-fn registers(width: usize) -> [R; 16] {
-    match width {
-        1 => [
-            R::AL,
-            R::CL,
-            R::DL,
-            R::BL,
-            R::SPL,
-            R::BPL,
-            R::SIL,
-            R::DIL,
-            R::R8L,
-            R::R9L,
-            R::R10L,
-            R::R11L,
-            R::R12L,
-            R::R13L,
-            R::R14L,
-            R::R15L,
-        ],
-        2 => [
-            R::AX,
-            R::CX,
-            R::DX,
-            R::BX,
-            R::SP,
-            R::BP,
-            R::SI,
-            R::DI,
-            R::R8W,
-            R::R9W,
-            R::R10W,
-            R::R11W,
-            R::R12W,
-            R::R13W,
-            R::R14W,
-            R::R15W,
-        ],
-        4 => [
-            R::EAX,
-            R::ECX,
-            R::EDX,
-            R::EBX,
-            R::ESP,
-            R::EBP,
-            R::ESI,
-            R::EDI,
-            R::R8D,
-            R::R9D,
-            R::R10D,
-            R::R11D,
-            R::R12D,
-            R::R13D,
-            R::R14D,
-            R::R15D,
-        ],
-        _ => GPR64,
-    }
-}
-
 #[test]
 fn every_register_combination_of_the_accessor_forms_decodes() {
     let forms = [
@@ -215,8 +138,9 @@ fn every_register_combination_of_the_accessor_forms_decodes() {
     ];
     let mut encoder = Encoder::new(64);
     for (code, width, is_write) in forms {
-        for (number, &value) in registers(width).iter().enumerate() {
-            for (base_number, &base) in GPR64.iter().enumerate() {
+        // The registers `reg_byte`/`reg` may allocate (never AH..BH: `reg_byte` excludes them).
+        for (number, &value) in gprs(width).iter().enumerate() {
+            for (base_number, &base) in gprs(8).iter().enumerate() {
                 let memory = MemoryOperand::with_base(base);
                 let insn = if is_write {
                     Instruction::with2(code, memory, value)

@@ -5,6 +5,9 @@
 //! iced-x86 sees one of the supported moves, ours must accept it unless a LOCK/REP prefix is
 //! present (which ours refuses by design); and a truncated input must be truncated for both.
 
+#[path = "common/iced.rs"]
+mod iced_registers;
+
 use iced_x86::{Decoder, DecoderError, DecoderOptions, Instruction, Mnemonic, OpKind};
 use tdx_boot::ve::mmio::{
     AddressForm, Extension, Mmio, MmioError, Operation, Register, SegmentBase, Source, decode,
@@ -37,81 +40,7 @@ fn iced_register(register: Register) -> iced_x86::Register {
     if register.high_byte {
         return [R::AH, R::CH, R::DH, R::BH][n];
     }
-    let table: [R; 16] = match register.width {
-        1 => [
-            R::AL,
-            R::CL,
-            R::DL,
-            R::BL,
-            R::SPL,
-            R::BPL,
-            R::SIL,
-            R::DIL,
-            R::R8L,
-            R::R9L,
-            R::R10L,
-            R::R11L,
-            R::R12L,
-            R::R13L,
-            R::R14L,
-            R::R15L,
-        ],
-        2 => [
-            R::AX,
-            R::CX,
-            R::DX,
-            R::BX,
-            R::SP,
-            R::BP,
-            R::SI,
-            R::DI,
-            R::R8W,
-            R::R9W,
-            R::R10W,
-            R::R11W,
-            R::R12W,
-            R::R13W,
-            R::R14W,
-            R::R15W,
-        ],
-        4 => [
-            R::EAX,
-            R::ECX,
-            R::EDX,
-            R::EBX,
-            R::ESP,
-            R::EBP,
-            R::ESI,
-            R::EDI,
-            R::R8D,
-            R::R9D,
-            R::R10D,
-            R::R11D,
-            R::R12D,
-            R::R13D,
-            R::R14D,
-            R::R15D,
-        ],
-        _ => [
-            R::RAX,
-            R::RCX,
-            R::RDX,
-            R::RBX,
-            R::RSP,
-            R::RBP,
-            R::RSI,
-            R::RDI,
-            R::R8,
-            R::R9,
-            R::R10,
-            R::R11,
-            R::R12,
-            R::R13,
-            R::R14,
-            R::R15,
-        ],
-    };
-    table[n]
+    iced_registers::gprs(register.width.into())[n]
 }
 
 fn number_of(register: iced_x86::Register) -> Option<u8> {

@@ -4,32 +4,8 @@
 //! validation (it ends exactly at the end marker).
 
 use libfuzzer_sys::fuzz_target;
-use tdx_boot::e820::{Hob, HobList, MemoryMap, Region, RegionKind};
-
-fn assert_sanitized(regions: &[Region]) {
-    for r in regions {
-        assert!(r.start < r.end, "empty {r:?}");
-    }
-    for w in regions.windows(2) {
-        assert!(w[0].end <= w[1].start, "unsorted/overlapping {w:?}");
-        assert!(
-            w[0].end < w[1].start || w[0].kind != w[1].kind,
-            "unmerged {w:?}"
-        );
-    }
-}
-
-fn assert_covered(regions: &[Region], start: u64, end: u64, kind: RegionKind) {
-    let mut covered = 0u64;
-    for r in regions.iter().filter(|r| r.start < end && r.end > start) {
-        assert!(
-            r.kind.precedence() >= kind.precedence(),
-            "{r:?} weakened {kind:?}"
-        );
-        covered += r.end.min(end) - r.start.max(start);
-    }
-    assert_eq!(covered, end - start, "{start:#x}..{end:#x} not covered");
-}
+use tdx_boot::e820::{Hob, HobList, MemoryMap};
+use tdx_boot_fuzz::{assert_covered, assert_sanitized, raw_or_framed};
 
 /// A valid PHIT, so that half the inputs explore the HOBs after it instead of the header.
 fn with_handoff(rest: &[u8]) -> Vec<u8> {
@@ -42,17 +18,10 @@ fn with_handoff(rest: &[u8]) -> Vec<u8> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, rest)) = data.split_first() else {
+    let Some(data) = raw_or_framed(data, |_, rest| with_handoff(rest)) else {
         return;
     };
-    let owned;
-    let data = if mode & 1 == 0 {
-        data
-    } else {
-        owned = with_handoff(rest);
-        &owned
-    };
-    let Ok(list) = HobList::parse(data) else {
+    let Ok(list) = HobList::parse(&data) else {
         return;
     };
     assert!(matches!(list.iter().next(), Some(Hob::Handoff(_))));

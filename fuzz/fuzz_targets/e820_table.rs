@@ -5,34 +5,10 @@
 
 use libfuzzer_sys::fuzz_target;
 use tdx_boot::e820::{
-    E820_ENTRY_SIZE, E820Entry, MemoryMap, Region, RegionKind, UnacceptedAs, e820_kind,
-    read_e820_table, write_e820_table,
+    E820_ENTRY_SIZE, E820Entry, MemoryMap, UnacceptedAs, e820_kind, read_e820_table,
+    write_e820_table,
 };
-
-fn assert_sanitized(regions: &[Region]) {
-    for r in regions {
-        assert!(r.start < r.end, "empty {r:?}");
-    }
-    for w in regions.windows(2) {
-        assert!(w[0].end <= w[1].start, "unsorted/overlapping {w:?}");
-        assert!(
-            w[0].end < w[1].start || w[0].kind != w[1].kind,
-            "unmerged {w:?}"
-        );
-    }
-}
-
-fn assert_covered(regions: &[Region], start: u64, end: u64, kind: RegionKind) {
-    let mut covered = 0u64;
-    for r in regions.iter().filter(|r| r.start < end && r.end > start) {
-        assert!(
-            r.kind.precedence() >= kind.precedence(),
-            "{r:?} weakened {kind:?}"
-        );
-        covered += r.end.min(end) - r.start.max(start);
-    }
-    assert_eq!(covered, end - start, "{start:#x}..{end:#x} not covered");
-}
+use tdx_boot_fuzz::{assert_covered, assert_sanitized};
 
 fuzz_target!(|data: &[u8]| {
     let mut map = MemoryMap::<48>::new();

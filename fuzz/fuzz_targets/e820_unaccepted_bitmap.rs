@@ -5,21 +5,9 @@
 
 use libfuzzer_sys::fuzz_target;
 use tdx_boot::e820::{
-    MemoryMap, Region, RegionKind, UnacceptedBitmap, encode_unaccepted_table, unaccepted_table_len,
+    MemoryMap, RegionKind, UnacceptedBitmap, encode_unaccepted_table, unaccepted_table_len,
 };
-
-fn assert_sanitized(regions: &[Region]) {
-    for r in regions {
-        assert!(r.start < r.end, "empty {r:?}");
-    }
-    for w in regions.windows(2) {
-        assert!(w[0].end <= w[1].start, "unsorted/overlapping {w:?}");
-        assert!(
-            w[0].end < w[1].start || w[0].kind != w[1].kind,
-            "unmerged {w:?}"
-        );
-    }
-}
+use tdx_boot_fuzz::{assert_sanitized, raw_or_framed};
 
 /// A valid header (version 1, power-of-two unit, base from the input), so that half the inputs
 /// explore the bitmap instead of the header checks.
@@ -42,17 +30,10 @@ fn with_header(selector: u8, rest: &[u8]) -> Vec<u8> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, rest)) = data.split_first() else {
+    let Some(data) = raw_or_framed(data, with_header) else {
         return;
     };
-    let owned;
-    let data = if mode & 1 == 0 {
-        data
-    } else {
-        owned = with_header(mode >> 1, rest);
-        &owned
-    };
-    let Ok(table) = UnacceptedBitmap::parse(data) else {
+    let Ok(table) = UnacceptedBitmap::parse(&data) else {
         return;
     };
     let covered_end = table.covered_end().expect("validated");

@@ -48,8 +48,16 @@ fuzz_target!(|data: &[u8]| {
         if check_mailbox_placement(mailbox, regions.iter().copied()).is_ok() {
             for offset in (0..4096).step_by(512) {
                 let address = mailbox + offset;
-                assert!(regions.iter().any(|&(s, e, f)| f && s <= address && address < e));
-                assert!(!regions.iter().any(|&(s, e, f)| !f && s <= address && address < e));
+                assert!(
+                    regions
+                        .iter()
+                        .any(|&(s, e, f)| f && s <= address && address < e)
+                );
+                assert!(
+                    !regions
+                        .iter()
+                        .any(|&(s, e, f)| !f && s <= address && address < e)
+                );
             }
         }
     }

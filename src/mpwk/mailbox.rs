@@ -100,6 +100,15 @@ impl Mailbox<'static> {
     /// following the mailbox protocol (firmware AP loops) and this crate's atomics. In a TD the
     /// mailbox is private memory in a firmware-reserved or ACPI NVS range: map it private, check
     /// it with [`super::check_mailbox_placement`].
+    ///
+    /// A real mailbox starts real CPUs: every wake posted through it (by the safe
+    /// [`super::MpWaker`]) makes an AP execute the trampoline at the physical address given to
+    /// [`super::install_trampoline`] and load the CR3, GDT, IDT, stack and entry of the
+    /// [`super::ApBoot`] it is given. The caller therefore also guarantees that every trampoline
+    /// used with this mailbox was installed at its true physical address, and that every
+    /// `ApBoot` woken through it describes kernel state that is valid for that AP (page tables
+    /// that map what the trampoline module lists, a stack used by no one else, an entry function
+    /// that is sound to run on it). Nothing in the safe API can check these.
     pub unsafe fn from_address(address: u64) -> Mailbox<'static> {
         let pointer = address as usize as *const MailboxPage;
         // SAFETY: the caller guarantees a live, aligned, 4096-byte mapping for 'static; every

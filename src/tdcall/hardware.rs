@@ -1,6 +1,6 @@
 //! [`Hardware`]: the TDCALL instruction itself.
 
-use super::{Regs, TdCall};
+use super::{Regs, TdCall, TdxStatus, leaf};
 use core::arch::asm;
 use core::mem::offset_of;
 
@@ -8,6 +8,9 @@ use core::mem::offset_of;
 ///
 /// Executing it outside a TD raises #UD (on QEMU TCG and on non-TDX hardware); a kernel that
 /// wants to run its TD paths without TDX can service that #UD from the model.
+///
+/// A TDG.VP.VMCALL whose RCX would expose RBP or an XMM register to the VMM is refused with
+/// `TDX_OPERAND_INVALID` before the instruction (see [`TdCall::tdcall`] for `Hardware`).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Hardware;
 
@@ -94,15 +97,44 @@ macro_rules! tdcall_asm {
     };
 }
 
+/// RCX bits of TDG.VP.VMCALL that would let the VMM write registers the asm does not restore:
+/// RBP (bit 5) and XMM0..15 (bits 31:16). The module accepts both and loads the VMM's values into
+/// them on return, but Rust asm cannot name RBP as an operand, and a kernel built without SSE
+/// cannot declare XMM clobbers. No sub-function passes anything in them.
+const UNPRESERVED_VMCALL_EXPOSURE: u64 = (1 << 5) | 0xffff_0000;
+
+/// TDX_OPERAND_INVALID with RCX (operand id 1) as the offending operand, as the module reports a
+/// bad TDG.VP.VMCALL control.
+const OPERAND_INVALID_RCX: u64 = TdxStatus::OPERAND_INVALID.raw() | 1;
+
+/// Whether `regs` asks for a TDG.VP.VMCALL that would hand the VMM a register the asm cannot
+/// protect; such a call is answered with [`OPERAND_INVALID_RCX`] without executing TDCALL.
+fn exposes_unpreserved_registers(regs: &Regs) -> bool {
+    regs.rax == leaf::VP_VMCALL && regs.rcx & UNPRESERVED_VMCALL_EXPOSURE != 0
+}
+
 impl TdCall for Hardware {
+    /// Executes TDCALL, except that a TDG.VP.VMCALL whose RCX exposes RBP (bit 5) or any XMM
+    /// register (bits 31:16) is refused with `TDX_OPERAND_INVALID` (operand RCX) without
+    /// executing it: the VMM could change those registers, which this code cannot restore.
     unsafe fn tdcall(&self, regs: &mut Regs) {
+        if exposes_unpreserved_registers(regs) {
+            regs.rax = OPERAND_INVALID_RCX;
+            return;
+        }
         // SAFETY: the asm reads and writes only `*regs` and its own stack slots, restores RBX and
-        // RSP, and declares every other register it changes. What the TDX module does to memory
-        // is the caller's responsibility under `TdCall::tdcall`'s contract.
+        // RSP, and declares every other general-purpose register it changes; RBP and the XMM
+        // registers are never exposed to the VMM (checked above) and no other leaf writes them.
+        // What the TDX module does to memory is the caller's responsibility under
+        // `TdCall::tdcall`'s contract.
         unsafe { tdcall_asm!(regs, "") }
     }
 
     unsafe fn tdcall_enabling_interrupts(&self, regs: &mut Regs) {
+        if exposes_unpreserved_registers(regs) {
+            regs.rax = OPERAND_INVALID_RCX;
+            return;
+        }
         // SAFETY: as in `tdcall`; enabling interrupts is allowed by this method's contract.
         unsafe { tdcall_asm!(regs, "sti") }
     }

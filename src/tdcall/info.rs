@@ -47,13 +47,26 @@ pub struct TdInfo {
 
 impl TdInfo {
     /// The shared bit: bit GPAW-1 of a GPA.
+    ///
+    /// 0 (no shared bit) for a GPAW of 0 or above 64, which [`vp_info`] never reports but a
+    /// hand-built `TdInfo` may hold.
     pub const fn shared_mask(&self) -> u64 {
-        1 << (self.gpaw - 1)
+        let Some(bit) = self.gpaw.checked_sub(1) else {
+            return 0;
+        };
+        match 1u64.checked_shl(bit as u32) {
+            Some(mask) => mask,
+            None => 0,
+        }
     }
 
-    /// Whether `gpa` (with or without the shared bit) is addressable in this TD.
+    /// Whether `gpa` (with or without the shared bit) is below 2^GPAW, i.e. addressable in this
+    /// TD. Every `u64` is for a GPAW of 64 or more.
     pub const fn gpa_in_range(&self, gpa: u64) -> bool {
-        gpa >> self.gpaw == 0
+        match gpa.checked_shr(self.gpaw as u32) {
+            Some(above) => above == 0,
+            None => true,
+        }
     }
 }
 
@@ -109,4 +122,42 @@ pub fn vp_info(tdx: &impl TdCall) -> Result<TdInfo, TdInfoError> {
         max_vcpus,
         vcpu_index,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info_with_gpaw(gpaw: u8) -> TdInfo {
+        TdInfo {
+            gpaw,
+            attributes: TdAttributes::empty(),
+            num_vcpus: 1,
+            max_vcpus: 1,
+            vcpu_index: 0,
+        }
+    }
+
+    #[test]
+    fn shared_bit_and_range_follow_the_gpaw() {
+        let info = info_with_gpaw(48);
+        assert_eq!(info.shared_mask(), 1 << 47);
+        assert!(info.gpa_in_range((1 << 48) - 1));
+        assert!(!info.gpa_in_range(1 << 48));
+        assert_eq!(info_with_gpaw(52).shared_mask(), 1 << 51);
+    }
+
+    /// `TdInfo`'s fields are public, so a caller can build one with a GPAW that `vp_info` would
+    /// have refused: the methods must answer (no shared bit, everything in range beyond 64 bits)
+    /// instead of overflowing a shift.
+    #[test]
+    fn a_gpaw_vp_info_would_refuse_does_not_panic() {
+        assert_eq!(info_with_gpaw(0).shared_mask(), 0);
+        assert!(info_with_gpaw(0).gpa_in_range(0));
+        assert!(!info_with_gpaw(0).gpa_in_range(1));
+        assert_eq!(info_with_gpaw(64).shared_mask(), 1 << 63);
+        assert!(info_with_gpaw(64).gpa_in_range(u64::MAX));
+        assert_eq!(info_with_gpaw(65).shared_mask(), 0);
+        assert!(info_with_gpaw(u8::MAX).gpa_in_range(u64::MAX));
+    }
 }

@@ -129,7 +129,12 @@ pub unsafe fn tdreport(
     data: &ReportData,
     data_gpa: u64,
 ) -> Result<(), TdxError> {
-    let _ = (report, data); // The borrows keep both buffers alive and unaliased across the call.
+    // The borrows keep both buffers alive and unaliased across the call. The module reaches them
+    // by physical address, not through a pointer the asm is given, so their provenance is
+    // exposed: the compiler must then assume the TDCALL (like any unknown function) may write
+    // `report` and read `data`, instead of keeping their old contents in registers.
+    let _ = core::ptr::from_mut(report).expose_provenance();
+    let _ = core::ptr::from_ref(data).expose_provenance();
     let mut regs = Regs {
         rax: leaf::MR_REPORT,
         rcx: report_gpa,
@@ -156,7 +161,9 @@ pub unsafe fn rtmr_extend(
     digest_gpa: u64,
     index: u8,
 ) -> Result<(), TdxError> {
-    let _ = digest; // The borrow keeps the digest alive across the call.
+    // The borrow keeps the digest alive across the call; exposing its provenance tells the
+    // compiler the TDCALL may read it (the module reaches it by physical address).
+    let _ = core::ptr::from_ref(digest).expose_provenance();
     if index > 3 {
         return Err(TdxError(TdxStatus::OPERAND_INVALID));
     }

@@ -23,6 +23,12 @@ impl TdcsField {
 }
 
 /// Executes TDG.VM.RD of `field` and returns its value.
+///
+/// # Errors
+///
+/// The module's status: `TDX_METADATA_FIELD_ID_INCORRECT` for a field this module version does
+/// not have (e.g. CONFIG_FLAGS on TDX 1.0), `TDX_METADATA_FIELD_NOT_READABLE` for one the guest
+/// may not read, `TDX_OPERAND_INVALID` for a malformed field identifier.
 pub fn vm_rd(tdx: &impl TdCall, field: u64) -> Result<u64, TdxError> {
     let out = call_registers_only(
         tdx,
@@ -38,6 +44,13 @@ pub fn vm_rd(tdx: &impl TdCall, field: u64) -> Result<u64, TdxError> {
 
 /// Executes TDG.VM.WR: writes the bits of `value` selected by `mask` into `field` and returns
 /// the field's previous value.
+///
+/// # Errors
+///
+/// The module's status: `TDX_METADATA_FIELD_ID_INCORRECT` (unknown field),
+/// `TDX_METADATA_FIELD_NOT_WRITABLE` (the guest may not write it, or not these bits),
+/// `TDX_METADATA_FIELD_VALUE_NOT_VALID` (a reserved bit, or a control the host did not allow),
+/// `TDX_OPERAND_BUSY` while another vCPU or the host holds the TD's metadata (retry).
 pub fn vm_wr(tdx: &impl TdCall, field: u64, value: u64, mask: u64) -> Result<u64, TdxError> {
     let out = call_registers_only(
         tdx,

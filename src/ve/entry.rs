@@ -1,9 +1,9 @@
 //! The #VE entry point: [`ve_entry`], the handler it calls and the default reaction to errors.
 
 use super::{Frame, VeContext, VeError, handle};
-use crate::tdcall::vmcall::{self, FATAL_MESSAGE_SIZE};
+use crate::early::FatalMessage;
+use crate::tdcall::vmcall;
 use crate::tdcall::{Hardware, TdCall};
-use core::fmt::Write;
 use core::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 
 /// The handler [`ve_entry`] calls; null until [`install_handler`] runs.
@@ -96,9 +96,8 @@ pub const VE_FATAL_ERROR_CODE: u32 = 0x0045_5623;
 /// [`VE_FATAL_ERROR_CODE`], message `#VE at <rip>: <error>`, cut at 64 bytes). Returns only if
 /// the VMM lets the TD continue, with what it answered; see [`report_and_stop`].
 pub fn report_fatal(tdx: &impl TdCall, error: &VeError, frame: &Frame) -> vmcall::VmcallError {
-    let mut message = FixedMessage::new();
     // Truncation is fine: the first 64 bytes are what fit in the registers anyway.
-    let _ = write!(message, "#VE at {:#x}: {error}", frame.rip);
+    let message = FatalMessage::format(format_args!("#VE at {:#x}: {error}", frame.rip));
     vmcall::report_fatal_error(tdx, VE_FATAL_ERROR_CODE, message.as_bytes())
 }
 
@@ -108,37 +107,5 @@ pub fn report_and_stop(tdx: &impl TdCall, error: &VeError, frame: &Frame) -> ! {
     let _ = report_fatal(tdx, error, frame);
     loop {
         let _ = vmcall::hlt(tdx, true);
-    }
-}
-
-/// A message buffer of the size ReportFatalError carries; writes beyond it are dropped.
-struct FixedMessage {
-    bytes: [u8; FATAL_MESSAGE_SIZE],
-    len: usize,
-}
-
-impl FixedMessage {
-    fn new() -> Self {
-        Self {
-            bytes: [0; FATAL_MESSAGE_SIZE],
-            len: 0,
-        }
-    }
-
-    fn as_bytes(&self) -> &[u8] {
-        self.bytes.get(..self.len).unwrap_or(&self.bytes)
-    }
-}
-
-impl Write for FixedMessage {
-    fn write_str(&mut self, s: &str) -> core::fmt::Result {
-        for &byte in s.as_bytes() {
-            let Some(slot) = self.bytes.get_mut(self.len) else {
-                break;
-            };
-            *slot = byte;
-            self.len += 1;
-        }
-        Ok(())
     }
 }

@@ -14,6 +14,10 @@
 /// 3. restores the x87/SSE state and every general-purpose register from the (possibly changed)
 ///    Frame and returns with `iretq`, which also takes RIP, CS, RFLAGS, RSP and SS from it.
 ///
+/// `fxsave64` covers x87, MMX and XMM0..15 only: a kernel whose handlers may use AVX or AVX-512
+/// registers (built with those target features) must save the extended state itself (XSAVE)
+/// around its handler, or the interrupted code's upper YMM/ZMM halves are lost.
+///
 /// It needs about 700 bytes of stack above what the handler uses. Give the vector an IST stack:
 /// a kernel built without `-C no-redzone` (or linking a precompiled `core` that uses the red zone)
 /// would otherwise have 128 bytes below its RSP overwritten. The handler itself must not raise the

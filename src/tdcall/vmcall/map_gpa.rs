@@ -19,6 +19,13 @@ pub enum MapGpaOutcome {
 /// Executes one MapGPA of `[gpa, gpa + len)`: with the shared bit set in `gpa` the range becomes
 /// shared, without it private. Both must be 4 KiB aligned and `len` non-zero.
 ///
+/// # Errors
+///
+/// [`VmcallError::InvalidArgument`] without a call for a misaligned, empty or wrapping range;
+/// [`VmcallError::Vmm`] when the VMM refuses the conversion (`InvalidOperand` for a range it
+/// does not know or beyond the GPA width, `AlignError`); [`VmcallError::Tdcall`] if the module
+/// refuses the call. A partial conversion is not an error but [`MapGpaOutcome::Retry`].
+///
 /// # Safety
 ///
 /// Converting changes what memory at the range holds: a page made shared is readable by the

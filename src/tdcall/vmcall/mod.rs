@@ -4,6 +4,18 @@
 //! every value the VMM returns is treated as untrusted: results are truncated to their width
 //! and statuses decoded into [`VmcallError`]. [`Hardware`](super::Hardware) zeroes every register
 //! the VMM could have written once the results are stored.
+//!
+//! # Errors
+//!
+//! Every function here fails the same three ways:
+//! - [`VmcallError::InvalidArgument`]: the wrapper refused an argument before any call (a
+//!   misaligned or empty MapGPA/GetQuote range, an event-notify vector below 32);
+//! - [`VmcallError::Tdcall`]: the TDX module refused the TDCALL itself (a malformed RCX control,
+//!   which these wrappers never build, or a model told to fail);
+//! - [`VmcallError::Vmm`]: the VMM answered with a status other than success in R10. For the
+//!   instruction sub-functions this means it does not emulate that port, MSR, leaf or device
+//!   address (a kernel treats a refused RDMSR/WRMSR as #GP); for MapGPA `Retry` is reported as
+//!   [`MapGpaOutcome::Retry`], not as an error.
 
 mod fatal;
 mod instruction;
