@@ -9,6 +9,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod accept;
+mod bytes;
 pub mod convert;
 pub mod e820;
 pub mod early;

@@ -5,8 +5,8 @@
 
 use core::fmt;
 
-use super::bytes::{u32_at, u64_at};
 use super::{MapError, MemoryMap, Region, RegionKind};
+use crate::bytes::{u32_at, u64_at};
 
 /// Size of one packed `boot_e820_entry`.
 pub const E820_ENTRY_SIZE: usize = 20;

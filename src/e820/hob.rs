@@ -23,8 +23,8 @@
 
 use core::fmt;
 
-use super::bytes::{array_at, u16_at, u32_at, u64_at};
 use super::{Guid, MapError, MemoryMap, RegionKind, UefiMemoryType, uefi_kind};
+use crate::bytes::{array_at, u16_at, u32_at, u64_at};
 
 /// `EFI_HOB_TYPE_HANDOFF` (PHIT).
 pub const HOB_TYPE_HANDOFF: u16 = 0x0001;

@@ -37,7 +37,6 @@
 //! # Ok::<(), tdx_boot::e820::MapError>(())
 //! ```
 
-mod bytes;
 mod e820_table;
 mod guid;
 mod hob;

@@ -24,8 +24,8 @@
 
 use core::fmt;
 
-use super::bytes::{u32_at, u64_at};
 use super::{MapError, MemoryMap, RegionKind};
+use crate::bytes::{u32_at, u64_at};
 
 /// `EFI_MEMORY_DESCRIPTOR_VERSION`, the only layout this reader understands.
 pub const MEMORY_DESCRIPTOR_VERSION: u32 = 1;

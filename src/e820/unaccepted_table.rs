@@ -12,8 +12,8 @@
 use core::fmt;
 use core::ops::Range;
 
-use super::bytes::{u32_at, u64_at};
 use super::{Guid, MapError, MemoryMap};
+use crate::bytes::{u32_at, u64_at};
 
 /// The EFI configuration table GUID d5d1de3c-105c-44f9-9ea9-bcef98120031.
 pub const UNACCEPTED_TABLE_GUID: Guid = Guid::from_fields(

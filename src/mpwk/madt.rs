@@ -17,6 +17,7 @@
 //! - More than one wakeup entry is ambiguous (the spec allows one): [`WakeupUnusable::Duplicate`].
 
 use super::rsdp::{SDT_HEADER_LEN, sdt_checksum_ok};
+use crate::bytes::{u16_at, u32_at, u64_at};
 
 /// The table's signature.
 pub const MADT_SIGNATURE: [u8; 4] = *b"APIC";
@@ -138,24 +139,6 @@ pub enum WakeupUnusable {
     },
 }
 
-fn read_u16(bytes: &[u8], offset: usize) -> Option<u16> {
-    let end = offset.checked_add(2)?;
-    let raw = bytes.get(offset..end)?;
-    Some(u16::from_le_bytes(raw.try_into().ok()?))
-}
-
-fn read_u32(bytes: &[u8], offset: usize) -> Option<u32> {
-    let end = offset.checked_add(4)?;
-    let raw = bytes.get(offset..end)?;
-    Some(u32::from_le_bytes(raw.try_into().ok()?))
-}
-
-fn read_u64(bytes: &[u8], offset: usize) -> Option<u64> {
-    let end = offset.checked_add(8)?;
-    let raw = bytes.get(offset..end)?;
-    Some(u64::from_le_bytes(raw.try_into().ok()?))
-}
-
 /// Minimum length of an entry of a type this module reads; 2 (just the header) for others.
 fn minimum_entry_len(entry_type: u8) -> usize {
     match entry_type {
@@ -180,7 +163,7 @@ impl<'a> Madt<'a> {
         if signature != MADT_SIGNATURE {
             return Err(MadtError::BadSignature(signature));
         }
-        let length = read_u32(bytes, 4).ok_or(truncated(MADT_ENTRIES_OFFSET))?;
+        let length = u32_at(bytes, 4).ok_or(truncated(MADT_ENTRIES_OFFSET))?;
         let table_len = usize::try_from(length).map_err(|_| MadtError::BadLength(length))?;
         if table_len < MADT_ENTRIES_OFFSET {
             return Err(MadtError::BadLength(length));
@@ -218,12 +201,12 @@ impl<'a> Madt<'a> {
 
     /// Physical address of the local APIC (xAPIC MMIO) from the fixed part of the table.
     pub fn local_apic_address(&self) -> u32 {
-        read_u32(self.table, SDT_HEADER_LEN).unwrap_or(0)
+        u32_at(self.table, SDT_HEADER_LEN).unwrap_or(0)
     }
 
     /// The MADT flags (bit 0: PC-AT compatible dual 8259 present).
     pub fn flags(&self) -> u32 {
-        read_u32(self.table, SDT_HEADER_LEN + 4).unwrap_or(0)
+        u32_at(self.table, SDT_HEADER_LEN + 4).unwrap_or(0)
     }
 
     /// Every entry as `(type, bytes including the 2-byte header)`.
@@ -276,14 +259,14 @@ fn parse_processor(entry_type: u8, entry: &[u8]) -> Option<Processor> {
             if apic_id == INVALID_XAPIC_ID {
                 return None;
             }
-            (apic_id, uid, read_u32(entry, 4)?, false)
+            (apic_id, uid, u32_at(entry, 4)?, false)
         }
         ENTRY_LOCAL_X2APIC => {
-            let apic_id = read_u32(entry, 4)?;
+            let apic_id = u32_at(entry, 4)?;
             if apic_id == INVALID_X2APIC_ID {
                 return None;
             }
-            (apic_id, read_u32(entry, 12)?, read_u32(entry, 8)?, true)
+            (apic_id, u32_at(entry, 12)?, u32_at(entry, 8)?, true)
         }
         _ => return None,
     };
@@ -299,11 +282,11 @@ fn parse_processor(entry_type: u8, entry: &[u8]) -> Option<Processor> {
 fn parse_wakeup(entry: &[u8]) -> Result<MpWakeup, WakeupUnusable> {
     let length = entry.len();
     // `parse` guarantees at least MP_WAKEUP_LEN_V0 bytes; treat a short slice as missing anyway.
-    let version = read_u16(entry, 2).ok_or(WakeupUnusable::Missing)?;
-    let mailbox_address = read_u64(entry, 8).ok_or(WakeupUnusable::Missing)?;
+    let version = u16_at(entry, 2).ok_or(WakeupUnusable::Missing)?;
+    let mailbox_address = u64_at(entry, 8).ok_or(WakeupUnusable::Missing)?;
     let reset_vector = match version {
         0 => None,
-        1 => match read_u64(entry, 16) {
+        1 => match u64_at(entry, 16) {
             Some(vector) if length >= MP_WAKEUP_LEN_V1 => Some(vector),
             _ => {
                 return Err(WakeupUnusable::TruncatedV1 {

@@ -9,6 +9,7 @@
 //! physical address.
 
 use super::madt::{MADT_SIGNATURE, Madt, MadtError};
+use crate::bytes::{u32_at, u64_at};
 
 /// Length of the ACPI system description table header.
 pub const SDT_HEADER_LEN: usize = 36;
@@ -64,16 +65,6 @@ pub fn sdt_checksum_ok(bytes: &[u8]) -> bool {
     bytes.iter().fold(0u8, |sum, byte| sum.wrapping_add(*byte)) == 0
 }
 
-fn read_u32(bytes: &[u8], offset: usize) -> Option<u32> {
-    let raw = bytes.get(offset..offset.checked_add(4)?)?;
-    Some(u32::from_le_bytes(raw.try_into().ok()?))
-}
-
-fn read_u64(bytes: &[u8], offset: usize) -> Option<u64> {
-    let raw = bytes.get(offset..offset.checked_add(8)?)?;
-    Some(u64::from_le_bytes(raw.try_into().ok()?))
-}
-
 /// Calls `map` and insists on getting at least `length` bytes; returns exactly `length` bytes.
 fn map_exact<'a, F>(map: &mut F, address: u64, length: usize) -> Result<&'a [u8], RsdpError>
 where
@@ -91,7 +82,7 @@ where
     F: FnMut(u64, usize) -> Option<&'a [u8]>,
 {
     let header = map_exact(map, address, SDT_HEADER_LEN)?;
-    let length = read_u32(header, 4).unwrap_or(0);
+    let length = u32_at(header, 4).unwrap_or(0);
     let table_len = usize::try_from(length)
         .ok()
         .filter(|len| *len >= SDT_HEADER_LEN)
@@ -124,7 +115,7 @@ where
     let revision = rsdp.get(15).copied().unwrap_or(0);
     if revision >= 2 {
         let v2 = map_exact(map, rsdp_address, RSDP_V2_LEN)?;
-        let length = read_u32(v2, 20).unwrap_or(0);
+        let length = u32_at(v2, 20).unwrap_or(0);
         let rsdp_len = usize::try_from(length)
             .ok()
             .filter(|len| *len >= RSDP_V2_LEN)
@@ -133,7 +124,7 @@ where
         if !sdt_checksum_ok(full) {
             return Err(RsdpError::BadRsdpChecksum);
         }
-        let xsdt = read_u64(full, 24).unwrap_or(0);
+        let xsdt = u64_at(full, 24).unwrap_or(0);
         if xsdt != 0 {
             return Ok(Root {
                 address: xsdt,
@@ -143,7 +134,7 @@ where
         }
     }
     Ok(Root {
-        address: u64::from(read_u32(rsdp, 16).unwrap_or(0)),
+        address: u64::from(u32_at(rsdp, 16).unwrap_or(0)),
         signature: RSDT_SIGNATURE,
         entry_size: 4,
     })
@@ -173,8 +164,8 @@ where
     let entries = root_table.get(SDT_HEADER_LEN..).unwrap_or(&[]);
     for entry in entries.chunks_exact(root.entry_size) {
         let address = match root.entry_size {
-            8 => read_u64(entry, 0),
-            _ => read_u32(entry, 0).map(u64::from),
+            8 => u64_at(entry, 0),
+            _ => u32_at(entry, 0).map(u64::from),
         }
         .unwrap_or(0);
         if address == 0 {

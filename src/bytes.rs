@@ -1,4 +1,5 @@
-//! Bounds-checked little-endian field access for untrusted firmware tables.
+//! Bounds-checked little-endian field access for untrusted firmware tables (memory maps, HOBs,
+//! ACPI): every read says `None` instead of panicking when the field is not inside the bytes.
 
 pub(crate) fn u16_at(bytes: &[u8], offset: usize) -> Option<u16> {
     Some(u16::from_le_bytes(array_at(bytes, offset)?))
