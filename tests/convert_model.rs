@@ -23,6 +23,8 @@ struct TableMapper {
     /// `set_shared` fails on reaching this page while setting this value.
     fail_on: Vec<(u64, bool)>,
     flushes: u32,
+    /// Every `flush(va, len)` as a `[va, va + len)` range.
+    flushed: Vec<(u64, u64)>,
 }
 
 impl TableMapper {
@@ -36,6 +38,14 @@ impl TableMapper {
 
     fn all(&self, shared: bool) -> bool {
         self.shared.values().all(|&s| s == shared)
+    }
+
+    /// Whether some flush since `since` (an index into `flushed`) covered `[start, end)`.
+    fn flushed_since(&self, since: usize, start: u64, end: u64) -> bool {
+        self.flushed
+            .iter()
+            .skip(since)
+            .any(|&(s, e)| s <= start && end <= e)
     }
 }
 
@@ -64,8 +74,9 @@ impl SharedBitMapper for TableMapper {
         Ok(())
     }
 
-    fn flush(&mut self, _va: u64, _len: u64) {
+    fn flush(&mut self, va: u64, len: u64) {
         self.flushes += 1;
+        self.flushed.push((va, va + len));
     }
 }
 
@@ -520,4 +531,37 @@ fn making_private_on_a_4k_host_accepts_every_page() {
     let stats = tdx.accept_stats();
     assert_eq!(stats.accepted_4k, 1024);
     assert!(stats.size_mismatch <= 2, "{stats:?}");
+}
+
+#[test]
+fn undone_mappings_are_flushed_from_the_tlb() {
+    // The processor may cache a translation of the new side between the change and the undo
+    // (page walks are speculative), so a range reported `Unchanged` or `MappingsPartial` after
+    // touching entries must have been flushed after the undo.
+    let tdx = model(0);
+    let cpu = tdx.vcpu(0);
+    let shared_mask = vp_info(&cpu).unwrap().shared_mask();
+    tdx.add_memory(0, 4 * M2, PageState::Private);
+    let va = DIRECT_MAP;
+    let mut mapper = TableMapper::mapping(0, 16 * K4);
+    mapper.fail_on.push((va + 5 * K4, true));
+    let before = mapper.flushed.len();
+    // SAFETY: nothing uses the model's memory.
+    let err =
+        unsafe { make_shared(&cpu, &mut mapper, shared_mask, range(0, 16 * K4)) }.unwrap_err();
+    assert_eq!(err.state, RangeState::Unchanged);
+    assert!(
+        mapper.flushed_since(before, va, va + 5 * K4),
+        "entries changed and undone without a flush: {:?}",
+        mapper.flushed
+    );
+
+    // The undo fails too: the entries it did restore were also briefly on the new side.
+    mapper.fail_on.push((va + 2 * K4, false));
+    let before = mapper.flushed.len();
+    // SAFETY: as above.
+    let err =
+        unsafe { make_shared(&cpu, &mut mapper, shared_mask, range(0, 16 * K4)) }.unwrap_err();
+    assert!(matches!(err.state, RangeState::MappingsPartial { .. }));
+    assert!(mapper.flushed_since(before, va, va + 5 * K4));
 }

@@ -214,9 +214,7 @@ unsafe fn convert(
             let refused_at_once =
                 e.converted_upto == range.gpa && matches!(e.cause, MapGpaFailure::Vmcall(_));
             let state = if refused_at_once {
-                let state = undo_mappings(mapper, range.va, range.len, to_shared);
-                mapper.flush(range.va, range.len);
-                state
+                undo_mappings(mapper, range.va, range.len, to_shared)
             } else {
                 RangeState::Converting {
                     converted_upto: e.converted_upto,
@@ -230,7 +228,12 @@ unsafe fn convert(
     }
 }
 
-/// Puts the first `done` bytes of mappings back on the old side.
+/// Puts the first `done` bytes of mappings back on the old side, then flushes them.
+///
+/// The flush is needed even when the change is undone before any flush: the processor may
+/// cache a translation of any present entry at any time (page walks are speculative), so the
+/// TLB may hold the new side of an entry that is now back on the old one. Without the flush a
+/// range reported `Unchanged` could still be reached through its other alias.
 fn undo_mappings(
     mapper: &mut impl SharedBitMapper,
     va: u64,
@@ -242,7 +245,9 @@ fn undo_mappings(
     }
     // SAFETY: these entries were changed by this conversion a moment ago; the caller's
     // guarantee that nothing uses the range still holds.
-    match unsafe { mapper.set_shared(va, done, !to_shared) } {
+    let undone = unsafe { mapper.set_shared(va, done, !to_shared) };
+    mapper.flush(va, done);
+    match undone {
         Ok(()) => RangeState::Unchanged,
         Err(undo) => RangeState::MappingsPartial {
             changed_from: va + undo.done.min(done),
