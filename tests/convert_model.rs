@@ -565,3 +565,31 @@ fn undone_mappings_are_flushed_from_the_tlb() {
     assert!(matches!(err.state, RangeState::MappingsPartial { .. }));
     assert!(mapper.flushed_since(before, va, va + 5 * K4));
 }
+
+#[test]
+fn pages_the_vmm_never_took_away_are_not_reported_as_zeroed() {
+    // The VMM answered the earlier MapGPA to shared without removing the private pages (here:
+    // they simply stayed private), so ACCEPT finds them already accepted and does not zero
+    // them: they still hold their old private contents. `make_private` promises zeroes; it
+    // must not return `Ok` for these pages.
+    let tdx = model(0);
+    let cpu = tdx.vcpu(0);
+    let shared_mask = vp_info(&cpu).unwrap().shared_mask();
+    let (gpa, len) = (M2, M2);
+    tdx.add_memory(0, 4 * M2, PageState::Private);
+    let mut memory = vec![0x5Au8; len as usize];
+    // SAFETY: `memory` outlives the model's use of it and is only read between calls.
+    assert!(unsafe { tdx.add_backing(gpa, memory.as_mut_ptr(), len) });
+    let mut mapper = TableMapper::mapping(gpa, len);
+    for s in mapper.shared.values_mut() {
+        *s = true;
+    }
+    // SAFETY: nothing uses the model's memory.
+    let err = unsafe { make_private(&cpu, &mut mapper, shared_mask, range(gpa, len)) }.unwrap_err();
+    assert_eq!(err.cause, ConvertCause::AlreadyAccepted);
+    // What the state claims is what the TD has: private, accepted, old contents.
+    assert_eq!(err.state, RangeState::PrivateNotZeroed);
+    assert_eq!(states(&tdx, gpa, len), [PageState::Private]);
+    assert!(mapper.all(false));
+    assert!(memory.iter().all(|&b| b == 0x5A));
+}

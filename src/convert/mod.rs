@@ -28,7 +28,7 @@ pub use mapper::{MapperError, SharedBitMapper};
 pub use page_table::PageTableMapper;
 pub use pool::{SharedBuffer, SharedPool};
 
-use crate::accept::{AcceptError, accept_range};
+use crate::accept::{AcceptError, HostMappingGuess, accept_range_with};
 use crate::tdcall::TdCall;
 use core::fmt;
 
@@ -47,12 +47,18 @@ pub enum RangeState {
         converted_upto: u64,
     },
     /// `make_private` only: the whole range is private in the mappings and for the VMM, but only
-    /// `[gpa, accepted_upto)` is accepted; the rest is pending. [`accept_range`] on the rest
+    /// `[gpa, accepted_upto)` is accepted; the rest is pending. [`crate::accept::accept_range`] on the rest
     /// finishes the conversion.
     PrivatePendingAccept {
         /// The GPA up to which pages are accepted.
         accepted_upto: u64,
     },
+    /// `make_private` only: the whole range is private and accepted, but the module found
+    /// some of its pages already accepted and left them as they were, not zeroed: the VMM had
+    /// never taken them away (the earlier conversion to shared was not real, or they were
+    /// never shared). They hold the TD's own earlier private contents, never anything the VMM
+    /// wrote; clear the range before it reaches anyone who must not see those.
+    PrivateNotZeroed,
     /// The mapper failed and could not undo its partial change: the mappings of
     /// `[changed_from, changed_upto)` show the new side, the rest of the range the old one;
     /// the VMM's view is unchanged.
@@ -77,6 +83,9 @@ pub enum ConvertCause {
     MapGpa(MapGpaError),
     /// Accepting the pages made private failed.
     Accept(AcceptError),
+    /// The module reported pages of a range being made private as already accepted, so it did
+    /// not zero them.
+    AlreadyAccepted,
     /// The bookkeeping storage given to a [`SharedPool`] is too small for its pages.
     PoolStorageTooSmall,
 }
@@ -154,6 +163,10 @@ pub unsafe fn make_shared(
 /// Makes `range` private: mappings, TLB, MapGPA without the shared bit, then ACCEPT, which
 /// zeroes every page.
 ///
+/// `Ok` means every page was zeroed by the module. A page the module finds already accepted
+/// (the VMM never took it away) keeps its old private contents; the call then fails with
+/// [`RangeState::PrivateNotZeroed`], as Linux fails any ACCEPT that does not return success.
+///
 /// # Safety
 ///
 /// As for [`make_shared`]: nothing may access the range during the call and its shared
@@ -167,15 +180,26 @@ pub unsafe fn make_private(
     // SAFETY: forwarded; the caller upholds the contract.
     let stats = unsafe { convert(tdx, mapper, shared_mask, range, false) }?;
     let end = range.gpa + range.len;
-    accept_range(tdx, range.gpa, end).map_err(|e| ConvertError {
-        state: RangeState::PrivatePendingAccept {
-            accepted_upto: match e {
-                AcceptError::Busy { gpa, .. } | AcceptError::Refused { gpa, .. } => gpa,
-                _ => range.gpa,
-            },
-        },
-        cause: ConvertCause::Accept(e),
-    })?;
+    let accepted =
+        accept_range_with(tdx, range.gpa, end, &HostMappingGuess::new()).map_err(|e| {
+            ConvertError {
+                state: RangeState::PrivatePendingAccept {
+                    accepted_upto: match e {
+                        AcceptError::Busy { gpa, .. } | AcceptError::Refused { gpa, .. } => gpa,
+                        _ => range.gpa,
+                    },
+                },
+                cause: ConvertCause::Accept(e),
+            }
+        })?;
+    // `accept_range` takes "already accepted" as success, which is right for memory that was
+    // never shared; here it means the page was not zeroed, breaking this function's promise.
+    if accepted.already_accepted != 0 {
+        return Err(ConvertError {
+            state: RangeState::PrivateNotZeroed,
+            cause: ConvertCause::AlreadyAccepted,
+        });
+    }
     Ok(stats)
 }
 
