@@ -6,10 +6,10 @@ use std::sync::atomic::AtomicU64;
 use tdx_boot::accept::{AcceptError, accept_range};
 use tdx_boot::convert::{
     ConvertCause, ConvertError, ConvertRange, MAX_RETRIES_WITHOUT_PROGRESS, MapGpaFailure,
-    MapperError, RangeState, SharedBitMapper, SharedPool, make_private, make_shared,
+    MapperError, RangeState, SharedBitMapper, SharedPool, make_private, make_shared, map_gpa_range,
 };
 use tdx_boot::model::{MapGpaFault, ModelConfig, PageState, TdxModule};
-use tdx_boot::tdcall::vmcall::function;
+use tdx_boot::tdcall::vmcall::{VmcallError, function};
 use tdx_boot::tdcall::{TdxStatus, VmcallStatus, leaf, vp_info};
 
 const K4: u64 = 0x1000;
@@ -592,4 +592,35 @@ fn pages_the_vmm_never_took_away_are_not_reported_as_zeroed() {
     assert_eq!(states(&tdx, gpa, len), [PageState::Private]);
     assert!(mapper.all(false));
     assert!(memory.iter().all(|&b| b == 0x5A));
+}
+
+#[test]
+fn map_gpa_range_refuses_a_mask_or_range_that_would_convert_the_wrong_way() {
+    let tdx = model(0);
+    let cpu = tdx.vcpu(0);
+    let shared_mask = vp_info(&cpu).unwrap().shared_mask();
+    tdx.add_memory(0, 4 * M2, PageState::Private);
+    let cases = [
+        // No shared bit: "to shared" would be a MapGPA to private.
+        (0, M2, 0),
+        // Not one bit.
+        (0, M2, shared_mask | M2),
+        // The range reaches the shared bit: its GPAs are not "without the shared bit".
+        (shared_mask - K4, 2 * K4, shared_mask),
+        (shared_mask, K4, shared_mask),
+    ];
+    for (start, len, mask) in cases {
+        // SAFETY: refused before any call; nothing uses the model's memory anyway.
+        let err = unsafe { map_gpa_range(&cpu, start, len, true, mask) }.unwrap_err();
+        assert!(
+            matches!(
+                err.cause,
+                MapGpaFailure::Vmcall(VmcallError::InvalidArgument(_))
+            ),
+            "{start:#x}+{len:#x} mask {mask:#x}: {err:?}"
+        );
+        assert_eq!(err.converted_upto, start);
+    }
+    assert_eq!(map_gpa_calls(&tdx), 0);
+    assert_eq!(states(&tdx, 0, 4 * M2), [PageState::Private]);
 }

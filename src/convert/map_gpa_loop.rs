@@ -73,6 +73,9 @@ impl core::error::Error for MapGpaError {}
 /// Converts `[start, start + len)` (GPAs without the shared bit, 4 KiB aligned, below
 /// `shared_mask`) to shared (`to_shared`) or to private, calling MapGPA again on every RETRY.
 ///
+/// A `shared_mask` that is not one bit, or a range that wraps or reaches it, is refused with
+/// [`VmcallError::InvalidArgument`] before any call.
+///
 /// # Safety
 ///
 /// As for [`map_gpa`]: nothing may rely on the contents or accessibility of the range while and
@@ -91,12 +94,20 @@ pub unsafe fn map_gpa_range(
         cause,
         stats,
     };
-    let Some(end) = start.checked_add(len) else {
-        return Err(fail(
-            MapGpaFailure::Vmcall(VmcallError::InvalidArgument("MapGPA range overflows")),
+    let invalid = |what| {
+        Err(fail(
+            MapGpaFailure::Vmcall(VmcallError::InvalidArgument(what)),
             start,
-            stats,
-        ));
+            MapGpaStats::default(),
+        ))
+    };
+    // With a mask of zero or several bits, or GPAs at or above the shared bit, `start | side`
+    // would name the wrong side: a "to shared" request would make the range private.
+    if !shared_mask.is_power_of_two() {
+        return invalid("MapGPA shared mask is not one bit");
+    }
+    let Some(end) = start.checked_add(len).filter(|&end| end <= shared_mask) else {
+        return invalid("MapGPA range overflows or reaches the shared bit");
     };
     let side = if to_shared { shared_mask } else { 0 };
     let mut cursor = start;
