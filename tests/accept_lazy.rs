@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicU64;
 use std::thread;
 use tdx_boot::accept::{AcceptError, BitmapError, DEFAULT_UNIT_SIZE, UnacceptedBitmap};
 use tdx_boot::model::{ModelConfig, PageState, TdxModule};
-use tdx_boot::tdcall::{TdxStatus, leaf};
+use tdx_boot::tdcall::{Regs, TdCall, TdxStatus, leaf};
 
 const K4: u64 = 0x1000;
 const M2: u64 = 0x20_0000;
@@ -240,4 +240,58 @@ mod properties {
             prop_assert_eq!(stats.accepted_bytes(), accepted.len() as u64 * unit);
         }
     }
+}
+
+/// A vCPU whose first ACCEPT waits (before reaching the module) until `release` is set.
+struct FirstAcceptWaits<T> {
+    cpu: T,
+    entered: std::sync::atomic::AtomicBool,
+    release: std::sync::atomic::AtomicBool,
+}
+
+impl<T: TdCall> TdCall for FirstAcceptWaits<T> {
+    unsafe fn tdcall(&self, regs: &mut Regs) {
+        use std::sync::atomic::Ordering::SeqCst;
+        if regs.rax == leaf::MEM_PAGE_ACCEPT && !self.entered.swap(true, SeqCst) {
+            while !self.release.load(SeqCst) {
+                thread::yield_now();
+            }
+        }
+        // SAFETY: forwarded unchanged; the caller upholds the contract.
+        unsafe { self.cpu.tdcall(regs) }
+    }
+}
+
+#[test]
+fn a_long_range_does_not_hold_units_it_is_not_yet_accepting() {
+    // CPU A ensures 128 MiB (two words of 2 MiB units) and is slow in its very first ACCEPT.
+    // Units of the second word must not sit claimed behind it: CPU B, needing one of them,
+    // takes it itself instead of waiting for A to get there.
+    use std::sync::atomic::Ordering::SeqCst;
+    let tdx = TdxModule::new(ModelConfig::default());
+    tdx.add_memory(0, 64 * M2, PageState::Unaccepted);
+    let words = storage(2);
+    let bitmap =
+        UnacceptedBitmap::from_ranges(&tdx.vcpu(0), &words, 0, M2, [(0, 64 * M2)]).unwrap();
+    let slow = FirstAcceptWaits {
+        cpu: tdx.vcpu(0),
+        entered: false.into(),
+        release: false.into(),
+    };
+    thread::scope(|s| {
+        let a = s.spawn(|| bitmap.ensure_accepted(&slow, 0, 64 * M2));
+        while !slow.entered.load(SeqCst) {
+            thread::yield_now();
+        }
+        let by_b = bitmap.accept_unclaimed(&tdx.vcpu(1), 40 * M2, 41 * M2);
+        slow.release.store(true, SeqCst);
+        assert_eq!(a.join().unwrap(), Ok(()));
+        assert_eq!(
+            by_b,
+            Ok(M2),
+            "a unit of the second word was held by a CPU still busy with the first"
+        );
+    });
+    assert_eq!(bitmap.unaccepted_bytes(), 0);
+    assert_eq!(tdx.accept_stats().already_accepted, 0);
 }

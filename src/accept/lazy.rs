@@ -12,10 +12,11 @@
 //! Accepted is all-zero, so the fast path of [`UnacceptedBitmap::ensure_accepted`] is one
 //! acquire load and a mask test per 32 units (64 MiB with 2 MiB units). A CPU claims with one
 //! compare-and-swap every unaccepted unit of a word that nobody holds, accepts what it claimed
-//! (consecutive units as one range, so 2 MiB ACCEPTs stay possible with small units), releases
-//! the units with a release `fetch_and`, and only then waits for units that other CPUs hold.
-//! A unit is therefore accepted by exactly one CPU, and no CPU waits while there is work it
-//! could do itself. If accepting fails, the units not accepted go back to unaccepted so that
+//! (consecutive units as one range, so 2 MiB ACCEPTs stay possible with small units) before
+//! claiming the next word's, releases the units with a release `fetch_and`, and only then
+//! waits for units that other CPUs hold. A unit is therefore accepted by exactly one CPU (the
+//! claim is one atomic read-modify-write), no CPU waits while there is work it could do
+//! itself, and no CPU sits on more than a word of claimed units it is not yet working on. If accepting fails, the units not accepted go back to unaccepted so that
 //! another caller may try again.
 //!
 //! # Interrupts
@@ -39,7 +40,7 @@
 use super::range::{AcceptError, HostMappingGuess, accept_range_with};
 use super::sync::{AtomicU64, Ordering, spin_wait};
 use crate::e820::{MemoryMap, RegionKind};
-use crate::tdcall::TdCall;
+use crate::tdcall::{PageLevel, TdCall};
 use core::fmt;
 
 /// Units tracked by one storage word (two bits each).
@@ -51,6 +52,8 @@ pub const DEFAULT_UNIT_SIZE: u64 = 0x20_0000;
 const PENDING_BITS: u64 = 0x5555_5555_5555_5555;
 const CLAIM_BITS: u64 = PENDING_BITS << 1;
 const PAGE_SIZE: u64 = 0x1000;
+/// The largest page one ACCEPT takes: claimed runs are kept whole up to its boundaries.
+const LARGEST_ACCEPT: u64 = PageLevel::Size2M.bytes();
 
 /// Why a bitmap could not be built or a range not recorded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -460,6 +463,16 @@ impl<'a> UnacceptedBitmap<'a> {
                     }
                     None => run = Some(piece),
                 }
+            }
+            // Accept the run now if it ends on a 2 MiB boundary rather than claim further
+            // words first: a CPU then holds at most one word of units (32 units, or up to
+            // 2 MiB of smaller ones) that it is not yet accepting, and a CPU needing a unit
+            // further on claims it itself instead of waiting behind the whole range.
+            if let Some((s, e)) = run
+                && self.gpa_of(e).is_multiple_of(LARGEST_ACCEPT)
+            {
+                run = None;
+                self.accept_units(tdx, s, e, &mut accepted)?;
             }
         }
         if let Some((s, e)) = run {
