@@ -167,3 +167,33 @@ fn loom_background_job_and_ensure_accepted_share_units() {
         assert!(by_background <= 3 * PAGE);
     });
 }
+
+#[test]
+fn loom_a_failure_gives_back_every_unit_claimed_after_it() {
+    loom::model(|| {
+        // Units 0, 1, 2 and 4 are pending (3 is accepted) and page 0 fails once. While the
+        // other CPU holds unit 1, this CPU claims {0}, {2} and {4} at once: three runs, the
+        // first of which fails with the others claimed. Every claim must be given back, or
+        // the final `ensure_accepted` would wait forever.
+        let module = Arc::new(FakeModule::new(5, Some(0)));
+        let storage: &'static [BitmapWord] = Box::leak(Box::new([BitmapWord::new(0)]));
+        let pending = [(0, 3 * PAGE), (4 * PAGE, 5 * PAGE)];
+        let bitmap: &'static UnacceptedBitmap<'static> = Box::leak(Box::new(
+            UnacceptedBitmap::from_ranges(&*module, storage, 0, PAGE, pending).expect("bitmap"),
+        ));
+        let other = {
+            let module = module.clone();
+            thread::spawn(move || bitmap.ensure_accepted(&*module, PAGE, PAGE + 1).is_ok())
+        };
+        let mine = bitmap.ensure_accepted(&*module, 0, 5 * PAGE);
+        assert!(mine.is_err(), "the injected failure was lost");
+        assert!(other.join().expect("thread"));
+        assert!(bitmap.ensure_accepted(&*module, 0, 5 * PAGE).is_ok());
+        assert!([0, 1, 2, 4].iter().all(|&p| module.is_accepted(p)));
+        assert!(
+            !module.is_accepted(3),
+            "an accepted unit was accepted again"
+        );
+        assert_eq!(bitmap.unaccepted_bytes(), 0);
+    });
+}
