@@ -254,17 +254,29 @@ impl<'a> AcceptJob<'a> {
 
     /// Waits until every item has finished on whichever CPU took it. `Err(gpa)` names the GPA
     /// of the first failure any CPU hit.
+    ///
+    /// Takes no item itself: call it after [`Self::run`], which returns only once the cursor is
+    /// exhausted, so the wait is for items already being accepted elsewhere. It is unbounded
+    /// for the reasons [`UnacceptedBitmap`]'s waits are (a CPU that took an item always settles
+    /// it, failed or not; only a vCPU that stops running can hold it up, and the host can
+    /// stall the TD anyway). With [`Self::run_for`] slices nothing guarantees that the cursor
+    /// is exhausted: use [`Self::settled_bytes`] instead.
     pub fn wait(&self) -> Result<(), u64> {
         while self.settled.load(Ordering::Acquire) < self.total {
             spin_wait();
         }
-        match self.first_error_gpa.load(Ordering::Acquire) {
+        // Relaxed: the error is written before its item's release of `settled`, which the
+        // acquire load above has synchronized with.
+        match self.first_error_gpa.load(Ordering::Relaxed) {
             NO_ERROR => Ok(()),
             gpa => Err(gpa),
         }
     }
 
     /// Claims the next item: `[offset, offset + size)` of job space.
+    ///
+    /// Relaxed throughout: that each offset is handed out once needs only the atomicity of the
+    /// compare-and-swap, and what an offset stands for (the ranges, the bitmap) is immutable.
     fn claim(&self) -> Option<(u64, u64)> {
         let mut cursor = self.cursor.load(Ordering::Relaxed);
         loop {
@@ -295,10 +307,11 @@ impl<'a> AcceptJob<'a> {
                 AcceptError::Busy { gpa, .. } | AcceptError::Refused { gpa, .. } => gpa,
                 _ => 0,
             };
+            // Relaxed: published by the release of `settled` below.
             let _ = self.first_error_gpa.compare_exchange(
                 NO_ERROR,
                 gpa,
-                Ordering::AcqRel,
+                Ordering::Relaxed,
                 Ordering::Relaxed,
             );
         }

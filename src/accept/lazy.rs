@@ -19,6 +19,25 @@
 //! itself, and no CPU sits on more than a word of claimed units it is not yet working on. If accepting fails, the units not accepted go back to unaccepted so that
 //! another caller may try again.
 //!
+//! # Memory ordering
+//!
+//! That a unit is claimed once needs only the atomicity of the compare-and-swap. The orderings
+//! carry the ACCEPT itself from the CPU that did it to the CPUs that use the memory: clearing
+//! a unit's bits is a release, every load that can see a unit accepted is an acquire, so the
+//! module's zeroing happens-before any access through [`UnacceptedBitmap::ensure_accepted`]'s
+//! return. Giving a unit back after a failure is a release and the claim an acquire, so a
+//! partial ACCEPT by the failed CPU is ordered before whatever the next holder publishes.
+//!
+//! # Waiting
+//!
+//! A CPU waits only for units another CPU has claimed, and a holder always lets go: its
+//! ACCEPTs end (busy pages are retried [`super::MAX_BUSY_RETRIES`] times, any other refusal
+//! gives the units back). The wait is therefore unbounded on purpose: the holder stops only if
+//! its vCPU stops, i.e. the host does not schedule it (the host can stall the whole TD anyway;
+//! a timeout would turn that into spurious errors, and taking the unit over would break
+//! "accepted once"), an interrupt handler on it waits for it (forbidden below), or it panicked
+//! in the middle of an ACCEPT (and the kernel with it).
+//!
 //! # Interrupts
 //!
 //! [`UnacceptedBitmap::ensure_accepted`] waits for units other CPUs are accepting. If an
@@ -165,6 +184,8 @@ impl<'a> UnacceptedBitmap<'a> {
             .checked_mul(unit_size)
             .and_then(|bytes| base.checked_add(bytes))
             .ok_or(BitmapError::CoverageOverflow)?;
+        // Relaxed: the bitmap reaches other CPUs only through however the caller shares it
+        // (AP wake-up, a lock), which orders these stores before their first load.
         for word in storage {
             word.store(0, Ordering::Relaxed);
         }
@@ -257,6 +278,7 @@ impl<'a> UnacceptedBitmap<'a> {
         let last = self.unit_of(end_whole);
         for span in self.word_spans(first, last) {
             if let Some(word) = self.words.get(span.word) {
+                // Release, as every write of a word; marking publishes no memory of its own.
                 word.fetch_or(spread(span.units), Ordering::Release);
             }
         }
@@ -284,6 +306,7 @@ impl<'a> UnacceptedBitmap<'a> {
         let units: u64 = self
             .words
             .iter()
+            // Relaxed: a figure for logs; nothing is accessed on the strength of it.
             .map(|w| u64::from((w.load(Ordering::Relaxed) & PENDING_BITS).count_ones()))
             .sum();
         units << self.unit_shift
@@ -422,6 +445,8 @@ impl<'a> UnacceptedBitmap<'a> {
             let hi = 2 * (last - word_first).min(UNITS_PER_WORD);
             let below = |n: u64| if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
             let mask = below(hi) & !below(lo);
+            // Acquire, pairing with `complete_units`: the ACCEPT of every unit seen accepted
+            // happens-before the caller touches it.
             match self.words.get(word as usize) {
                 Some(w) if w.load(Ordering::Acquire) & mask != 0 => return false,
                 _ => {}
@@ -488,17 +513,21 @@ impl<'a> UnacceptedBitmap<'a> {
             return 0;
         };
         let mask = spread(units);
-        let mut current = w.load(Ordering::Acquire);
+        // Relaxed: a stale value only fails the compare-and-swap below.
+        let mut current = w.load(Ordering::Relaxed);
         loop {
             let claimable = current & mask & PENDING_BITS & !((current & CLAIM_BITS) >> 1);
             if claimable == 0 {
                 return 0;
             }
+            // Acquire on success, pairing with `release_word`: what a previous holder did to
+            // the unit before giving it back comes before this CPU's ACCEPT. A claim publishes
+            // nothing, so no release; a failed exchange just retries.
             match w.compare_exchange_weak(
                 current,
                 current | (claimable << 1),
-                Ordering::AcqRel,
                 Ordering::Acquire,
+                Ordering::Relaxed,
             ) {
                 Ok(_) => return compact(claimable),
                 Err(seen) => current = seen,
@@ -555,6 +584,7 @@ impl<'a> UnacceptedBitmap<'a> {
         }
     }
 
+    /// Clears the claim bits of `units` (release: see `claim_in_word`).
     fn release_word(&self, word: usize, units: u32) {
         if let Some(w) = self.words.get(word) {
             w.fetch_and(!(spread(units) << 1), Ordering::Release);

@@ -197,3 +197,22 @@ fn loom_a_failure_gives_back_every_unit_claimed_after_it() {
         assert_eq!(bitmap.unaccepted_bytes(), 0);
     });
 }
+
+#[test]
+fn loom_wait_reports_a_failure_on_another_cpu() {
+    loom::model(|| {
+        let module = Arc::new(FakeModule::new(2, Some(1)));
+        let ranges: &'static [core::ops::Range<u64>] = Box::leak(Box::new([0..2 * PAGE]));
+        let job: &'static AcceptJob<'static> = Box::leak(Box::new(
+            AcceptJob::new(ranges, ItemSizing::Fixed(PAGE)).expect("job"),
+        ));
+        let other = {
+            let module = module.clone();
+            thread::spawn(move || job.run(&*module).is_err())
+        };
+        let mine_failed = job.run(&*module).is_err();
+        // Whichever CPU took page 1 failed; `wait` sees it even if the other CPU did.
+        assert_eq!(job.wait(), Err(PAGE));
+        assert!(mine_failed != other.join().expect("thread"));
+    });
+}

@@ -89,6 +89,7 @@ impl<'a> SharedPool<'a> {
             let first_page = i as u64 * 64;
             let valid = pages.saturating_sub(first_page).min(64);
             let unusable = if valid == 64 { 0 } else { !0u64 << valid };
+            // Relaxed: the pool reaches other CPUs only through however the caller shares it.
             word.store(unusable, Ordering::Relaxed);
         }
         Ok((
@@ -110,6 +111,8 @@ impl<'a> SharedPool<'a> {
             return None;
         }
         for (index, word) in self.in_use.iter().enumerate() {
+            // Relaxed: a stale value only fails the compare-and-swap. Its success is an acquire,
+            // pairing with `free`'s release: the previous owner's accesses come first.
             let mut current = word.load(Ordering::Relaxed);
             while let Some(bit) = free_run(current, pages) {
                 let mask = run_mask(bit, pages);
@@ -162,6 +165,7 @@ impl<'a> SharedPool<'a> {
         let in_use: u64 = self
             .in_use
             .iter()
+            // Relaxed: a figure; nothing is handed out on the strength of it.
             .map(|w| u64::from(w.load(Ordering::Relaxed).count_ones()))
             .sum();
         (self.in_use.len() as u64 * 64).saturating_sub(in_use)
