@@ -11,6 +11,8 @@ use x86_64::structures::paging::{PageTable, PageTableFlags, page_table::PageTabl
 use x86_64::{PhysAddr, VirtAddr};
 
 const PAGE: u64 = 0x1000;
+/// The physical-address bits of an x86-64 page-table entry (12..=51).
+const ADDRESS_BITS: u64 = 0x000f_ffff_ffff_f000;
 
 /// Rewrites the shared bit in 4-level page tables reachable at `physical_offset + phys`; the TLB
 /// flush is the kernel's (`invlpg`, a CR3 reload or a shootdown), passed in as `flush`.
@@ -32,7 +34,8 @@ impl<F: FnMut(u64, u64)> core::fmt::Debug for PageTableMapper<'_, F> {
 
 impl<'t, F: FnMut(u64, u64)> PageTableMapper<'t, F> {
     /// A mapper for the tables under `level_4`; `flush(va, len)` must invalidate the TLB for
-    /// the range on every CPU that may use these tables.
+    /// the range on every CPU that may use these tables. `shared_mask` is the TD's shared bit
+    /// (one bit of 12..=51); with any other value every `set_shared` fails.
     ///
     /// # Safety
     ///
@@ -40,7 +43,8 @@ impl<'t, F: FnMut(u64, u64)> PageTableMapper<'t, F> {
     /// writable, at virtual address `physical_offset + physical address`; the tables are
     /// private memory (their own addresses carry no shared bit) and nothing else reads or
     /// writes them while the mapper lives (no other CPU changes them; the hardware walker may
-    /// read them, which is what the flush is for).
+    /// read them, which is what the flush is for). No table is reachable from itself (no
+    /// recursive entry): each is borrowed mutably on its own during a walk.
     pub unsafe fn new(
         level_4: &'t mut PageTable,
         physical_offset: u64,
@@ -91,6 +95,14 @@ impl<'t, F: FnMut(u64, u64)> PageTableMapper<'t, F> {
 impl<F: FnMut(u64, u64)> SharedBitMapper for PageTableMapper<'_, F> {
     unsafe fn set_shared(&mut self, va: u64, len: u64, shared: bool) -> Result<(), MapperError> {
         let mask = self.shared_mask;
+        // Any other mask would change nothing (and report success), set a flag bit, or trip
+        // `set_addr`'s alignment assertion.
+        if !mask.is_power_of_two() || mask & ADDRESS_BITS == 0 {
+            return Err(MapperError {
+                done: 0,
+                reason: "the shared mask is not one physical-address bit",
+            });
+        }
         let mut done = 0;
         while done < len {
             let page = va.checked_add(done).ok_or(MapperError {
@@ -217,5 +229,20 @@ mod tests {
         assert_eq!(err.reason, "non-canonical address");
         assert_eq!(leaf_addr(&tables, 3, p1 + 1), 0x10_1000);
         assert_eq!(leaf_addr(&tables, 3, p1 + 14), 0x10_e000 | SHARED);
+    }
+
+    #[test]
+    fn a_mask_that_is_not_one_address_bit_is_refused_not_a_panic() {
+        let mut tables = build();
+        let p1 = usize::from(VirtAddr::new(VA).p1_index());
+        for mask in [0, 1 << 5, SHARED | (1 << 40), 1 << 52, 1 << 63] {
+            let (l4, _) = tables.tables.split_first_mut().unwrap();
+            // SAFETY: the tables are host boxes at their own addresses, used only here.
+            let mut mapper = unsafe { PageTableMapper::new(l4, 0, mask, |_, _| {}) };
+            // SAFETY: nothing uses the (fictitious) mapped memory.
+            let err = unsafe { mapper.set_shared(VA, PAGE, true) }.unwrap_err();
+            assert_eq!(err.done, 0, "{mask:#x}");
+            assert_eq!(leaf_addr(&tables, 3, p1), 0x10_0000, "{mask:#x}");
+        }
     }
 }
