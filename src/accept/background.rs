@@ -33,6 +33,10 @@ impl<'a> BackgroundAcceptor<'a> {
     /// Accepts at most `max_items` items (units of at least 2 MiB) and says whether work is
     /// left. Call from the idle loop with interrupts enabled; each item is a few milliseconds
     /// at most. `share` accumulates what this CPU accepted.
+    ///
+    /// An interrupt may arrive while this CPU holds a unit; its handler must not then call
+    /// [`UnacceptedBitmap::ensure_accepted`] (the rule of the bitmap's module documentation),
+    /// or it could wait for the unit its own CPU holds.
     pub fn run_for(
         &self,
         tdx: &impl TdCall,
