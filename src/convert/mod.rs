@@ -221,7 +221,9 @@ unsafe fn convert(
     }
     // SAFETY: the caller guarantees nothing uses the range while it changes sides.
     if let Err(e) = unsafe { mapper.set_shared(range.va, range.len, to_shared) } {
-        let state = undo_mappings(mapper, range.va, e.done, to_shared);
+        // A mapper claiming more than it was asked for is not believed beyond the range.
+        // SAFETY: these entries were changed by this call, under the caller's contract.
+        let state = unsafe { undo_mappings(mapper, range.va, e.done.min(range.len), to_shared) };
         return Err(ConvertError {
             state,
             cause: ConvertCause::Mapper(e),
@@ -238,7 +240,8 @@ unsafe fn convert(
             let refused_at_once =
                 e.converted_upto == range.gpa && matches!(e.cause, MapGpaFailure::Vmcall(_));
             let state = if refused_at_once {
-                undo_mappings(mapper, range.va, range.len, to_shared)
+                // SAFETY: as above.
+                unsafe { undo_mappings(mapper, range.va, range.len, to_shared) }
             } else {
                 RangeState::Converting {
                     converted_upto: e.converted_upto,
@@ -258,7 +261,12 @@ unsafe fn convert(
 /// cache a translation of any present entry at any time (page walks are speculative), so the
 /// TLB may hold the new side of an entry that is now back on the old one. Without the flush a
 /// range reported `Unchanged` could still be reached through its other alias.
-fn undo_mappings(
+///
+/// # Safety
+///
+/// The entries of `[va, va + done)` were changed towards `to_shared` by the conversion in
+/// progress, and its caller's guarantee (nothing uses the range) still holds.
+unsafe fn undo_mappings(
     mapper: &mut impl SharedBitMapper,
     va: u64,
     done: u64,
@@ -267,8 +275,7 @@ fn undo_mappings(
     if done == 0 {
         return RangeState::Unchanged;
     }
-    // SAFETY: these entries were changed by this conversion a moment ago; the caller's
-    // guarantee that nothing uses the range still holds.
+    // SAFETY: this function's contract: nothing uses the range, the entries are ours to flip.
     let undone = unsafe { mapper.set_shared(va, done, !to_shared) };
     mapper.flush(va, done);
     match undone {
