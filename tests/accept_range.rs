@@ -281,3 +281,35 @@ proptest! {
         prop_assert!(accepts(&tdx) <= (end - start) / K4 + (end - start) / M2);
     }
 }
+
+#[test]
+fn the_top_of_the_address_space_neither_overflows_nor_loops() {
+    // GPAW 52: private GPAs end at the shared bit (2^51); above it the module refuses.
+    let tdx = TdxModule::new(ModelConfig {
+        gpaw: 52,
+        ..Default::default()
+    });
+    let cpu = tdx.vcpu(0);
+    let top = 1u64 << 51;
+    tdx.add_memory(top - 4 * M2, top, PageState::Unaccepted);
+    let stats = accept_range_with(&cpu, top - 3 * M2 - K4, top, &HostMappingGuess::new()).unwrap();
+    assert_eq!((stats.accepted_2m, stats.accepted_4k), (3, 1));
+    assert!(all_private(&tdx, top - 3 * M2 - K4, top));
+
+    // Ranges ending at the last page of the 64-bit space: every call is refused at the first
+    // GPA, with no arithmetic past 2^64.
+    for start in [
+        u64::MAX - 2 * M2 + 1 - K4,
+        u64::MAX - K4 + 1 - K4,
+        !(M2 - 1),
+    ] {
+        let end = u64::MAX - K4 + 1;
+        let before = accepts(&tdx);
+        let err = accept_range(&cpu, start, end).unwrap_err();
+        assert!(
+            matches!(err, AcceptError::Refused { gpa, .. } if gpa == start),
+            "{start:#x}: {err:?}"
+        );
+        assert!(accepts(&tdx) - before <= 2, "{start:#x}");
+    }
+}
