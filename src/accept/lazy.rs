@@ -21,7 +21,9 @@
 //!
 //! # Memory ordering
 //!
-//! That a unit is claimed once needs only the atomicity of the compare-and-swap. The orderings
+//! That a unit is claimed once needs only the atomicity of the compare-and-swap, and it has no
+//! ABA hazard: the new value is computed from the whole word it replaces, so a word that
+//! changed and changed back yields the same claim, still valid. The orderings
 //! carry the ACCEPT itself from the CPU that did it to the CPUs that use the memory: clearing
 //! a unit's bits is a release, every load that can see a unit accepted is an acquire, so the
 //! module's zeroing happens-before any access through [`UnacceptedBitmap::ensure_accepted`]'s
@@ -137,7 +139,6 @@ pub struct UnacceptedBitmap<'a> {
     words: &'a [AtomicU64],
     base: u64,
     unit_shift: u32,
-    units: u64,
     guess: HostMappingGuess,
 }
 
@@ -146,7 +147,7 @@ impl fmt::Debug for UnacceptedBitmap<'_> {
         f.debug_struct("UnacceptedBitmap")
             .field("base", &self.base)
             .field("unit_size", &self.unit_size())
-            .field("units", &self.units)
+            .field("units", &self.units())
             .finish_non_exhaustive()
     }
 }
@@ -193,7 +194,6 @@ impl<'a> UnacceptedBitmap<'a> {
             words: storage,
             base,
             unit_shift: unit_size.trailing_zeros(),
-            units,
             guess: HostMappingGuess::new(),
         })
     }
@@ -290,6 +290,12 @@ impl<'a> UnacceptedBitmap<'a> {
         self.base
     }
 
+    /// How many units the storage tracks.
+    const fn units(&self) -> u64 {
+        // Fits: `new` checked `len * 32 * unit_size` against the address space.
+        self.words.len() as u64 * UNITS_PER_WORD
+    }
+
     /// The size of one unit in bytes.
     pub const fn unit_size(&self) -> u64 {
         1 << self.unit_shift
@@ -298,7 +304,7 @@ impl<'a> UnacceptedBitmap<'a> {
     /// The end (exclusive) of the covered GPA range.
     pub const fn coverage_end(&self) -> u64 {
         // Checked in `new`.
-        self.base + (self.units << self.unit_shift)
+        self.base + (self.units() << self.unit_shift)
     }
 
     /// Bytes still unaccepted (units being accepted included).
@@ -374,7 +380,7 @@ impl<'a> UnacceptedBitmap<'a> {
         if start > end {
             return Err(AcceptError::Reversed { start, end });
         }
-        let first = self.unit_of(start.max(self.base)).min(self.units);
+        let first = self.unit_of(start.max(self.base)).min(self.units());
         let last = if end <= self.base {
             0
         } else {
@@ -398,7 +404,7 @@ impl<'a> UnacceptedBitmap<'a> {
         if end & (self.unit_size() - 1) == 0 {
             last = last.saturating_add(1);
         }
-        Some((first, last.min(self.units)))
+        Some((first, last.min(self.units())))
     }
 
     #[inline]
