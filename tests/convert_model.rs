@@ -87,6 +87,15 @@ fn model(chunk: u64) -> TdxModule {
     })
 }
 
+/// A TD whose VMM converts `chunk` bytes per MapGPA (0: all), with `[0, end)` in `state`, and
+/// its shared bit as TDG.VP.INFO reports it.
+fn td(chunk: u64, end: u64, state: PageState) -> (TdxModule, u64) {
+    let tdx = model(chunk);
+    let shared_mask = vp_info(&tdx.vcpu(0)).unwrap().shared_mask();
+    tdx.add_memory(0, end, state);
+    (tdx, shared_mask)
+}
+
 fn range(gpa: u64, len: u64) -> ConvertRange {
     ConvertRange {
         va: DIRECT_MAP.wrapping_add(gpa),
@@ -146,10 +155,8 @@ fn round_trip_loses_contents_and_re_accepts() {
 #[test]
 fn chunking_vmms_cost_ceil_size_over_chunk_calls() {
     for (chunk, len) in [(M2, 16 * M2 + K4), (64 << 20, 200 << 20)] {
-        let tdx = model(chunk);
+        let (tdx, shared_mask) = td(chunk, len, PageState::Private);
         let cpu = tdx.vcpu(0);
-        let shared_mask = vp_info(&cpu).unwrap().shared_mask();
-        tdx.add_memory(0, len, PageState::Private);
         let mut mapper = TableMapper::mapping(0, len);
         // SAFETY: nothing uses the model's memory.
         let stats = unsafe { make_shared(&cpu, &mut mapper, shared_mask, range(0, len)) }.unwrap();
@@ -184,10 +191,8 @@ fn hostile_resume_values_are_refused() {
         MapGpaFault::ResumeAt(u64::MAX),
     ];
     for fault in faults {
-        let tdx = model(M2);
+        let (tdx, shared_mask) = td(M2, 16 * M2, PageState::Private);
         let cpu = tdx.vcpu(0);
-        let shared_mask = vp_info(&cpu).unwrap().shared_mask();
-        tdx.add_memory(0, 16 * M2, PageState::Private);
         tdx.set_map_gpa_fault(Some(fault));
         let mut mapper = TableMapper::mapping(gpa, len);
         // SAFETY: nothing uses the model's memory.
@@ -218,10 +223,8 @@ fn hostile_resume_values_are_refused() {
 
 #[test]
 fn retries_without_progress_give_up() {
-    let tdx = model(0);
+    let (tdx, shared_mask) = td(0, 4 * M2, PageState::Private);
     let cpu = tdx.vcpu(0);
-    let shared_mask = vp_info(&cpu).unwrap().shared_mask();
-    tdx.add_memory(0, 4 * M2, PageState::Private);
     tdx.set_map_gpa_fault(Some(MapGpaFault::RetryWithoutProgress));
     let mut mapper = TableMapper::mapping(0, M2);
     // SAFETY: nothing uses the model's memory.
@@ -234,10 +237,8 @@ fn retries_without_progress_give_up() {
 
 #[test]
 fn a_clean_refusal_leaves_the_range_unchanged() {
-    let tdx = model(0);
+    let (tdx, shared_mask) = td(0, 4 * M2, PageState::Private);
     let cpu = tdx.vcpu(0);
-    let shared_mask = vp_info(&cpu).unwrap().shared_mask();
-    tdx.add_memory(0, 4 * M2, PageState::Private);
     tdx.refuse_vmcall(function::MAP_GPA, VmcallStatus::GPA_INUSE_RAW, 1);
     let mut mapper = TableMapper::mapping(0, M2);
     // SAFETY: nothing uses the model's memory.
@@ -249,10 +250,8 @@ fn a_clean_refusal_leaves_the_range_unchanged() {
 
 #[test]
 fn mapper_failures_are_undone_or_reported() {
-    let tdx = model(0);
+    let (tdx, shared_mask) = td(0, 4 * M2, PageState::Private);
     let cpu = tdx.vcpu(0);
-    let shared_mask = vp_info(&cpu).unwrap().shared_mask();
-    tdx.add_memory(0, 4 * M2, PageState::Private);
     let va = DIRECT_MAP;
     let mut mapper = TableMapper::mapping(0, 16 * K4);
     mapper.fail_on.push((va + 5 * K4, true));
@@ -287,10 +286,8 @@ fn mapper_failures_are_undone_or_reported() {
 
 #[test]
 fn a_failed_accept_leaves_the_range_pending_and_accept_range_finishes_it() {
-    let tdx = model(0);
+    let (tdx, shared_mask) = td(0, 4 * M2, PageState::Shared);
     let cpu = tdx.vcpu(0);
-    let shared_mask = vp_info(&cpu).unwrap().shared_mask();
-    tdx.add_memory(0, 4 * M2, PageState::Shared);
     let mut mapper = TableMapper::mapping(0, M2);
     for s in mapper.shared.values_mut() {
         *s = true;
@@ -427,10 +424,8 @@ fn the_pool_hands_out_shared_pages_once() {
 
 #[test]
 fn progress_then_a_stuck_vmm_reports_how_far_it_got() {
-    let tdx = model(M2);
+    let (tdx, shared_mask) = td(M2, 16 * M2, PageState::Private);
     let cpu = tdx.vcpu(0);
-    let shared_mask = vp_info(&cpu).unwrap().shared_mask();
-    tdx.add_memory(0, 16 * M2, PageState::Private);
     // Every answer says "resume at 2 MiB": progress once, then none.
     tdx.set_map_gpa_fault(Some(MapGpaFault::ResumeAt(M2 | shared_mask)));
     let mut mapper = TableMapper::mapping(0, 8 * M2);
@@ -476,10 +471,8 @@ fn every_vmm_refusal_and_a_failed_tdcall_leave_the_range_unchanged() {
         0x8000_0000_0000_0042,
     ];
     for status in refusals {
-        let tdx = model(M2);
+        let (tdx, shared_mask) = td(M2, 4 * M2, PageState::Private);
         let cpu = tdx.vcpu(0);
-        let shared_mask = vp_info(&cpu).unwrap().shared_mask();
-        tdx.add_memory(0, 4 * M2, PageState::Private);
         tdx.refuse_vmcall(function::MAP_GPA, status, 1);
         let mut mapper = TableMapper::mapping(0, 2 * M2);
         // SAFETY: nothing uses the model's memory.
@@ -495,10 +488,8 @@ fn every_vmm_refusal_and_a_failed_tdcall_leave_the_range_unchanged() {
     }
 
     // The model's VMM refuses memory that is not RAM (here: absent) on its own.
-    let tdx = model(0);
+    let (tdx, shared_mask) = td(0, M2, PageState::Private);
     let cpu = tdx.vcpu(0);
-    let shared_mask = vp_info(&cpu).unwrap().shared_mask();
-    tdx.add_memory(0, M2, PageState::Private);
     let mut mapper = TableMapper::mapping(0, 2 * M2);
     // SAFETY: as above.
     let err = unsafe { make_shared(&cpu, &mut mapper, shared_mask, range(0, 2 * M2)) }.unwrap_err();
@@ -544,10 +535,8 @@ fn undone_mappings_are_flushed_from_the_tlb() {
     // The processor may cache a translation of the new side between the change and the undo
     // (page walks are speculative), so a range reported `Unchanged` or `MappingsPartial` after
     // touching entries must have been flushed after the undo.
-    let tdx = model(0);
+    let (tdx, shared_mask) = td(0, 4 * M2, PageState::Private);
     let cpu = tdx.vcpu(0);
-    let shared_mask = vp_info(&cpu).unwrap().shared_mask();
-    tdx.add_memory(0, 4 * M2, PageState::Private);
     let va = DIRECT_MAP;
     let mut mapper = TableMapper::mapping(0, 16 * K4);
     mapper.fail_on.push((va + 5 * K4, true));
@@ -602,10 +591,8 @@ fn pages_the_vmm_never_took_away_are_not_reported_as_zeroed() {
 
 #[test]
 fn map_gpa_range_refuses_a_mask_or_range_that_would_convert_the_wrong_way() {
-    let tdx = model(0);
+    let (tdx, shared_mask) = td(0, 4 * M2, PageState::Private);
     let cpu = tdx.vcpu(0);
-    let shared_mask = vp_info(&cpu).unwrap().shared_mask();
-    tdx.add_memory(0, 4 * M2, PageState::Private);
     let cases = [
         // No shared bit: "to shared" would be a MapGPA to private.
         (0, M2, 0),
