@@ -252,6 +252,8 @@ impl<'a> UnacceptedBitmap<'a> {
     ///
     /// Meant for building the bitmap: while other CPUs may call [`Self::ensure_accepted`] on
     /// the same units, only mark whole units (the eager edges would race with their ACCEPTs).
+    /// Never mark memory in use: a marked unit is accepted again on its next use, which zeroes
+    /// it if the host swapped the page for a pending one (see [`super::accept_range`]).
     pub fn mark_unaccepted(
         &self,
         tdx: &impl TdCall,

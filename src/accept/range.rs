@@ -194,13 +194,22 @@ impl HostMappingGuess {
 /// same Secure-EPT entries (`TDX_OPERAND_BUSY`) and do the work twice. [`super::UnacceptedBitmap`]
 /// and [`super::AcceptJob`] hand out disjoint ranges.
 ///
-/// # Why this function is safe
+/// # Why this function is safe, and what it still requires
 ///
 /// ACCEPT zeroes a page only when it moves from pending to accepted. A pending page cannot hold
 /// data anyone relies on: the TD cannot read or write it before it is accepted. A page that is
 /// already accepted, and so may hold live data, is answered with `TDX_PAGE_ALREADY_ACCEPTED`
-/// and NOT zeroed. Whatever range a caller passes, no memory the program can observe changes,
-/// as long as the TDX module keeps that rule (it does: `tdg_mem_page_accept.c` in the TDX module source).
+/// and NOT zeroed (the TDX module's rule, in its `tdg_mem_page_accept.c`).
+///
+/// That is not the whole story against a hostile host: it can remove an accepted page
+/// (TDH.MEM.PAGE.REMOVE) and add a pending one at the same GPA (TDH.MEM.PAGE.AUG). Touching it
+/// then faults, which is only the denial of service the host can always inflict; but ACCEPTing
+/// it succeeds and silently replaces the live data with zeroes. So pass only memory the TD
+/// has never accepted or has given back (the firmware's unaccepted ranges, the
+/// [`super::UnacceptedBitmap`]'s units, pages made private again): never memory in use. This
+/// is why Linux never accepts memory twice and requires `SEPT_VE_DISABLE` (no accepting from
+/// the #VE handler). The signature does not say so with `unsafe` (it is part of the crate's
+/// stable API): the rule is a precondition the caller keeps, not one the type system checks.
 pub fn accept_range(tdx: &impl TdCall, start: u64, end: u64) -> Result<(), AcceptError> {
     accept_range_with(tdx, start, end, &HostMappingGuess::new()).map(|_| ())
 }
@@ -275,7 +284,8 @@ fn accept_one(
     let mut retries = 0;
     loop {
         // SAFETY: see "Why this function is safe" on `accept_range`: ACCEPT changes only pages
-        // that are pending, whose contents nobody can have observed.
+        // that are pending, whose contents nobody can have observed; the caller passes no
+        // memory in use, so a page the host swapped for a pending one holds nothing live.
         match unsafe { accept_page(tdx, gpa, level) } {
             AcceptOutcome::Accepted => return Ok(Step::Done),
             AcceptOutcome::AlreadyAccepted => {
