@@ -122,7 +122,8 @@ impl core::fmt::Debug for AcceptJob<'_> {
 
 impl<'a> AcceptJob<'a> {
     /// A job accepting the disjoint, 4 KiB-aligned `ranges` directly (eager acceptance at
-    /// boot: nothing else may accept them meanwhile).
+    /// boot: nothing else may accept them meanwhile, and, as for [`super::accept_range`], they
+    /// hold no memory in use).
     pub fn new(ranges: &'a [Range<u64>], sizing: ItemSizing) -> Result<Self, AcceptError> {
         let granule = Self::checked_granule(sizing)?;
         let mut total: u64 = 0;
