@@ -10,7 +10,7 @@ use tdx_boot::convert::{
 };
 use tdx_boot::model::{MapGpaFault, ModelConfig, PageState, TdxModule};
 use tdx_boot::tdcall::vmcall::{VmcallError, function};
-use tdx_boot::tdcall::{TdxStatus, VmcallStatus, leaf, vp_info};
+use tdx_boot::tdcall::{Regs, TdCall, TdxStatus, VmcallStatus, leaf, vp_info};
 
 const K4: u64 = 0x1000;
 const M2: u64 = 0x20_0000;
@@ -616,4 +616,65 @@ fn map_gpa_range_refuses_a_mask_or_range_that_would_convert_the_wrong_way() {
     }
     assert_eq!(map_gpa_calls(&tdx), 0);
     assert_eq!(states(&tdx, 0, 4 * M2), [PageState::Private]);
+}
+
+/// A vCPU whose module refuses the ACCEPT of one GPA (any level) with EPT_WALK_FAILED.
+struct RefusesAcceptAt<T> {
+    cpu: T,
+    gpa: u64,
+}
+
+impl<T: TdCall> TdCall for RefusesAcceptAt<T> {
+    unsafe fn tdcall(&self, regs: &mut Regs) {
+        if regs.rax == leaf::MEM_PAGE_ACCEPT && regs.rcx & !0xfff == self.gpa {
+            regs.rax = TdxStatus::EPT_WALK_FAILED.raw();
+            return;
+        }
+        // SAFETY: forwarded unchanged; the caller upholds the contract.
+        unsafe { self.cpu.tdcall(regs) }
+    }
+}
+
+#[test]
+fn a_failed_accept_mid_range_is_reported_page_exactly() {
+    // On a 2 MiB host the refusal of the second block; on a 4 KiB host of a page inside one.
+    for (host, refused) in [
+        (tdx_boot::model::HostPageSize::Size2M, M2),
+        (tdx_boot::model::HostPageSize::Size4K, M2 + 5 * K4),
+    ] {
+        let tdx = TdxModule::new(ModelConfig {
+            host_page_size: host,
+            ..Default::default()
+        });
+        let shared_mask = vp_info(&tdx.vcpu(0)).unwrap().shared_mask();
+        tdx.add_memory(0, 4 * M2, PageState::Shared);
+        let cpu = RefusesAcceptAt {
+            cpu: tdx.vcpu(0),
+            gpa: refused,
+        };
+        let mut mapper = TableMapper::mapping(0, 3 * M2);
+        for s in mapper.shared.values_mut() {
+            *s = true;
+        }
+        // SAFETY: nothing uses the model's memory.
+        let err =
+            unsafe { make_private(&cpu, &mut mapper, shared_mask, range(0, 3 * M2)) }.unwrap_err();
+        assert_eq!(
+            err.state,
+            RangeState::PrivatePendingAccept {
+                accepted_upto: refused
+            },
+            "{host:?}"
+        );
+        // What the state claims, page by page.
+        assert_eq!(states(&tdx, 0, refused), [PageState::Private], "{host:?}");
+        assert_eq!(
+            states(&tdx, refused, 3 * M2 - refused),
+            [PageState::Unaccepted],
+            "{host:?}"
+        );
+        assert!(mapper.all(false));
+        accept_range(&tdx.vcpu(0), refused, 3 * M2).unwrap();
+        assert_eq!(states(&tdx, 0, 3 * M2), [PageState::Private]);
+    }
 }
