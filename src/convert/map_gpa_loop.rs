@@ -5,7 +5,9 @@
 //! word: it must carry the shared bit of the request, be page aligned, lie inside what is left
 //! of the range and not move backwards. A resume at the very GPA of the call is a retry without
 //! progress (an event was pending); [`MAX_RETRIES_WITHOUT_PROGRESS`] of those in a row end the
-//! loop, as in Linux's `tdx_map_gpa`.
+//! loop, as in Linux's `tdx_map_gpa`. Every other RETRY moves the resume GPA forward by at least
+//! a page, so a VMM that answers RETRY forever gets at most [`MAX_RETRIES_WITHOUT_PROGRESS`]
+//! calls per page of the range (a slow-down the host could cause anyway, never a hang).
 
 use crate::tdcall::TdCall;
 use crate::tdcall::vmcall::{MapGpaOutcome, VmcallError, map_gpa};
