@@ -4,7 +4,7 @@
 use crate::{gdt, interrupts, percpu, tsc};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use spin::Mutex;
 use tdx_boot::e820::{MemoryMap, RegionKind};
 use tdx_boot::mpwk::{self, ApBoot, ApState, Madt, Mailbox, MpWaker};
@@ -118,6 +118,9 @@ extern "C" fn ap_entry(boot: &ApBoot) -> ! {
     ONLINE.fetch_add(1, Ordering::Release);
     let mut seen = 0;
     loop {
+        if STOP.load(Ordering::Acquire) {
+            crate::qemu_exit::halt_forever();
+        }
         let generation = GENERATION.load(Ordering::Acquire);
         if generation != seen {
             seen = generation;
@@ -130,6 +133,12 @@ extern "C" fn ap_entry(boot: &ApBoot) -> ! {
         }
         core::hint::spin_loop();
     }
+}
+
+/// Tells every AP to leave its work loop and halt for good (through the VMM in a TD), so that
+/// a finished kernel does not keep host CPUs spinning where no exit device ends the VM.
+pub fn stop_aps() {
+    STOP.store(true, Ordering::Release);
 }
 
 /// APs online (in their work loop).
@@ -145,6 +154,7 @@ unsafe impl Send for JobRef {}
 static JOB: Mutex<Option<JobRef>> = Mutex::new(None);
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 static DONE: AtomicU32 = AtomicU32::new(0);
+static STOP: AtomicBool = AtomicBool::new(false);
 
 /// Runs `job(cpu_index)` on every online CPU (the BSP too) and returns when all are done.
 pub fn run_on_all(job: &(dyn Fn(u32) + Sync)) {

@@ -1,7 +1,8 @@
 //! Interrupts and exceptions: the IDT, the entry stubs, and where each vector goes.
 //!
 //! #UD is how TDCALL reaches the software TDX module outside a TD; #VE (vector 20) goes to
-//! tdx-boot's handler; everything else is unexpected and ends the run with a report.
+//! tdx-boot's handler; without TDX, a #PF on a shared MMIO mapping becomes the #VE a TD would
+//! take ([`crate::model_ept`]); everything else is unexpected and ends the run with a report.
 
 pub mod idt;
 mod stubs;
@@ -29,6 +30,19 @@ fn unexpected(frame: &Frame, vector: u64) -> ! {
 extern "C" fn on_invalid_opcode(frame: &mut Frame) {
     if !crate::ud_tdcall::handle(frame) {
         unexpected(frame, 6);
+    }
+}
+
+/// #PF: without TDX, an access through a shared mapping is delivered as a #VE; any other page
+/// fault is a bug.
+extern "sysv64" fn on_page_fault(frame: &mut Frame, error_code: u64) {
+    if !crate::model_ept::deliver_as_ve(frame, error_code) {
+        let cr2 = x86_64::registers::control::Cr2::read_raw();
+        crate::serial::emergency_print(format_args!(
+            "mini-kernel: page fault (error {error_code:#x}) at RIP {:#x}, CR2 {cr2:#x}\n",
+            frame.rip
+        ));
+        exit(ExitCode::Failure);
     }
 }
 
