@@ -44,7 +44,7 @@ fn optimum(start: u64, end: u64, block_at_2m: impl Fn(u64) -> bool) -> u64 {
     let mut calls = 0;
     let mut gpa = start;
     while gpa < end {
-        if gpa % M2 == 0 && end - gpa >= M2 {
+        if gpa.is_multiple_of(M2) && end - gpa >= M2 {
             calls += if block_at_2m(gpa) { 1 } else { 512 };
             gpa += M2;
         } else {

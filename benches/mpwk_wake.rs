@@ -40,7 +40,7 @@ fn poll(mut condition: impl FnMut() -> bool) {
     let mut tries = 0u32;
     while !condition() {
         tries = tries.wrapping_add(1);
-        if tries % 64 == 0 {
+        if tries.is_multiple_of(64) {
             thread::yield_now();
         } else {
             std::hint::spin_loop();
@@ -168,7 +168,7 @@ fn wake_round(
             let mut polls = 0u64;
             move || {
                 polls += 1;
-                if polls % 64 == 0 {
+                if polls.is_multiple_of(64) {
                     thread::yield_now();
                 }
                 polls < 1 << 32

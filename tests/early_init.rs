@@ -183,6 +183,7 @@ fn td_ctls_errors_refuse_the_td() {
 fn reduce_ve_unsupported_is_reported_not_fatal() {
     let model = TdxModule::new(ModelConfig {
         reduce_ve_supported: false,
+        topology_enum_configured: false,
         ..Default::default()
     });
     let td = early::init(&model.vcpu(0), Policy::default()).unwrap();
@@ -195,6 +196,50 @@ fn reduce_ve_unsupported_is_reported_not_fatal() {
 }
 
 #[test]
+fn a_refused_reduce_ve_falls_back_to_topology_enumeration_when_configured() {
+    let model = TdxModule::new(ModelConfig {
+        reduce_ve_supported: false,
+        topology_enum_configured: true,
+        ..Default::default()
+    });
+    let td = early::init(&model.vcpu(0), Policy::default()).unwrap();
+    assert_eq!(
+        td.reduce_ve(),
+        ReduceVe::TopologyOnly(TdxError(TdxStatus::METADATA_FIELD_NOT_WRITABLE))
+    );
+    assert!(!td.reduce_ve().is_enabled());
+    assert_eq!(model.td_ctls(), TdcsField::TD_CTLS_ENUM_TOPOLOGY);
+}
+
+#[test]
+fn without_a_configured_topology_neither_control_is_set() {
+    let model = TdxModule::new(ModelConfig {
+        topology_enum_configured: false,
+        ..Default::default()
+    });
+    let td = early::init(&model.vcpu(0), Policy::default()).unwrap();
+    assert!(matches!(td.reduce_ve(), ReduceVe::Unsupported(_)));
+    assert_eq!(model.td_ctls(), 0);
+    // The fallback asked whether the topology was configured before trying ENUM_TOPOLOGY.
+    assert_eq!(
+        model.tdcall_count(leaf::VM_WR),
+        2,
+        "REDUCE_VE and NOTIFY_ENABLES only"
+    );
+}
+
+#[test]
+fn notifications_are_turned_off() {
+    let model = TdxModule::new(ModelConfig::default());
+    let vcpu = model.vcpu(0);
+    tdx_boot::tdcall::vm_wr(&vcpu, TdcsField::NOTIFY_ENABLES, 1, 1).unwrap();
+    assert_eq!(model.notify_enables(), 1);
+    let td = early::init(&vcpu, Policy::default()).unwrap();
+    assert!(td.notifications_disabled());
+    assert_eq!(model.notify_enables(), 0);
+}
+
+#[test]
 fn reduce_ve_is_left_alone_when_not_requested() {
     let model = TdxModule::new(ModelConfig::default());
     let policy = Policy {
@@ -203,7 +248,11 @@ fn reduce_ve_is_left_alone_when_not_requested() {
     };
     let td = early::init(&model.vcpu(0), policy).unwrap();
     assert_eq!(td.reduce_ve(), ReduceVe::NotRequested);
-    assert_eq!(model.tdcall_count(leaf::VM_WR), 0);
+    assert_eq!(
+        model.tdcall_count(leaf::VM_WR),
+        1,
+        "only NOTIFY_ENABLES is written"
+    );
     assert_eq!(model.td_ctls(), 0);
 }
 

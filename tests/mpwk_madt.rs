@@ -631,3 +631,40 @@ fn mailbox_must_be_private() {
         Err(PlacementError::NotPrivate(0x1000))
     );
 }
+
+#[test]
+fn placement_in_a_sanitized_memory_map() {
+    use tdx_boot::e820::{MemoryMap, RegionKind};
+    use tdx_boot::mpwk::check_mailbox_in_memory_map;
+    let mut map = MemoryMap::<8>::new();
+    map.insert(0, 0x7F00_0000, RegionKind::Usable).unwrap();
+    map.insert(0x7F00_0000, 0x7F00_1000, RegionKind::AcpiNvs)
+        .unwrap();
+    map.insert(0x7F00_1000, 0x7F00_3000, RegionKind::Reserved)
+        .unwrap();
+    map.insert(0x7F00_3000, 0x8000_0000, RegionKind::AcpiReclaimable)
+        .unwrap();
+    // ACPI NVS and reserved pages, alone or straddling both kinds: firmware memory.
+    assert_eq!(check_mailbox_in_memory_map(0x7F00_0000, &map), Ok(()));
+    assert_eq!(check_mailbox_in_memory_map(0x7F00_0800, &map), Ok(()));
+    assert_eq!(check_mailbox_in_memory_map(0x7F00_2000, &map), Ok(()));
+    // RAM, reclaimable ACPI memory (the kernel may reuse it) and holes are refused.
+    assert_eq!(
+        check_mailbox_in_memory_map(0x7EFF_F000, &map),
+        Err(PlacementError::OverlapsOtherRegion {
+            start: 0,
+            end: 0x7F00_0000
+        })
+    );
+    assert_eq!(
+        check_mailbox_in_memory_map(0x7F00_3000, &map),
+        Err(PlacementError::OverlapsOtherRegion {
+            start: 0x7F00_3000,
+            end: 0x8000_0000
+        })
+    );
+    assert_eq!(
+        check_mailbox_in_memory_map(0x9000_0000, &map),
+        Err(PlacementError::NotCovered(0x9000_0000))
+    );
+}

@@ -152,7 +152,7 @@ impl<'a> UnacceptedBitmap<'a> {
         if !unit_size.is_power_of_two() || unit_size < PAGE_SIZE {
             return Err(BitmapError::BadUnitSize(unit_size));
         }
-        if base % unit_size != 0 {
+        if !base.is_multiple_of(unit_size) {
             return Err(BitmapError::UnalignedBase(base));
         }
         let units = (storage.len() as u64)
@@ -234,7 +234,7 @@ impl<'a> UnacceptedBitmap<'a> {
         start: u64,
         end: u64,
     ) -> Result<(), BitmapError> {
-        if start % PAGE_SIZE != 0 || end % PAGE_SIZE != 0 || start > end {
+        if !start.is_multiple_of(PAGE_SIZE) || !end.is_multiple_of(PAGE_SIZE) || start > end {
             return Err(BitmapError::BadRange { start, end });
         }
         if start < self.base || end > self.coverage_end() {

@@ -213,7 +213,7 @@ pub fn accept_range_with(
     end: u64,
     guess: &HostMappingGuess,
 ) -> Result<AcceptStats, AcceptError> {
-    if start % SIZE_4K != 0 || end % SIZE_4K != 0 {
+    if !start.is_multiple_of(SIZE_4K) || !end.is_multiple_of(SIZE_4K) {
         return Err(AcceptError::Unaligned { start, end });
     }
     if start > end {
@@ -223,7 +223,7 @@ pub fn accept_range_with(
     let mut gpa = start;
     while gpa < end {
         // Both sides are 4 KiB aligned and gpa < end, so `end - gpa >= SIZE_4K`.
-        let block_fits = gpa % SIZE_2M == 0 && end - gpa >= SIZE_2M;
+        let block_fits = gpa.is_multiple_of(SIZE_2M) && end - gpa >= SIZE_2M;
         if block_fits && guess.should_try_2m() {
             match accept_one(tdx, gpa, PageLevel::Size2M, &mut stats)? {
                 Step::Done => {

@@ -110,7 +110,7 @@ pub unsafe fn map_gpa_range(
                 stats.retries += 1;
                 let resume = resume_gpa & !shared_mask;
                 let valid = resume_gpa & shared_mask == side
-                    && resume % 0x1000 == 0
+                    && resume.is_multiple_of(0x1000)
                     && (cursor..end).contains(&resume);
                 if !valid {
                     let cause = MapGpaFailure::HostileResume { resume: resume_gpa };

@@ -120,7 +120,7 @@ impl ConvertRange {
             state: RangeState::Unchanged,
             cause,
         };
-        if (self.va | self.gpa | self.len) % PAGE != 0 || !shared_mask.is_power_of_two() {
+        if !(self.va | self.gpa | self.len).is_multiple_of(PAGE) || !shared_mask.is_power_of_two() {
             return Err(unchanged(ConvertCause::Unaligned));
         }
         match self.gpa.checked_add(self.len) {

@@ -139,7 +139,7 @@ pub fn read_e820_table<const N: usize>(
     bytes: &[u8],
     map: &mut MemoryMap<N>,
 ) -> Result<(), E820Error> {
-    if bytes.len() % E820_ENTRY_SIZE != 0 {
+    if !bytes.len().is_multiple_of(E820_ENTRY_SIZE) {
         return Err(E820Error::TrailingBytes { len: bytes.len() });
     }
     let entries = || {

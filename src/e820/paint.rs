@@ -111,11 +111,11 @@ impl Atoms {
     fn push_gap_until(&mut self, until: u64) {
         let gap_start = self.cursor.max(self.start);
         let gap_end = until.min(self.end);
-        if gap_start < gap_end {
-            if let Some(kind) = self.paint.gap() {
-                self.push(gap_start, gap_end, kind, false);
-                self.changed = true;
-            }
+        if gap_start < gap_end
+            && let Some(kind) = self.paint.gap()
+        {
+            self.push(gap_start, gap_end, kind, false);
+            self.changed = true;
         }
     }
 
@@ -311,10 +311,10 @@ fn expand(regions: &mut [Region], start: u64, end: u64, paint: Paint, plan: &Pla
         emit(regions, piece);
         hole_end = hole_end.min(piece.start);
     }
-    if let Some(kind) = paint.gap() {
-        if start < hole_end {
-            emit(regions, Region::new(start, hole_end, kind));
-        }
+    if let Some(kind) = paint.gap()
+        && start < hole_end
+    {
+        emit(regions, Region::new(start, hole_end, kind));
     }
     if let Some(rest) = plan.left_rest {
         emit(regions, rest);

@@ -188,10 +188,10 @@ impl<'a> UefiMemoryMap<'a> {
         if descriptor_version != MEMORY_DESCRIPTOR_VERSION {
             return Err(UefiMapError::UnsupportedVersion(descriptor_version));
         }
-        if descriptor_size < MEMORY_DESCRIPTOR_MIN_SIZE || descriptor_size % 8 != 0 {
+        if descriptor_size < MEMORY_DESCRIPTOR_MIN_SIZE || !descriptor_size.is_multiple_of(8) {
             return Err(UefiMapError::BadDescriptorSize(descriptor_size));
         }
-        if buffer.len() % descriptor_size != 0 {
+        if !buffer.len().is_multiple_of(descriptor_size) {
             return Err(UefiMapError::TrailingBytes {
                 len: buffer.len(),
                 descriptor_size,

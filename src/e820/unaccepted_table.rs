@@ -182,7 +182,7 @@ impl<'a> UnacceptedBitmap<'a> {
         let skip = if set { 0x00 } else { 0xff };
         while from < total_bits {
             let byte = *self.bitmap.get(usize::try_from(from / 8).ok()?)?;
-            if from % 8 == 0 && byte == skip {
+            if from.is_multiple_of(8) && byte == skip {
                 from += 8;
                 continue;
             }
@@ -287,7 +287,7 @@ fn set_bits(bitmap: &mut [u8], mut from: u64, to: u64) {
         else {
             return;
         };
-        if from % 8 == 0 && to - from >= 8 {
+        if from.is_multiple_of(8) && to - from >= 8 {
             *byte = 0xff;
             from += 8;
         } else {

@@ -250,10 +250,10 @@ impl<'a, T: TdCall + ?Sized> TdxSerial<'a, T> {
         }
         for _ in 0..LSR_POLL_LIMIT {
             // A failed read counts as "not ready": the loop stays bounded either way.
-            if let Ok(lsr) = io_read(&self.tdx, self.port(reg::LSR), IoSize::U8) {
-                if lsr & LSR_THR_EMPTY != 0 {
-                    return;
-                }
+            if let Ok(lsr) = io_read(&self.tdx, self.port(reg::LSR), IoSize::U8)
+                && lsr & LSR_THR_EMPTY != 0
+            {
+                return;
             }
             core::hint::spin_loop();
         }

@@ -1,5 +1,5 @@
 //! The attribute policy: which TD configurations the kernel agrees to run in, and the TD controls
-//! it turns on (SEPT #VE off, REDUCE_VE on).
+//! it turns on (SEPT #VE off, REDUCE_VE or at least ENUM_TOPOLOGY on, notifications off).
 //!
 //! # Why SEPT #VE must be off
 //!
@@ -110,8 +110,12 @@ pub enum ReduceVe {
     Enabled,
     /// It was already enabled.
     AlreadyEnabled,
-    /// The module refused the write: it predates REDUCE_VE or the host did not allow it.
-    /// The kernel must be ready for the #VEs REDUCE_VE would have avoided.
+    /// The module refused REDUCE_VE, but the host configured the topology and the module
+    /// enumerates it (TD_CTLS.ENUM_TOPOLOGY): topology CPUID leaves and MSRs no longer #VE.
+    TopologyOnly(TdxError),
+    /// The module refused the write: it predates REDUCE_VE or the host did not allow it (and
+    /// did not configure the topology for ENUM_TOPOLOGY either). The kernel must be ready for
+    /// the #VEs REDUCE_VE would have avoided.
     Unsupported(TdxError),
 }
 
@@ -168,14 +172,30 @@ pub(super) fn disable_sept_ve(
 }
 
 /// Asks for TD_CTLS.REDUCE_VE if the policy wants it; a refusal is reported, not an error.
+///
+/// As Linux does: REDUCE_VE includes ENUM_TOPOLOGY, so only when REDUCE_VE is refused is
+/// ENUM_TOPOLOGY requested on its own, and only if the host configured the topology (the
+/// module refuses it otherwise).
 pub(super) fn reduce_ve(tdx: &impl TdCall, policy: &Policy) -> ReduceVe {
     if !policy.reduce_ve {
         return ReduceVe::NotRequested;
     }
     let bit = TdcsField::TD_CTLS_REDUCE_VE;
-    match set_td_ctls(tdx, bit) {
-        Ok(previous) if previous & bit != 0 => ReduceVe::AlreadyEnabled,
-        Ok(_) => ReduceVe::Enabled,
-        Err(error) => ReduceVe::Unsupported(error),
+    let refused = match set_td_ctls(tdx, bit) {
+        Ok(previous) if previous & bit != 0 => return ReduceVe::AlreadyEnabled,
+        Ok(_) => return ReduceVe::Enabled,
+        Err(error) => error,
+    };
+    let configured = vm_rd(tdx, TdcsField::TOPOLOGY_ENUM_CONFIGURED).unwrap_or(0) != 0;
+    if configured && set_td_ctls(tdx, TdcsField::TD_CTLS_ENUM_TOPOLOGY).is_ok() {
+        ReduceVe::TopologyOnly(refused)
+    } else {
+        ReduceVe::Unsupported(refused)
     }
+}
+
+/// Turns off every TDX notification (NOTIFY_ENABLES = 0), best effort, as Linux does: the
+/// kernel handles none, and a notification arrives as a #VE its handler would refuse.
+pub(super) fn disable_notifications(tdx: &impl TdCall) -> bool {
+    vm_wr(tdx, TdcsField::NOTIFY_ENABLES, 0, u64::MAX).is_ok()
 }

@@ -104,6 +104,7 @@ pub struct Td {
     shared_mask: u64,
     sept_ve: SeptVe,
     reduce_ve: ReduceVe,
+    notifications_disabled: bool,
 }
 
 impl Td {
@@ -141,6 +142,11 @@ impl Td {
     pub const fn reduce_ve(&self) -> ReduceVe {
         self.reduce_ve
     }
+
+    /// Whether NOTIFY_ENABLES was cleared, so no TDX notification arrives as a #VE.
+    pub const fn notifications_disabled(&self) -> bool {
+        self.notifications_disabled
+    }
 }
 
 /// Reads the TD's configuration once, applies `policy`, and publishes the shared-bit mask.
@@ -157,6 +163,7 @@ pub fn init(tdx: &impl TdCall, policy: Policy) -> Result<Td, EarlyError> {
     policy::check_attributes(info.attributes, &policy)?;
     let sept_ve = policy::disable_sept_ve(tdx, info.attributes, &policy)?;
     let reduce_ve = policy::reduce_ve(tdx, &policy);
+    let notifications_disabled = policy::disable_notifications(tdx);
     let shared_mask = info.shared_mask();
     publish_shared_mask(shared_mask)?;
     Ok(Td {
@@ -164,5 +171,6 @@ pub fn init(tdx: &impl TdCall, policy: Policy) -> Result<Td, EarlyError> {
         shared_mask,
         sept_ve,
         reduce_ve,
+        notifications_disabled,
     })
 }

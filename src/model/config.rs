@@ -38,6 +38,9 @@ pub struct ModelConfig {
     /// Whether the module supports TD_CTLS.REDUCE_VE (TDX module 1.5 with the feature
     /// enumerated). Without it a TDG.VM.WR setting the bit fails.
     pub reduce_ve_supported: bool,
+    /// Whether the host configured the vCPUs' topology (TDCS TOPOLOGY_ENUM_CONFIGURED), which
+    /// TD_CTLS.ENUM_TOPOLOGY needs.
+    pub topology_enum_configured: bool,
     /// CONFIG_FLAGS as the host configured them (read only for the guest).
     pub config_flags: u64,
     /// CONFIG_FLAGS.NO_RBP_MOD semantics: when set, exposing RBP (RCX bit 5) to TDG.VP.VMCALL
@@ -73,6 +76,7 @@ impl Default for ModelConfig {
             host_page_size: HostPageSize::Size2M,
             map_gpa_chunk: 0,
             reduce_ve_supported: true,
+            topology_enum_configured: true,
             config_flags: 0,
             no_rbp_mod: false,
             mrtd: [0; 48],

@@ -69,7 +69,7 @@ impl TdxModule {
     /// RDX = RTMR index. Checks in the module's order: alignment, GPA, index.
     pub(super) fn rtmr_extend(&self, regs: &mut Regs) -> u64 {
         let invalid_rcx = status_with_operand(TdxStatus::OPERAND_INVALID, OPERAND_RCX);
-        if regs.rcx % 64 != 0 {
+        if !regs.rcx.is_multiple_of(64) {
             return invalid_rcx;
         }
         let Some(gpa) = self.guest_buffer(regs.rcx, 48, false) else {
@@ -97,10 +97,10 @@ impl TdxModule {
     pub(super) fn mr_report(&self, regs: &mut Regs) -> u64 {
         let invalid_rcx = status_with_operand(TdxStatus::OPERAND_INVALID, OPERAND_RCX);
         let invalid_rdx = status_with_operand(TdxStatus::OPERAND_INVALID, OPERAND_RDX);
-        if regs.rcx % TDREPORT_SIZE as u64 != 0 {
+        if !regs.rcx.is_multiple_of(TDREPORT_SIZE as u64) {
             return invalid_rcx;
         }
-        if regs.rdx % REPORT_DATA_SIZE as u64 != 0 {
+        if !regs.rdx.is_multiple_of(REPORT_DATA_SIZE as u64) {
             return invalid_rdx;
         }
         let mut report_data = [0u8; REPORT_DATA_SIZE];

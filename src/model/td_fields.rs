@@ -18,13 +18,19 @@ pub(crate) struct TdFields {
     pub(crate) td_ctls: u64,
     pub(crate) notify_enables: u64,
     config_flags: u64,
+    topology_enum_configured: u64,
     td_ctls_writable: u64,
 }
 
 impl TdFields {
     pub(crate) fn new(config: &ModelConfig) -> Self {
-        let mut td_ctls_writable = TdcsField::TD_CTLS_ENUM_TOPOLOGY;
-        if config.reduce_ve_supported {
+        let mut td_ctls_writable = 0;
+        // The module refuses ENUM_TOPOLOGY (and REDUCE_VE, which includes it) unless the host
+        // configured the topology.
+        if config.topology_enum_configured {
+            td_ctls_writable |= TdcsField::TD_CTLS_ENUM_TOPOLOGY;
+        }
+        if config.reduce_ve_supported && config.topology_enum_configured {
             td_ctls_writable |= TdcsField::TD_CTLS_REDUCE_VE;
         }
         if config.config_flags & TdcsField::CONFIG_FLAGS_FLEXIBLE_PENDING_VE != 0 {
@@ -34,6 +40,7 @@ impl TdFields {
             td_ctls: 0,
             notify_enables: 0,
             config_flags: config.config_flags,
+            topology_enum_configured: config.topology_enum_configured.into(),
             td_ctls_writable,
         }
     }
@@ -44,6 +51,7 @@ impl TdFields {
             TdcsField::TD_CTLS => Some((&mut self.td_ctls, self.td_ctls_writable)),
             TdcsField::NOTIFY_ENABLES => Some((&mut self.notify_enables, NOTIFY_ZERO_STEP)),
             TdcsField::CONFIG_FLAGS => Some((&mut self.config_flags, 0)),
+            TdcsField::TOPOLOGY_ENUM_CONFIGURED => Some((&mut self.topology_enum_configured, 0)),
             _ => None,
         }
     }

@@ -48,7 +48,9 @@ pub mod wake;
 pub use ap_boot::{ApBoot, ApEntry, ApState};
 pub use madt::{Madt, MadtError, MpWakeup, Processor, WakeupUnusable};
 pub use mailbox::{Command, Mailbox, MailboxPage};
-pub use placement::{PlacementError, check_mailbox_placement, check_mailbox_private};
+pub use placement::{
+    PlacementError, check_mailbox_in_memory_map, check_mailbox_placement, check_mailbox_private,
+};
 pub use rsdp::{RsdpError, find_madt, find_table};
 pub use trampoline::{BootSlot, Trampoline, TrampolineError, install_trampoline};
 pub use wake::{MpWaker, WakeAllError, WakeError};

@@ -10,6 +10,7 @@
 //! be unsorted and may overlap (an unsanitized map); the check stays conservative either way.
 
 use super::mailbox::MAILBOX_SIZE;
+use crate::e820::{MemoryMap, RegionKind};
 
 /// Why the mailbox page is not acceptable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +62,21 @@ where
         }
     }
     Ok(())
+}
+
+/// [`check_mailbox_placement`] over a sanitized [`MemoryMap`]: the page must lie in regions of
+/// kind [`RegionKind::Reserved`] or [`RegionKind::AcpiNvs`] and overlap no other region.
+pub fn check_mailbox_in_memory_map<const N: usize>(
+    mailbox_address: u64,
+    map: &MemoryMap<N>,
+) -> Result<(), PlacementError> {
+    let firmware = |kind| matches!(kind, RegionKind::Reserved | RegionKind::AcpiNvs);
+    check_mailbox_placement(
+        mailbox_address,
+        map.regions()
+            .iter()
+            .map(|r| (r.start, r.end, firmware(r.kind))),
+    )
 }
 
 /// Checks that the mailbox page is a private GPA of a TD with guest physical address width

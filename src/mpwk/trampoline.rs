@@ -168,7 +168,7 @@ pub fn install_trampoline(
     physical_address: u64,
 ) -> Result<Trampoline<'_>, TrampolineError> {
     let page_size = TRAMPOLINE_PAGE_SIZE as u64;
-    if physical_address % page_size != 0 {
+    if !physical_address.is_multiple_of(page_size) {
         return Err(TrampolineError::MisalignedPhysical(physical_address));
     }
     if physical_address
@@ -178,13 +178,13 @@ pub fn install_trampoline(
         return Err(TrampolineError::Above4GiB(physical_address));
     }
     let virtual_address = page.as_ptr() as usize;
-    if virtual_address % TRAMPOLINE_PAGE_SIZE != 0 {
+    if !virtual_address.is_multiple_of(TRAMPOLINE_PAGE_SIZE) {
         return Err(TrampolineError::MisalignedVirtual(virtual_address));
     }
     let code = trampoline_code();
     let slot_offset = slot_offset();
     if code.len() > TRAMPOLINE_PAGE_SIZE
-        || slot_offset % 8 != 0
+        || !slot_offset.is_multiple_of(8)
         || slot_offset + core::mem::size_of::<BootSlot>() > code.len()
     {
         return Err(TrampolineError::TooLarge(code.len()));

@@ -86,10 +86,11 @@ impl<'a> MpWaker<'a> {
 
     /// Frees the slot if the timed-out AP has arrived since; true when no AP is pending.
     pub fn poll_pending(&mut self) -> bool {
-        if let Some(boot) = self.pending {
-            if boot.has_started() && self.mailbox.is_idle() {
-                self.pending = None;
-            }
+        if let Some(boot) = self.pending
+            && boot.has_started()
+            && self.mailbox.is_idle()
+        {
+            self.pending = None;
         }
         self.pending.is_none()
     }

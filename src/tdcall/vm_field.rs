@@ -12,6 +12,9 @@ impl TdcsField {
     pub const CONFIG_FLAGS: u64 = 0x1110_0003_0000_0016;
     /// NOTIFY_ENABLES: which events notify the guest.
     pub const NOTIFY_ENABLES: u64 = 0x9100_0000_0000_0010;
+    /// TOPOLOGY_ENUM_CONFIGURED: non-zero when the host configured the vCPUs' x2APIC IDs, so
+    /// the module can enumerate the topology (TD_CTLS.ENUM_TOPOLOGY) without the VMM.
+    pub const TOPOLOGY_ENUM_CONFIGURED: u64 = 0x9100_0000_0000_0019;
     /// TD_CTLS bit 0: no #VE for pending (unaccepted) private pages.
     pub const TD_CTLS_PENDING_VE_DISABLE: u64 = 1 << 0;
     /// TD_CTLS bit 1: the module enumerates the CPU topology (fewer CPUID #VEs).

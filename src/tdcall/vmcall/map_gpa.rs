@@ -33,7 +33,7 @@ pub enum MapGpaOutcome {
 /// caller guarantees nothing relies on the contents or accessibility of the range, and that
 /// the page tables match the new state before the memory is used again.
 pub unsafe fn map_gpa(tdx: &impl TdCall, gpa: u64, len: u64) -> Result<MapGpaOutcome, VmcallError> {
-    if gpa % 0x1000 != 0 || len % 0x1000 != 0 {
+    if !gpa.is_multiple_of(0x1000) || !len.is_multiple_of(0x1000) {
         return Err(VmcallError::InvalidArgument(
             "MapGPA range not 4 KiB aligned",
         ));

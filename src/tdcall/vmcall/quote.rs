@@ -13,7 +13,7 @@ use super::{Regs, TdCall, VmcallError, VmcallStatus, expose, function, vmcall_ra
 /// `[shared_gpa, shared_gpa + len)` must be shared memory that the caller owns for the whole
 /// request: the VMM writes it at any time until the status changes.
 pub unsafe fn get_quote(tdx: &impl TdCall, shared_gpa: u64, len: u64) -> Result<(), VmcallError> {
-    if shared_gpa % 0x1000 != 0 || len % 0x1000 != 0 || len == 0 {
+    if !shared_gpa.is_multiple_of(0x1000) || !len.is_multiple_of(0x1000) || len == 0 {
         return Err(VmcallError::InvalidArgument(
             "GetQuote buffer not 4 KiB aligned",
         ));
