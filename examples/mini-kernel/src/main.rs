@@ -261,7 +261,7 @@ fn kernel_main(
         }
     };
     // SAFETY: the trampoline page is the kernel's for good, identity-mapped and executable.
-    let woken = unsafe { smp::wake_aps(&wake_madt, &map, pages.trampoline_page) };
+    let woken = unsafe { smp::wake_aps(&wake_madt, &map, info.gpaw, pages.trampoline_page) };
     let expected_aps = apic_ids.len() - 1;
     match woken {
         Ok(ids) => {

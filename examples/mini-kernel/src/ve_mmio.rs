@@ -137,3 +137,42 @@ pub fn check(platform: &Platform, shared_mask: u64) {
         version.redirection_entries()
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_model_ioapic_answers_through_its_window() {
+        let mut device = ModelIoApic::default();
+        device.write(IOREGSEL as u64, 4, 0x0100 | u64::from(IOAPICVER));
+        assert_eq!(
+            device.read(IOREGSEL as u64, 4),
+            u64::from(IOAPICVER),
+            "8-bit IOREGSEL"
+        );
+        assert_eq!(device.read(IOWIN as u64, 4), u64::from(QEMU_IOAPIC_VERSION));
+        device.write(IOREGSEL as u64, 4, 0);
+        assert_eq!(device.read(IOWIN as u64, 4), 0, "IOAPICID reads as 0");
+        device.write(IOWIN as u64, 4, 0xffff_ffff);
+        assert_eq!(
+            device.selected.load(Ordering::Relaxed),
+            0,
+            "IOWIN writes select nothing"
+        );
+    }
+
+    #[test]
+    fn version_plausibility_takes_real_ioapics_and_refuses_missing_devices() {
+        assert!(Version(QEMU_IOAPIC_VERSION).is_plausible());
+        assert_eq!(Version(QEMU_IOAPIC_VERSION).redirection_entries(), 24);
+        assert!(Version(0x0017_0011).is_plausible(), "82093AA");
+        assert!(
+            !Version(0xffff_ffff).is_plausible(),
+            "nothing there (all ones)"
+        );
+        assert!(!Version(0).is_plausible(), "nothing there (zeros)");
+        assert!(!Version(0x0000_0020).is_plausible(), "a single input");
+        assert!(!Version(0x0017_0021).is_plausible(), "unknown version");
+    }
+}
