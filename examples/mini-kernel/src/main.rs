@@ -242,16 +242,17 @@ fn kernel_main(
 
     // APs: in a TD they already wait in TDVF's mailbox; in plain QEMU the kernel parks them.
     let wake_madt_bytes;
-    let wake_madt = match platform {
-        Platform::Td => platform_madt,
-        Platform::Model(_) => {
+    let wake_madt = match (&platform, pages.fake_firmware) {
+        (Platform::Td, _) => platform_madt,
+        (Platform::Model(_), None) => fail_now(format_args!("no pages for the fake firmware")),
+        (Platform::Model(_), Some(own)) => {
             // SAFETY: the pages are the kernel's for good; the APs are idle after ExitBootServices.
             let published =
-                unsafe { fake_firmware::park_aps(pages.low_page, pages.mailbox_page, &apic_ids) };
+                unsafe { fake_firmware::park_aps(own.low_page, own.mailbox_page, &apic_ids) };
             kprintln!(
                 "fake firmware: APs {:?} parked in the mailbox loop (INIT-SIPI-SIPI); MADT with MP-wakeup entry, mailbox {:#x}",
                 published.parked,
-                pages.mailbox_page
+                own.mailbox_page
             );
             wake_madt_bytes = published.madt;
             match Madt::parse(&wake_madt_bytes) {

@@ -56,10 +56,10 @@ pub fn on_virtualization_exception(frame: &mut Frame) {
             "mini-kernel: #VE at {:#x}: {error}\n",
             frame.rip
         ));
-        if crate::ud_tdcall::is_installed() {
-            exit(ExitCode::Failure);
+        if crate::platform::in_td() {
+            tdx_boot::ve::report_and_stop(&Hardware, &error, frame);
         }
-        tdx_boot::ve::report_and_stop(&Hardware, &error, frame);
+        exit(ExitCode::Failure);
     }
 }
 
