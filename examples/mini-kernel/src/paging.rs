@@ -5,9 +5,11 @@
 //! builds its own: 0..4 GiB with 2 MiB pages (splittable to 4 KiB where a page changes sides or
 //! maps a device), above that up to the top of RAM with 1 GiB pages, under a PML5 when the
 //! firmware runs with 5-level paging. No NX, so the image and the AP trampolines stay executable.
-//! Converting a page sets or clears the shared bit (GPAW - 1) in its 4 KiB leaf entry: in a TD
-//! that entry then reaches the shared alias. (Without TDX the bit is above QEMU's physical
-//! address width: the kernel must not, and does not, touch the page while it is shared.)
+//! Converting a page sets or clears the shared bit (GPAW - 1) in its 4 KiB leaf entry, and a
+//! device page is mapped with it: in a TD that entry then reaches the shared alias. (Without TDX
+//! the bit is above QEMU's physical address width, so an access through such an entry raises a
+//! reserved-bit #PF: the kernel does not touch a converted page while it is shared, and turns
+//! the #PF of a device access into the #VE a TD would take, see [`crate::model_ept`].)
 
 use alloc::alloc::{Layout, alloc_zeroed};
 use tdx_boot::convert::{MapperError, SharedBitMapper};
@@ -64,8 +66,9 @@ fn index(va: u64, level: u32) -> usize {
 
 /// How far the identity map can reach: the lower half of a 4-level address space (128 TiB). The
 /// kernel puts its 4-level tree under the PML5 when the firmware runs with 5-level paging, so
-/// RAM above this (possible only with GPAW 52) is refused rather than left unmapped.
-pub const IDENTITY_LIMIT: u64 = 1 << 47;
+/// RAM above this (possible only with GPAW 52) is refused rather than left unmapped. With GPAW
+/// 48 this is the shared bit itself: no identity entry ever has it set.
+const IDENTITY_LIMIT: u64 = 1 << 47;
 
 /// Builds the identity map of `[0, ram_top)` (at least 4 GiB; the host view too when
 /// `with_host_view`, for the model) and switches this CPU to it; returns the top table's
