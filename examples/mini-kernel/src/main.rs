@@ -115,11 +115,9 @@ fn kernel_main(
     let Some(rsdp) = boot_services.rsdp else {
         fail_now(format_args!("no ACPI 2.0 RSDP"))
     };
-    let identity = |address: u64, length: usize| {
-        // SAFETY: ACPI tables live in firmware memory, identity-mapped and never reused.
-        Some(unsafe { core::slice::from_raw_parts(address as *const u8, length) })
-    };
-    let platform_madt = match mpwk::find_madt(rsdp, identity) {
+    let platform_madt = match mpwk::find_madt(rsdp, |address, length| {
+        memory::acpi_table_bytes(&map, address, length)
+    }) {
         Ok(madt) => madt,
         Err(e) => fail_now(format_args!("ACPI MADT: {e:?}")),
     };
