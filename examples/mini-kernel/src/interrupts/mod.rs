@@ -48,9 +48,14 @@ extern "sysv64" fn on_page_fault(frame: &mut Frame, error_code: u64) {
 
 /// #VE: tdx-boot's handler on the TDX module (the real one, or the model behind #UD). An
 /// error ends the run: reported to the VMM in a TD, printed in plain QEMU.
+///
+/// For interrupt entry paths only: tdx-boot's `ve_entry` (registered with `install_handler`)
+/// and, without TDX, [`crate::model_ept`] from the #PF handler. Both pass the frame their stub
+/// built for the interrupted kernel code.
 pub fn on_virtualization_exception(frame: &mut Frame) {
-    // SAFETY: called from tdx-boot's `ve_entry` with the interrupted kernel context, whose RIP
-    // points at kernel text.
+    // SAFETY: the only callers (above) pass the interrupted kernel context, whose RIP is the
+    // instruction the CPU was executing: kernel text, mapped and readable, in this address
+    // space.
     if let Err(error) = unsafe { tdx_boot::ve::handle(&Hardware, frame) } {
         crate::serial::emergency_print(format_args!(
             "mini-kernel: #VE at {:#x}: {error}\n",
