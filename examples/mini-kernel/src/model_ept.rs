@@ -9,6 +9,10 @@
 //! address, given to the model with `inject_ve`) and the kernel's #VE handler runs on the
 //! fault's frame. From the faulting instruction's point of view nothing differs from a TD: it
 //! is decoded at RIP, emulated with #VE.RequestMMIO and skipped.
+//!
+//! This relies on TCG's fixed 40-bit physical address width (`cargo xtask run` uses TCG). Under
+//! KVM without TDX on a host whose width exceeds the shared bit, the access would instead reach
+//! an empty GPA, read all ones, and the MMIO check would fail.
 
 use crate::interrupts::on_virtualization_exception;
 use tdx_boot::model::TdxModule;
