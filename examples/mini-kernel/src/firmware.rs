@@ -11,12 +11,20 @@ use crate::{heap, kprintln, tsc, uefi};
 /// Pages the kernel keeps after ExitBootServices.
 #[derive(Clone, Copy)]
 pub struct Pages {
-    /// A page below 1 MiB, for the fake firmware's real-mode AP start-up code.
-    pub low_page: u64,
-    /// A page of ACPI NVS memory, for the fake firmware's wakeup mailbox (where TDVF puts it).
-    pub mailbox_page: u64,
     /// A page below 4 GiB for tdx-boot's AP trampoline (the wakeup vector).
     pub trampoline_page: u64,
+    /// Only without TDX: the pages the kernel needs to play TDVF.
+    pub fake_firmware: Option<FakeFirmwarePages>,
+}
+
+/// The pages of the fake firmware (see [`crate::fake_firmware`]), allocated only without TDX: a
+/// TD needs neither, and an allocation below 1 MiB that TDVF cannot satisfy must not stop it.
+#[derive(Clone, Copy)]
+pub struct FakeFirmwarePages {
+    /// A page below 1 MiB, for the real-mode AP start-up code.
+    pub low_page: u64,
+    /// A page of ACPI NVS memory, for the wakeup mailbox (where TDVF puts it).
+    pub mailbox_page: u64,
 }
 
 /// A UEFI memory map exactly as GetMemoryMap wrote it.
@@ -73,25 +81,34 @@ pub unsafe fn prepare(
         Some(BELOW_4G),
         "AllocatePages (heap) failed",
     )?;
+    let fake_firmware = if crate::platform::in_td() {
+        None
+    } else {
+        Some(FakeFirmwarePages {
+            low_page: allocate(
+                uefi::LOADER_CODE,
+                1,
+                Some(LOW_PAGE_LIMIT),
+                "AllocatePages (below 1 MiB) failed",
+            )?,
+            mailbox_page: allocate(
+                uefi::ACPI_MEMORY_NVS,
+                1,
+                Some(BELOW_4G),
+                "AllocatePages (mailbox) failed",
+            )?,
+        })
+    };
+    // Memory the firmware allocates is accepted private memory (TDVF hands out no unaccepted
+    // page), which the heap (stacks, page tables) and the trampoline must be.
     let pages = Pages {
-        low_page: allocate(
-            uefi::LOADER_CODE,
-            1,
-            Some(LOW_PAGE_LIMIT),
-            "AllocatePages (below 1 MiB) failed",
-        )?,
-        mailbox_page: allocate(
-            uefi::ACPI_MEMORY_NVS,
-            1,
-            Some(BELOW_4G),
-            "AllocatePages (mailbox) failed",
-        )?,
         trampoline_page: allocate(
             uefi::LOADER_CODE,
             1,
             Some(BELOW_4G),
             "AllocatePages (trampoline) failed",
         )?,
+        fake_firmware,
     };
     let map_buffer = allocate(
         uefi::LOADER_DATA,

@@ -24,6 +24,7 @@ mod heap;
 mod interrupts;
 mod measurement;
 mod memory;
+mod model_ept;
 mod paging;
 mod percpu;
 mod platform;
@@ -36,7 +37,8 @@ mod td_model;
 mod tsc;
 mod ud_tdcall;
 mod uefi;
-mod ve_demo;
+mod ve_instructions;
+mod ve_mmio;
 
 use alloc::vec::Vec;
 use platform::Platform;
@@ -61,6 +63,12 @@ pub unsafe extern "efiapi" fn efi_main(
     system_table: *const uefi::SystemTable,
 ) -> uefi::Status {
     let boot_tsc = tsc::now();
+    // First, so that even the first line goes through TDVMCALLs in a TD. CPUID leaves 0, 1 and
+    // 0x21 are answered by the TDX module itself: no #VE, which the firmware would handle.
+    let tdx = early::detect();
+    if tdx.is_ok() {
+        platform::set_in_td();
+    }
     serial::init();
     kprintln!(
         "\nmini-kernel: efi_main at {:#x}",
@@ -72,7 +80,7 @@ pub unsafe extern "efiapi" fn efi_main(
     };
     // SAFETY: called once, from efi_main, with the firmware's arguments.
     match unsafe { firmware::prepare(image, system_table) } {
-        Ok(boot_services) => kernel_main(boot_services, boot_tsc),
+        Ok(boot_services) => kernel_main(boot_services, tdx, boot_tsc),
         Err(why) => {
             kprintln!("mini-kernel: {why}");
             uefi::LOAD_ERROR
@@ -84,8 +92,12 @@ pub unsafe extern "efiapi" fn efi_main(
 /// leaves everything above the prefix it accepts itself (OVMF: 512 MiB).
 const MODEL_ACCEPTED_PREFIX: u64 = 512 << 20;
 
-/// The boot, from the firmware's memory map to the final line.
-fn kernel_main(boot_services: firmware::BootServices, boot_tsc: u64) -> ! {
+/// The boot, from the firmware's memory map to the final line; `tdx` says whether this is a TD.
+fn kernel_main(
+    boot_services: firmware::BootServices,
+    tdx: Result<(), early::DetectError>,
+    boot_tsc: u64,
+) -> ! {
     // The memory map and the ACPI tables are read while boot services still run: parsing them
     // calls no boot service and allocates only from the kernel's heap, so the map stays current.
     let mut map = match memory::read(&boot_services.memory_map()) {
@@ -103,11 +115,9 @@ fn kernel_main(boot_services: firmware::BootServices, boot_tsc: u64) -> ! {
     let Some(rsdp) = boot_services.rsdp else {
         fail_now(format_args!("no ACPI 2.0 RSDP"))
     };
-    let identity = |address: u64, length: usize| {
-        // SAFETY: ACPI tables live in firmware memory, identity-mapped and never reused.
-        Some(unsafe { core::slice::from_raw_parts(address as *const u8, length) })
-    };
-    let platform_madt = match mpwk::find_madt(rsdp, identity) {
+    let platform_madt = match mpwk::find_madt(rsdp, |address, length| {
+        memory::acpi_table_bytes(&map, address, length)
+    }) {
         Ok(madt) => madt,
         Err(e) => fail_now(format_args!("ACPI MADT: {e:?}")),
     };
@@ -128,17 +138,22 @@ fn kernel_main(boot_services: firmware::BootServices, boot_tsc: u64) -> ! {
         Ok(map) => map,
         Err(e) => fail_now(format_args!("UEFI memory map rejected: {e:?}")),
     };
+    // Nothing may raise a #VE between ExitBootServices and the kernel's IDT: the firmware's
+    // handler is gone with boot services. The console goes through TDVMCALLs in a TD, and
+    // descriptor tables, paging and the GS base take no #VE.
+    gdt::init();
+    interrupts::init();
+    let ram_top = map.regions().iter().map(|r| r.end).max().unwrap_or(0);
+    let page_table_root = match paging::init(ram_top, tdx.is_err()) {
+        Ok(root) => root,
+        Err(why) => fail_now(format_args!("page tables: {why}")),
+    };
+    percpu::init(0, percpu::apic_id_from_cpuid());
     kprintln!(
         "mini-kernel: ExitBootServices done ({} ms after efi_main; firmware took {} ms from reset)",
         tsc::ms(tsc::now() - boot_tsc),
         tsc::ms(boot_tsc)
     );
-
-    let bsp_apic_id = fake_firmware::current_apic_id();
-    percpu::init(0, bsp_apic_id);
-    gdt::init();
-    interrupts::init();
-    let page_table_root = paging::init();
     let cr3 = x86_64::registers::control::Cr3::read_raw()
         .0
         .start_address()
@@ -150,13 +165,11 @@ fn kernel_main(boot_services: firmware::BootServices, boot_tsc: u64) -> ! {
          own identity-mapped page tables at {page_table_root:#x}"
     );
 
-    let platform = match early::detect() {
+    let platform = match tdx {
         Ok(()) => {
             kprintln!(
                 "mini-kernel: TD detected (CPUID leaf 0x21 says IntelTDX): using the TDX module"
             );
-            early::install_console(&Hardware);
-            serial::route_through_tdvmcall();
             Platform::Td
         }
         Err(why) => {
@@ -207,7 +220,8 @@ fn kernel_main(boot_services: firmware::BootServices, boot_tsc: u64) -> ! {
         greeting.len()
     );
 
-    ve_demo::check_all(&platform, td.shared_mask());
+    ve_instructions::check(&platform);
+    ve_mmio::check(&platform, td.shared_mask());
 
     let lazy = match acceptance::bitmap(&map) {
         Some(Ok(lazy)) => Some(lazy),
@@ -226,16 +240,17 @@ fn kernel_main(boot_services: firmware::BootServices, boot_tsc: u64) -> ! {
 
     // APs: in a TD they already wait in TDVF's mailbox; in plain QEMU the kernel parks them.
     let wake_madt_bytes;
-    let wake_madt = match platform {
-        Platform::Td => platform_madt,
-        Platform::Model(_) => {
+    let wake_madt = match (&platform, pages.fake_firmware) {
+        (Platform::Td, _) => platform_madt,
+        (Platform::Model(_), None) => fail_now(format_args!("no pages for the fake firmware")),
+        (Platform::Model(_), Some(own)) => {
             // SAFETY: the pages are the kernel's for good; the APs are idle after ExitBootServices.
             let published =
-                unsafe { fake_firmware::park_aps(pages.low_page, pages.mailbox_page, &apic_ids) };
+                unsafe { fake_firmware::park_aps(own.low_page, own.mailbox_page, &apic_ids) };
             kprintln!(
                 "fake firmware: APs {:?} parked in the mailbox loop (INIT-SIPI-SIPI); MADT with MP-wakeup entry, mailbox {:#x}",
                 published.parked,
-                pages.mailbox_page
+                own.mailbox_page
             );
             wake_madt_bytes = published.madt;
             match Madt::parse(&wake_madt_bytes) {
@@ -245,7 +260,7 @@ fn kernel_main(boot_services: firmware::BootServices, boot_tsc: u64) -> ! {
         }
     };
     // SAFETY: the trampoline page is the kernel's for good, identity-mapped and executable.
-    let woken = unsafe { smp::wake_aps(&wake_madt, &map, pages.trampoline_page) };
+    let woken = unsafe { smp::wake_aps(&wake_madt, &map, info.gpaw, pages.trampoline_page) };
     let expected_aps = apic_ids.len() - 1;
     match woken {
         Ok(ids) => {

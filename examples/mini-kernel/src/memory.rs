@@ -41,6 +41,31 @@ pub fn conventional_ranges(uefi: &UefiMap<'_>, floor: u64) -> Vec<(u64, u64)> {
         .collect()
 }
 
+/// The `length` bytes of an ACPI table at `address`, if the map says they are ACPI memory.
+///
+/// The table pointers (RSDP, XSDT, its entries) are the firmware's, but a table read elsewhere
+/// would in a TD touch memory that is unaccepted or MMIO, which SEPT_VE_DISABLE makes fatal
+/// rather than a #VE; ACPI tables belong in ACPI reclaimable or NVS memory, which the firmware
+/// accepted. One region must hold the whole range.
+pub fn acpi_table_bytes<const N: usize>(
+    map: &MemoryMap<N>,
+    address: u64,
+    length: usize,
+) -> Option<&'static [u8]> {
+    let end = address.checked_add(u64::try_from(length).ok()?)?;
+    let region = map.region_containing(address)?;
+    let acpi = matches!(
+        region.kind,
+        RegionKind::AcpiReclaimable | RegionKind::AcpiNvs
+    );
+    (acpi && end <= region.end).then(|| {
+        // SAFETY: the range lies in one ACPI region of the map: firmware memory, accepted,
+        // identity-mapped by the firmware's and the kernel's tables alike, and never reused by
+        // the kernel, so it stays valid and unchanged for the rest of the run.
+        unsafe { core::slice::from_raw_parts(address as *const u8, length) }
+    })
+}
+
 /// Prints the map, one region per line.
 pub fn print<const N: usize>(map: &MemoryMap<N>) {
     for region in map.regions() {
@@ -58,4 +83,37 @@ pub fn print<const N: usize>(map: &MemoryMap<N>) {
         map.unaccepted_bytes() >> 20,
         (map.total_bytes(RegionKind::AcpiReclaimable) + map.total_bytes(RegionKind::AcpiNvs)) >> 10
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acpi_tables_are_read_only_inside_one_acpi_region() {
+        let table = vec![0x5au8; 256];
+        let base = table.as_ptr() as u64;
+        let mut map: MemoryMap<8> = MemoryMap::new();
+        map.insert(base, base + 128, RegionKind::AcpiReclaimable)
+            .unwrap();
+        map.insert(base + 128, base + 192, RegionKind::Unaccepted)
+            .unwrap();
+        map.insert(base + 192, base + 256, RegionKind::Mmio)
+            .unwrap();
+
+        let bytes = acpi_table_bytes(&map, base + 16, 64).expect("inside the ACPI region");
+        assert_eq!(bytes.as_ptr() as u64, base + 16);
+        assert!(bytes.iter().all(|&b| b == 0x5a));
+        assert!(
+            acpi_table_bytes(&map, base + 64, 128).is_none(),
+            "runs into unaccepted memory"
+        );
+        assert!(
+            acpi_table_bytes(&map, base + 130, 8).is_none(),
+            "unaccepted memory"
+        );
+        assert!(acpi_table_bytes(&map, base + 200, 8).is_none(), "MMIO");
+        assert!(acpi_table_bytes(&map, u64::MAX - 4, 8).is_none(), "wraps");
+        drop(table);
+    }
 }

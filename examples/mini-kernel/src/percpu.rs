@@ -38,3 +38,17 @@ pub fn current() -> Option<&'static PerCpu> {
     // SAFETY: the structure was leaked and is never freed or moved.
     unsafe { ptr.as_ref() }
 }
+
+/// The local APIC ID of the CPU this runs on, from CPUID: the x2APIC ID of leaf 0xB when the
+/// CPU has that leaf, else the initial APIC ID of leaf 1. (In a TD the TDX module answers
+/// both leaves itself, without #VE.)
+pub fn apic_id_from_cpuid() -> u32 {
+    let max = core::arch::x86_64::__cpuid(0).eax;
+    if max >= 0xb {
+        let leaf = core::arch::x86_64::__cpuid_count(0xb, 0);
+        if leaf.ebx != 0 {
+            return leaf.edx;
+        }
+    }
+    core::arch::x86_64::__cpuid(1).ebx >> 24
+}

@@ -1,10 +1,17 @@
 //! The console: COM1, a 16550 UART at port 0x3f8.
 //!
-//! In plain QEMU the `in`/`out` instructions reach the emulated UART; in a TD each one raises a
-//! #VE that tdx-boot turns into a TDVMCALL, so the same code prints in both.
+//! In plain QEMU the kernel drives the UART with `in`/`out`. In a TD those instructions would
+//! each raise a #VE, and the first lines are printed before the kernel's #VE handler exists (by
+//! the firmware's handler while boot services run, by nobody between ExitBootServices and the
+//! kernel's IDT), and fatal paths print from inside the #VE handler itself, whose IST stack a
+//! nested #VE would reuse. So in a TD every line goes through tdx-boot's TDVMCALL console
+//! (`Instruction.IO` requests to the VMM's UART), which never raises #VE.
 
+use crate::platform::in_td;
 use core::fmt::{self, Write};
 use spin::Mutex;
+use tdx_boot::early::{self, TdxSerial};
+use tdx_boot::tdcall::Hardware;
 use x86_64::instructions::port::Port;
 
 const COM1: u16 = 0x3f8;
@@ -60,19 +67,26 @@ impl Write for Uart {
 
 static CONSOLE: Mutex<Uart> = Mutex::new(Uart { base: COM1 });
 
-/// Programs the UART; printing works before this too (with the firmware's settings).
+/// Programs the UART: through TDVMCALLs in a TD (after [`crate::platform::set_in_td`]), with
+/// `out` otherwise. Printing works before this too, with the firmware's settings.
 pub fn init() {
-    CONSOLE.lock().init();
+    if in_td() {
+        early::install_console(&Hardware);
+        // A UART that does not answer still takes bytes; the console copes (bounded polling).
+        let _ = early::configure_console();
+    } else {
+        CONSOLE.lock().init();
+    }
 }
 
 /// Writes formatted text to the console; the whole message is written under one lock so lines
 /// from different CPUs do not interleave.
 pub fn print(args: fmt::Arguments<'_>) {
-    let mut uart = CONSOLE.lock();
-    if THROUGH_TDVMCALL.load(core::sync::atomic::Ordering::Relaxed) {
-        let _ = tdx_boot::early::print(args);
+    if in_td() {
+        // tdx-boot's console keeps lines apart with a lock of its own.
+        let _ = early::print(args);
     } else {
-        let _ = uart.write_fmt(args);
+        let _ = CONSOLE.lock().write_fmt(args);
     }
 }
 
@@ -87,14 +101,9 @@ macro_rules! kprintln {
 /// Prints without taking the console lock: for fatal paths, where the interrupted code may hold
 /// it. Output from other CPUs may interleave.
 pub fn emergency_print(args: fmt::Arguments<'_>) {
-    let _ = Uart { base: COM1 }.write_fmt(args);
-}
-
-static THROUGH_TDVMCALL: core::sync::atomic::AtomicBool =
-    core::sync::atomic::AtomicBool::new(false);
-
-/// In a TD: print through tdx-boot's TDVMCALL console instead of `in`/`out` (which would each
-/// cost a #VE).
-pub fn route_through_tdvmcall() {
-    THROUGH_TDVMCALL.store(true, core::sync::atomic::Ordering::Relaxed);
+    if in_td() {
+        let _ = TdxSerial::new(&Hardware).write_fmt(args);
+    } else {
+        let _ = Uart { base: COM1 }.write_fmt(args);
+    }
 }

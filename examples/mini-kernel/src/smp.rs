@@ -4,9 +4,9 @@
 use crate::{gdt, interrupts, percpu, tsc};
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use spin::Mutex;
-use tdx_boot::e820::{MemoryMap, RegionKind};
+use tdx_boot::e820::MemoryMap;
 use tdx_boot::mpwk::{self, ApBoot, ApState, Madt, Mailbox, MpWaker};
 use x86_64::instructions::segmentation::{CS, SS, Segment};
 use x86_64::instructions::tables::{sgdt, sidt};
@@ -33,7 +33,8 @@ pub enum WakeFailure {
     Wake(mpwk::WakeAllError),
 }
 
-/// Wakes every AP of `madt` through its mailbox; returns the APIC IDs that reached the kernel.
+/// Wakes every AP of `madt` through its mailbox (checked against `memory_map` and the TD's
+/// GPA width `gpaw`); returns the APIC IDs that reached the kernel.
 ///
 /// # Safety
 ///
@@ -42,19 +43,17 @@ pub enum WakeFailure {
 pub unsafe fn wake_aps<const N: usize>(
     madt: &Madt<'_>,
     memory_map: &MemoryMap<N>,
+    gpaw: u8,
     trampoline_page: u64,
 ) -> Result<Vec<u32>, WakeFailure> {
     let wakeup = madt.mailbox().ok_or(WakeFailure::NoMailbox)?;
-    let firmware_regions = memory_map.regions().iter().map(|r| {
-        (
-            r.start,
-            r.end,
-            matches!(r.kind, RegionKind::Reserved | RegionKind::AcpiNvs),
-        )
-    });
-    mpwk::check_mailbox_placement(wakeup.mailbox_address, firmware_regions)
+    // The MADT comes from the VMM: the page must be firmware memory (so the kernel never hands
+    // it out) and private (so the VMM can neither read nor rewrite a wake-up).
+    mpwk::check_mailbox_in_memory_map(wakeup.mailbox_address, memory_map)
+        .and_then(|()| mpwk::check_mailbox_private(wakeup.mailbox_address, gpaw))
         .map_err(WakeFailure::Placement)?;
-    // SAFETY: the placement check put the page in firmware memory, which stays identity-mapped.
+    // SAFETY: the placement checks put the page in private firmware memory, which stays
+    // identity-mapped and is never handed out.
     let mailbox = unsafe { Mailbox::from_address(wakeup.mailbox_address) };
     // SAFETY: the caller gives us the page, identity-mapped (virtual = physical).
     let page =
@@ -118,6 +117,9 @@ extern "C" fn ap_entry(boot: &ApBoot) -> ! {
     ONLINE.fetch_add(1, Ordering::Release);
     let mut seen = 0;
     loop {
+        if STOP.load(Ordering::Acquire) {
+            crate::qemu_exit::halt_forever();
+        }
         let generation = GENERATION.load(Ordering::Acquire);
         if generation != seen {
             seen = generation;
@@ -130,6 +132,12 @@ extern "C" fn ap_entry(boot: &ApBoot) -> ! {
         }
         core::hint::spin_loop();
     }
+}
+
+/// Tells every AP to leave its work loop and halt for good (through the VMM in a TD), so that
+/// a finished kernel does not keep host CPUs spinning where no exit device ends the VM.
+pub fn stop_aps() {
+    STOP.store(true, Ordering::Release);
 }
 
 /// APs online (in their work loop).
@@ -145,6 +153,7 @@ unsafe impl Send for JobRef {}
 static JOB: Mutex<Option<JobRef>> = Mutex::new(None);
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 static DONE: AtomicU32 = AtomicU32::new(0);
+static STOP: AtomicBool = AtomicBool::new(false);
 
 /// Runs `job(cpu_index)` on every online CPU (the BSP too) and returns when all are done.
 pub fn run_on_all(job: &(dyn Fn(u32) + Sync)) {

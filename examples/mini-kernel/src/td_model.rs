@@ -47,5 +47,6 @@ pub fn install<const N: usize>(map: &MemoryMap<N>, num_vcpus: u32) -> &'static T
         unsafe { module.vcpu(cpu).tdcall(regs) }
     };
     crate::ud_tdcall::install(Box::leak(Box::new(answer)));
+    crate::model_ept::install(module);
     module
 }

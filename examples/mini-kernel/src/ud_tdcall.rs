@@ -24,11 +24,6 @@ pub fn install(module: Module) {
     MODULE.call_once(|| module);
 }
 
-/// Whether a module answers TDCALL (true outside a TD).
-pub fn is_installed() -> bool {
-    MODULE.get().is_some()
-}
-
 /// How many TDCALLs the handler answered.
 pub fn emulated_count() -> u64 {
     EMULATED.load(Ordering::Relaxed)

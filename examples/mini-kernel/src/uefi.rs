@@ -45,7 +45,10 @@ pub struct SystemTable {
 /// `EFI_ALLOCATE_TYPE`.
 #[repr(u32)]
 #[derive(Clone, Copy)]
-#[allow(dead_code)]
+#[allow(
+    dead_code,
+    reason = "the firmware's enum, kept whole; the kernel allocates with two of its values"
+)]
 pub enum AllocateType {
     AnyPages = 0,
     MaxAddress = 1,

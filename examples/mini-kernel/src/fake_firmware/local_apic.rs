@@ -1,7 +1,9 @@
 //! The local APIC, for the one thing the fake firmware needs: INIT-SIPI-SIPI to an AP.
 //!
 //! Works in xAPIC mode (MMIO at the APIC base) and x2APIC mode (MSRs), whichever the firmware
-//! left enabled.
+//! left enabled. Only without TDX: a TD's APs are started by TDVF and woken through its
+//! mailbox, and a TD's local APIC is virtualized in x2APIC mode, where INIT and SIPI are not
+//! delivered and the xAPIC page does not exist.
 
 use crate::tsc;
 use x86_64::registers::model_specific::Msr;
@@ -16,18 +18,6 @@ const ICR_DELIVERY_PENDING: u32 = 1 << 12;
 const ICR_INIT: u32 = 0x4500;
 /// STARTUP, level assert, physical destination (vector in the low byte).
 const ICR_STARTUP: u32 = 0x4600;
-
-/// The local APIC ID of the CPU this runs on (CPUID leaf 0xB when present, else leaf 1).
-pub fn current_apic_id() -> u32 {
-    let max = core::arch::x86_64::__cpuid(0).eax;
-    if max >= 0xb {
-        let leaf = core::arch::x86_64::__cpuid_count(0xb, 0);
-        if leaf.ebx != 0 {
-            return leaf.edx;
-        }
-    }
-    core::arch::x86_64::__cpuid(1).ebx >> 24
-}
 
 /// Sends one interrupt command to `apic_id` and waits until it is delivered.
 fn send(apic_id: u32, command: u32) {

@@ -12,8 +12,7 @@ pub mod madt;
 pub mod parking;
 mod trampoline;
 
-pub use local_apic::current_apic_id;
-
+use crate::percpu::apic_id_from_cpuid;
 use crate::{gdt, tsc};
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
@@ -45,7 +44,7 @@ pub unsafe fn park_aps(low_page: u64, mailbox_page: u64, apic_ids: &[u32]) -> Pu
     unsafe { (mailbox_page as *mut MailboxPage).write(MailboxPage::new()) };
     // SAFETY: the caller gives us the page.
     let trampoline = unsafe { trampoline::Trampoline::install(low_page) };
-    let bsp = current_apic_id();
+    let bsp = apic_id_from_cpuid();
     let mut parked = Vec::new();
     for &apic_id in apic_ids.iter().filter(|&&id| id != bsp) {
         let before = PARKED.load(Ordering::Acquire);

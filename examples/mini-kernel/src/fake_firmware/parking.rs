@@ -19,7 +19,7 @@ pub extern "sysv64" fn park(mailbox: u64) -> ! {
     // SAFETY: the BSP passes the address of the mailbox page it reserved (ACPI NVS memory,
     // identity-mapped, never freed).
     let mailbox = unsafe { Mailbox::from_address(mailbox) };
-    let apic_id = super::local_apic::current_apic_id();
+    let apic_id = crate::percpu::apic_id_from_cpuid();
     PARKED.fetch_add(1, Ordering::Release);
     loop {
         if let Some(vector) = mailbox.firmware_poll(apic_id) {

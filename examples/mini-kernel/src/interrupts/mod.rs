@@ -1,7 +1,8 @@
 //! Interrupts and exceptions: the IDT, the entry stubs, and where each vector goes.
 //!
 //! #UD is how TDCALL reaches the software TDX module outside a TD; #VE (vector 20) goes to
-//! tdx-boot's handler; everything else is unexpected and ends the run with a report.
+//! tdx-boot's handler; without TDX, a #PF on a shared MMIO mapping becomes the #VE a TD would
+//! take ([`crate::model_ept`]); everything else is unexpected and ends the run with a report.
 
 pub mod idt;
 mod stubs;
@@ -32,20 +33,38 @@ extern "C" fn on_invalid_opcode(frame: &mut Frame) {
     }
 }
 
+/// #PF: without TDX, an access through a shared mapping is delivered as a #VE; any other page
+/// fault is a bug.
+extern "sysv64" fn on_page_fault(frame: &mut Frame, error_code: u64) {
+    if !crate::model_ept::deliver_as_ve(frame, error_code) {
+        let cr2 = x86_64::registers::control::Cr2::read_raw();
+        crate::serial::emergency_print(format_args!(
+            "mini-kernel: page fault (error {error_code:#x}) at RIP {:#x}, CR2 {cr2:#x}\n",
+            frame.rip
+        ));
+        exit(ExitCode::Failure);
+    }
+}
+
 /// #VE: tdx-boot's handler on the TDX module (the real one, or the model behind #UD). An
 /// error ends the run: reported to the VMM in a TD, printed in plain QEMU.
+///
+/// For interrupt entry paths only: tdx-boot's `ve_entry` (registered with `install_handler`)
+/// and, without TDX, [`crate::model_ept`] from the #PF handler. Both pass the frame their stub
+/// built for the interrupted kernel code.
 pub fn on_virtualization_exception(frame: &mut Frame) {
-    // SAFETY: called from tdx-boot's `ve_entry` with the interrupted kernel context, whose RIP
-    // points at kernel text.
+    // SAFETY: the only callers (above) pass the interrupted kernel context, whose RIP is the
+    // instruction the CPU was executing: kernel text, mapped and readable, in this address
+    // space.
     if let Err(error) = unsafe { tdx_boot::ve::handle(&Hardware, frame) } {
         crate::serial::emergency_print(format_args!(
             "mini-kernel: #VE at {:#x}: {error}\n",
             frame.rip
         ));
-        if crate::ud_tdcall::is_installed() {
-            exit(ExitCode::Failure);
+        if crate::platform::in_td() {
+            tdx_boot::ve::report_and_stop(&Hardware, &error, frame);
         }
-        tdx_boot::ve::report_and_stop(&Hardware, &error, frame);
+        exit(ExitCode::Failure);
     }
 }
 

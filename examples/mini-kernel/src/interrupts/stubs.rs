@@ -3,8 +3,10 @@
 //! Vectors without an error code save all general-purpose registers as a `Frame` (RAX lowest,
 //! directly below the CPU's RIP/CS/RFLAGS/RSP/SS), save the SSE state with `fxsave64` (the
 //! handlers are Rust code that may use SSE), call [`super::dispatch`] and return with `iretq`,
-//! so a handler can change what the interrupted code sees. Vectors that push an error code are
-//! fatal in this kernel; their stubs report and never return.
+//! so a handler can change what the interrupted code sees. #PF, which pushes an error code, has
+//! a stub that builds the same `Frame` and passes the error code along (without TDX it may be an
+//! MMIO access to emulate). The other vectors that push an error code are fatal in this kernel;
+//! their stubs report and never return.
 
 use core::arch::naked_asm;
 use tdx_boot::ve::Frame;
@@ -71,6 +73,43 @@ macro_rules! error_stub {
     };
 }
 
+/// The #PF entry point: a [`Frame`] and the error code for [`super::on_page_fault`], which may
+/// resume the interrupted code.
+///
+/// The CPU pushed the error code directly below RIP, where the `Frame`'s last register (R15)
+/// belongs: exchanging R15 with it saves R15 in its slot and takes the error code into R15,
+/// so the other fourteen pushes complete the frame and `iretq` finds RIP right above it.
+///
+/// # Safety
+///
+/// Install its address in the IDT gate of vector 14; never call it.
+#[unsafe(naked)]
+pub unsafe extern "C" fn page_fault() {
+    naked_asm!(
+        "xchg r15, [rsp]",
+        "push r14", "push r13", "push r12",
+        "push r11", "push r10", "push r9", "push r8",
+        "push rbp", "push rdi", "push rsi", "push rdx",
+        "push rcx", "push rbx", "push rax",
+        "mov rdi, rsp",
+        "mov rsi, r15",
+        "mov rbp, rsp",
+        "sub rsp, 512",
+        "and rsp, -16",
+        "fxsave64 [rsp]",
+        "cld",
+        "call {handler}",
+        "fxrstor64 [rsp]",
+        "mov rsp, rbp",
+        "pop rax", "pop rbx", "pop rcx", "pop rdx",
+        "pop rsi", "pop rdi", "pop rbp", "pop r8",
+        "pop r9", "pop r10", "pop r11", "pop r12",
+        "pop r13", "pop r14", "pop r15",
+        "iretq",
+        handler = sym super::on_page_fault,
+    )
+}
+
 frame_stub!(v0, 0);
 frame_stub!(v1, 1);
 frame_stub!(v2, 2);
@@ -84,7 +123,6 @@ error_stub!(v10, 10);
 error_stub!(v11, 11);
 error_stub!(v12, 12);
 error_stub!(v13, 13);
-error_stub!(v14, 14);
 frame_stub!(v15, 15);
 frame_stub!(v16, 16);
 error_stub!(v17, 17);
@@ -111,11 +149,11 @@ tdx_boot::entry_stub!(
 );
 
 /// The entry stub of `vector`: tdx-boot's `ve_entry` for #VE, the `entry_stub!` one for #UD,
-/// the kernel's own for every other vector.
+/// [`page_fault`] for #PF, the kernel's own for every other vector.
 pub fn entry_for(vector: usize) -> usize {
     let own: [unsafe extern "C" fn(); 30] = [
-        v0, v1, v2, v3, v4, v5, v7, v8, v9, v10, v11, v12, v13, v14, v15, v16, v17, v18, v19, v21,
-        v22, v23, v24, v25, v26, v27, v28, v29, v30, v31,
+        v0, v1, v2, v3, v4, v5, v7, v8, v9, v10, v11, v12, v13, page_fault, v15, v16, v17, v18,
+        v19, v21, v22, v23, v24, v25, v26, v27, v28, v29, v30, v31,
     ];
     match vector {
         6 => invalid_opcode as *const () as usize,

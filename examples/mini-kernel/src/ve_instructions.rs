@@ -1,4 +1,5 @@
-//! #VE in action: CPUID, port IO and MMIO, each emulated by tdx-boot's #VE handler.
+//! #VE for instructions: CPUID of a hypervisor leaf and port IO, each emulated by tdx-boot's #VE
+//! handler. (MMIO, which faults on an access rather than an instruction, is [`crate::ve_mmio`].)
 //!
 //! In a TD the instructions themselves raise #VE. Without TDX, each site first tells the model
 //! what the TDX module would report for that instruction (`inject_ve`) and then executes
@@ -8,11 +9,11 @@
 //! model through #UD), writes the results into the frame and advances RIP past the instruction,
 //! which therefore never executes.
 
+use crate::check;
 use crate::platform::Platform;
-use crate::{check, kprintln};
 use alloc::vec::Vec;
 use core::arch::asm;
-use tdx_boot::model::{RegisterFile, TdxModule};
+use tdx_boot::model::TdxModule;
 use tdx_boot::tdcall::VeInfo;
 use tdx_boot::tdcall::vmcall::CpuidResult;
 
@@ -36,16 +37,6 @@ pub const MODEL_HYPERVISOR: CpuidResult = CpuidResult {
 };
 /// COM1's scratch register: written and read back through #VE.
 pub const SCRATCH_PORT: u16 = 0x3ff;
-/// Where the model's demo MMIO device sits (an unused GPA below 4 GiB, accessed shared).
-pub const MMIO_GPA: u64 = 0xfeb0_0000;
-
-/// Sets up the model's side: the VMM's hypervisor CPUID leaf and an MMIO register file.
-pub fn prepare_model(module: &TdxModule) -> RegisterFile {
-    module.set_cpuid(HYPERVISOR_LEAF, 0, MODEL_HYPERVISOR);
-    let device = RegisterFile::new(0x1000);
-    module.add_mmio_device(MMIO_GPA, 0x1000, alloc::boxed::Box::new(device.clone()));
-    device
-}
 
 /// Which vCPU the model charges the #VE to.
 fn vcpu() -> u32 {
@@ -126,40 +117,17 @@ impl Source {
         }
         value
     }
-
-    /// A 32-bit MMIO write and read back at `gpa` (model only: the access is never executed,
-    /// the handler decodes it and performs it with #VE.RequestMMIO).
-    pub fn mmio_round_trip(&self, gpa: u64, shared_bit: u64, value: u32) -> Option<u32> {
-        let Source::Model(_) = self else { return None };
-        let address = gpa | shared_bit;
-        let ept = |write: bool| VeInfo {
-            exit_reason: VeInfo::EXIT_REASON_EPT_VIOLATION,
-            exit_qualification: if write { 1 << 1 } else { 1 << 0 },
-            guest_linear_address: address,
-            guest_physical_address: address,
-            ..VeInfo::default()
-        };
-        let read: u32;
-        self.inject(ept(true));
-        // SAFETY: the store is never executed: `int 20` delivers the injected EPT violation and
-        // the handler performs the access through the VMM, then skips the instruction.
-        unsafe {
-            asm!("int 20", "mov dword ptr [{a}], {v:e}", a = in(reg) address, v = in(reg) value)
-        };
-        self.inject(ept(false));
-        // SAFETY: as above, for the load.
-        unsafe {
-            asm!("int 20", "mov {v:e}, dword ptr [{a}]", a = in(reg) address, v = out(reg) read)
-        };
-        Some(read)
-    }
 }
 
-/// CPUID, port IO and MMIO through #VE and tdx-boot's handler.
-pub fn check_all(platform: &Platform, shared_bit: u64) {
-    let (source, mmio_device) = match *platform {
-        Platform::Td => (Source::Td, None),
-        Platform::Model(module) => (Source::Model(module), Some(prepare_model(module))),
+/// CPUID and port IO through #VE and tdx-boot's handler.
+pub fn check(platform: &Platform) {
+    let source = match *platform {
+        Platform::Td => Source::Td,
+        Platform::Model(module) => {
+            // The model VMM's side: its hypervisor CPUID leaf.
+            module.set_cpuid(HYPERVISOR_LEAF, 0, MODEL_HYPERVISOR);
+            Source::Model(module)
+        }
     };
     let cpuid = source.cpuid(HYPERVISOR_LEAF);
     let expected = match platform {
@@ -188,20 +156,4 @@ pub fn check_all(platform: &Platform, shared_bit: u64) {
         SCRATCH_PORT,
         SCRATCH_PORT
     );
-
-    match (
-        source.mmio_round_trip(MMIO_GPA, shared_bit, 0x1234_5678),
-        mmio_device,
-    ) {
-        (Some(read), Some(device)) => check!(
-            "#VE MMIO",
-            read == 0x1234_5678 && device.get(0, 4) == 0x1234_5678,
-            "MOV store + load at shared GPA {:#x}: device saw {:#x}, load returned {read:#x}",
-            MMIO_GPA | shared_bit,
-            device.get(0, 4)
-        ),
-        _ => {
-            kprintln!("mini-kernel: #VE MMIO: not exercised in a TD (needs a shared MMIO mapping)")
-        }
-    }
 }
