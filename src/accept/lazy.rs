@@ -16,25 +16,26 @@
 //! claiming the next word's, releases the units with a release `fetch_and`, and only then
 //! waits for units that other CPUs hold. A unit is therefore accepted by exactly one CPU (the
 //! claim is one atomic read-modify-write), no CPU waits while there is work it could do
-//! itself, and no CPU sits on more than a word of claimed units it is not yet working on. If accepting fails, the units not accepted go back to unaccepted so that
-//! another caller may try again.
+//! itself, and no CPU sits on more than a word of claimed units it is not yet working on. If
+//! accepting fails, the units not accepted go back to unaccepted so that another caller may
+//! try again.
 //!
 //! # Memory ordering
 //!
 //! That a unit is claimed once needs only the atomicity of the compare-and-swap, and it has no
 //! ABA hazard: the new value is computed from the whole word it replaces, so a word that
-//! changed and changed back yields the same claim, still valid. The orderings
-//! carry the ACCEPT itself from the CPU that did it to the CPUs that use the memory: clearing
-//! a unit's bits is a release, every load that can see a unit accepted is an acquire, so the
-//! module's zeroing happens-before any access through [`UnacceptedBitmap::ensure_accepted`]'s
-//! return. Giving a unit back after a failure is a release and the claim an acquire, so a
+//! changed and changed back yields the same claim, still valid. The orderings carry the ACCEPT
+//! itself from the CPU that did it to the CPUs that use the memory: clearing a unit's bits is
+//! a release, every load that can see a unit accepted is an acquire, so the module's zeroing
+//! happens-before any access through [`UnacceptedBitmap::ensure_accepted`]'s return. Giving a unit back after a failure is a release and the claim an acquire, so a
 //! partial ACCEPT by the failed CPU is ordered before whatever the next holder publishes.
 //!
 //! # Waiting
 //!
-//! A CPU waits only for units another CPU has claimed, and a holder always lets go: its
-//! ACCEPTs end (busy pages are retried [`super::MAX_BUSY_RETRIES`] times, any other refusal
-//! gives the units back). The wait is therefore unbounded on purpose: the holder stops only if
+//! Waiting is spinning on the word (never sleeping, so there is no wake-up to lose). A CPU
+//! waits only for units another CPU has claimed, and a holder always lets go: its ACCEPTs end
+//! (busy pages are retried [`super::MAX_BUSY_RETRIES`] times, any other refusal gives the
+//! units back). The wait is therefore unbounded on purpose: the holder stops only if
 //! its vCPU stops, i.e. the host does not schedule it (the host can stall the whole TD anyway;
 //! a timeout would turn that into spurious errors, and taking the unit over would break
 //! "accepted once"), an interrupt handler on it waits for it (forbidden below), or it panicked
