@@ -27,8 +27,9 @@
 //! changed and changed back yields the same claim, still valid. The orderings carry the ACCEPT
 //! itself from the CPU that did it to the CPUs that use the memory: clearing a unit's bits is
 //! a release, every load that can see a unit accepted is an acquire, so the module's zeroing
-//! happens-before any access through [`UnacceptedBitmap::ensure_accepted`]'s return. Giving a unit back after a failure is a release and the claim an acquire, so a
-//! partial ACCEPT by the failed CPU is ordered before whatever the next holder publishes.
+//! happens-before any access through [`UnacceptedBitmap::ensure_accepted`]'s return. Giving
+//! a unit back after a failure is a release and the claim an acquire, so a partial ACCEPT by
+//! the failed CPU is ordered before whatever the next holder publishes.
 //!
 //! # Waiting
 //!

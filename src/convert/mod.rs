@@ -47,8 +47,8 @@ pub enum RangeState {
         converted_upto: u64,
     },
     /// `make_private` only: the whole range is private in the mappings and for the VMM, but only
-    /// `[gpa, accepted_upto)` is accepted; the rest is pending. [`crate::accept::accept_range`] on the rest
-    /// finishes the conversion.
+    /// `[gpa, accepted_upto)` is accepted; the rest is pending. [`crate::accept::accept_range`]
+    /// on the rest finishes the conversion.
     PrivatePendingAccept {
         /// The GPA up to which pages are accepted.
         accepted_upto: u64,
