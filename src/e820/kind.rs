@@ -21,7 +21,6 @@
 /// Every kind above `Unaccepted` beats both RAM kinds, as the contract requires; the order among
 /// the restrictive kinds only decides which label a conflicting range keeps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
 pub enum RegionKind {
     /// Accepted RAM, free for the kernel after firmware hand-off.
     Usable,
