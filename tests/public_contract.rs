@@ -98,13 +98,17 @@ fn e820_items_have_the_contract_shape() {
         (0, 0x2000, RegionKind::Usable),
         "touching Usable merged"
     );
-    for kind in [
-        RegionKind::Reserved,
-        RegionKind::AcpiReclaimable,
-        RegionKind::AcpiNvs,
-    ] {
-        let _ = kind;
-    }
+    // Outside code can match every kind the issue names, exhaustively.
+    let restrictive = |kind: RegionKind| match kind {
+        RegionKind::Usable | RegionKind::Unaccepted => false,
+        RegionKind::Reserved
+        | RegionKind::AcpiReclaimable
+        | RegionKind::AcpiNvs
+        | RegionKind::Mmio
+        | RegionKind::Unusable
+        | RegionKind::Persistent => true,
+    };
+    assert!(restrictive(RegionKind::Mmio) && !restrictive(kind));
 }
 
 #[test]
