@@ -24,21 +24,9 @@ const K4: u64 = 0x1000;
 const M2: u64 = 0x20_0000;
 const MIB: u64 = 1 << 20;
 
-/// A small deterministic generator (xorshift64*), so runs are comparable.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+#[path = "../tests/common/rng.rs"]
+mod rng;
+use rng::Rng;
 
 fn optimum(start: u64, end: u64, block_at_2m: impl Fn(u64) -> bool) -> u64 {
     let mut calls = 0;
