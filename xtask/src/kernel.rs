@@ -39,7 +39,7 @@ fn build() -> Result<(PathBuf, PathBuf), String> {
             // not build scripts. They make a freestanding static PIE without a red zone.
             .env(
                 "RUSTFLAGS",
-                "--cfg mini_kernel_image -C relocation-model=pie -C no-redzone=yes \
+                "--cfg mini_kernel_image --cfg bare_metal_image -C relocation-model=pie -C no-redzone=yes \
                  -C target-feature=+crt-static -C panic=abort",
             )
             // It would take precedence over RUSTFLAGS.

@@ -6,7 +6,7 @@
 //! what it needs (no boot-service calls, no firmware allocation); [`BootServices::exit`] exits
 //! with that map's key, re-reading the map if the firmware changed it in between.
 
-use crate::{heap, kprintln, tsc, uefi};
+use crate::{kprintln, tsc, uefi};
 
 /// Pages the kernel keeps after ExitBootServices.
 #[derive(Clone, Copy)]
@@ -117,7 +117,7 @@ pub unsafe fn prepare(
         "AllocatePages (memory map) failed",
     )?;
     // SAFETY: the heap pages were just allocated as loader data; nothing else uses them.
-    unsafe { heap::init(heap_start, HEAP_BYTES) };
+    unsafe { metal::heap::init(heap_start, HEAP_BYTES) };
     // SAFETY: the pages were just allocated as loader data and belong to the kernel.
     let map_buffer =
         unsafe { core::slice::from_raw_parts_mut(map_buffer as *mut u8, MAP_BUFFER_PAGES * 4096) };

@@ -20,7 +20,6 @@ mod conversion;
 mod fake_firmware;
 mod firmware;
 mod gdt;
-mod heap;
 mod interrupts;
 mod measurement;
 mod memory;
@@ -29,8 +28,6 @@ mod paging;
 mod percpu;
 mod platform;
 mod qemu_exit;
-#[cfg(mini_kernel_image)]
-mod runtime;
 mod serial;
 mod smp;
 mod td_model;
@@ -46,6 +43,14 @@ use qemu_exit::{ExitCode, exit};
 use tdx_boot::early::{self, Policy, TdxSerial};
 use tdx_boot::mpwk::{self, Madt};
 use tdx_boot::tdcall::Hardware;
+
+#[cfg(mini_kernel_image)]
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    // Not `kprintln!`: the panicking code may hold the console lock.
+    serial::emergency_print(format_args!("mini-kernel: PANIC: {info}\n"));
+    exit(ExitCode::Failure)
+}
 
 #[cfg(not(mini_kernel_image))]
 fn main() {
@@ -298,7 +303,7 @@ fn kernel_main(
             "mini-kernel: the model answered {} TDCALLs through #UD ({} TDG.VP.VMCALLs); heap {} MiB free",
             ud_tdcall::emulated_count(),
             module.tdcall_count(tdx_boot::tdcall::leaf::VP_VMCALL),
-            heap::HEAP.free() >> 20
+            metal::heap::HEAP.free() >> 20
         );
     }
     let (_, failed) = checks::totals();
