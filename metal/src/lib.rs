@@ -6,9 +6,11 @@
 //!   unwinding symbols a freestanding image must provide itself.
 //! - [`heap`]: a bump allocator over memory the firmware handed out.
 //! - [`uart`]: a 16550 UART driven with port IO.
+//! - [`image`]: how an image is linked (for the images' build scripts).
 #![cfg_attr(not(test), no_std)]
 
 pub mod heap;
+pub mod image;
 #[cfg(bare_metal_image)]
 pub mod runtime;
 pub mod uart;
