@@ -5,12 +5,14 @@
 //! - [`tdvf`]: the TDVF metadata of a firmware image (where each section goes, what is measured).
 //! - [`td_hob`]: the TD HOB a VMM hands TDVF, built as QEMU builds it.
 //! - [`mrtd`]: MRTD as the TDX module accumulates it while the VMM adds the initial pages.
+//! - [`cpuid_rules`]: what the TDX module answers for CPUID, and what raises #VE.
 //!
 //! Everything read from a firmware image is untrusted: parsers return typed errors and never
 //! panic or overflow.
 
 #![cfg_attr(not(test), no_std)]
 
+pub mod cpuid_rules;
 pub mod mrtd;
 pub mod td_hob;
 pub mod tdvf;
