@@ -6,6 +6,7 @@
 //! - [`td_hob`]: the TD HOB a VMM hands TDVF, built as QEMU builds it.
 //! - [`mrtd`]: MRTD as the TDX module accumulates it while the VMM adds the initial pages.
 //! - [`cpuid_rules`]: what the TDX module answers for CPUID, and what raises #VE.
+//! - [`msr_rules`]: what the TDX module does for RDMSR/WRMSR: native, emulated, #VE or #GP.
 //!
 //! Everything read from a firmware image is untrusted: parsers return typed errors and never
 //! panic or overflow.
@@ -14,6 +15,7 @@
 
 pub mod cpuid_rules;
 pub mod mrtd;
+pub mod msr_rules;
 pub mod td_hob;
 pub mod tdvf;
 
