@@ -7,6 +7,7 @@
 //! - [`mrtd`]: MRTD as the TDX module accumulates it while the VMM adds the initial pages.
 //! - [`cpuid_rules`]: what the TDX module answers for CPUID, and what raises #VE.
 //! - [`msr_rules`]: what the TDX module does for RDMSR/WRMSR: native, emulated, #VE or #GP.
+//! - [`x2apic`]: a software x2APIC per TD vCPU (registers, priority, EOI, timer, IPIs).
 //!
 //! Everything read from a firmware image is untrusted: parsers return typed errors and never
 //! panic or overflow.
@@ -18,6 +19,7 @@ pub mod mrtd;
 pub mod msr_rules;
 pub mod td_hob;
 pub mod tdvf;
+pub mod x2apic;
 
 #[cfg(test)]
 mod testing;
