@@ -104,3 +104,77 @@ impl PortDevice for DebugExit {
         self.0.store(u64::from(value), Ordering::Relaxed);
     }
 }
+
+/// fw_cfg as the TD sees it, in front of the machine's (ports 0x510-0x51B).
+///
+/// - The DMA interface is hidden (its ports read as zero, FW_CFG_ID says "IO only"): the
+///   machine's device would write to host memory at the TD's guest-physical addresses.
+/// - The kernel items are the TD's kernel (the fw_cfg file `cargo xtask` passes for it), not
+///   the image the outer firmware was given (tdx-sim itself): KERNEL_SIZE answers its size,
+///   KERNEL_DATA streams the file, and the setup, initrd and command-line sizes are zero.
+pub struct FwCfgFront {
+    kernel: crate::host_fw_cfg::File,
+    /// The TD's selected item, and bytes of a synthesized item read so far.
+    selected: u16,
+    offset: usize,
+}
+
+const FW_CFG_ID: u16 = 0x01;
+const FW_CFG_KERNEL_SIZE: u16 = 0x08;
+const FW_CFG_INITRD_SIZE: u16 = 0x0b;
+const FW_CFG_KERNEL_DATA: u16 = 0x11;
+const FW_CFG_CMDLINE_SIZE: u16 = 0x14;
+const FW_CFG_SETUP_SIZE: u16 = 0x17;
+/// FW_CFG_ID's "traditional interface" bit, without the DMA bit.
+const FW_CFG_ID_IO_ONLY: u32 = 1;
+
+impl FwCfgFront {
+    /// A front that serves `kernel` as the TD's kernel.
+    pub fn new(kernel: crate::host_fw_cfg::File) -> Self {
+        Self {
+            kernel,
+            selected: 0,
+            offset: 0,
+        }
+    }
+
+    /// The value of an item tdx-sim answers itself, as little-endian bytes.
+    fn synthesized(&self) -> Option<u32> {
+        match self.selected {
+            FW_CFG_ID => Some(FW_CFG_ID_IO_ONLY),
+            FW_CFG_KERNEL_SIZE => Some(self.kernel.size),
+            FW_CFG_INITRD_SIZE | FW_CFG_CMDLINE_SIZE | FW_CFG_SETUP_SIZE => Some(0),
+            _ => None,
+        }
+    }
+}
+
+impl PortDevice for FwCfgFront {
+    fn read(&mut self, offset: u16, size: u8) -> u32 {
+        match offset {
+            1 => match self.synthesized() {
+                Some(value) => {
+                    let byte = value.to_le_bytes().get(self.offset).copied().unwrap_or(0);
+                    self.offset += 1;
+                    u32::from(byte)
+                }
+                None => PassthroughPorts.read(0x511, size),
+            },
+            // The selector port, and the DMA address ports (no DMA signature).
+            _ => 0,
+        }
+    }
+
+    fn write(&mut self, offset: u16, size: u8, value: u32) {
+        if offset != 0 {
+            return; // DMA address writes: ignored, there is no DMA
+        }
+        self.selected = value as u16;
+        self.offset = 0;
+        let real = match self.selected {
+            FW_CFG_KERNEL_DATA => self.kernel.select,
+            other => other,
+        };
+        PassthroughPorts.write(0x510, size.max(2), u32::from(real));
+    }
+}

@@ -103,7 +103,13 @@ pub fn inject_ve(td: &mut Td, vcpu: usize, info: VeInfo) -> Outcome {
     Outcome::Continue
 }
 
-fn instruction_ve(td: &mut Td, vcpu: usize, exit_reason: u32, len: u32, qualification: u64) -> Outcome {
+fn instruction_ve(
+    td: &mut Td,
+    vcpu: usize,
+    exit_reason: u32,
+    len: u32,
+    qualification: u64,
+) -> Outcome {
     let info = VeInfo {
         exit_reason,
         exit_qualification: qualification,
@@ -120,7 +126,9 @@ pub fn handle(td: &mut Td, vcpu: usize) -> Outcome {
     let info2 = td.vcpus[vcpu].vmcb.read64(control::EXIT_INFO_2);
     match code {
         exit::INTR => Outcome::Continue,
-        exit::CR0_WRITE | exit::CR3_WRITE | exit::CR4_WRITE => cr_write(td, vcpu, (code - exit::CR0_WRITE) as u8),
+        exit::CR0_WRITE | exit::CR3_WRITE | exit::CR4_WRITE => {
+            cr_write(td, vcpu, (code - exit::CR0_WRITE) as u8)
+        }
         c if c == exit::EXCEPTION + 6 => tdcall_service::on_invalid_opcode(td, vcpu),
         exit::CPUID => cpuid(td, vcpu),
         exit::MSR => msr(td, vcpu, info1 != 0),
@@ -146,8 +154,23 @@ pub fn handle(td: &mut Td, vcpu: usize) -> Outcome {
             vcpu: vcpu as u32,
             rip: td.vcpus[vcpu].rip(),
         }),
-        exit::INVALID => died(td, vcpu, alloc::format!("VMRUN refused the vCPU state (EFER {:#x}, CR0 {:#x}, CR4 {:#x})", td.vcpus[vcpu].vmcb.read64(save::EFER), td.vcpus[vcpu].vmcb.read64(save::CR0), td.vcpus[vcpu].vmcb.read64(save::CR4))),
-        other => died(td, vcpu, alloc::format!("VM exit {other:#x} (info {info1:#x}, {info2:#x}) that a TD does not make or tdx-sim does not handle")),
+        exit::INVALID => died(
+            td,
+            vcpu,
+            alloc::format!(
+                "VMRUN refused the vCPU state (EFER {:#x}, CR0 {:#x}, CR4 {:#x})",
+                td.vcpus[vcpu].vmcb.read64(save::EFER),
+                td.vcpus[vcpu].vmcb.read64(save::CR0),
+                td.vcpus[vcpu].vmcb.read64(save::CR4)
+            ),
+        ),
+        other => died(
+            td,
+            vcpu,
+            alloc::format!(
+                "VM exit {other:#x} (info {info1:#x}, {info2:#x}) that a TD does not make or tdx-sim does not handle"
+            ),
+        ),
     }
 }
 
@@ -155,7 +178,11 @@ pub fn handle(td: &mut Td, vcpu: usize) -> Outcome {
 fn cr_write(td: &mut Td, vcpu: usize, cr: u8) -> Outcome {
     let mut bytes = [0u8; 3];
     if !instruction_bytes(td, vcpu, &mut bytes) || bytes[0] != 0x0f || bytes[1] != 0x22 {
-        return died(td, vcpu, alloc::format!("a CR{cr} write that is not MOV to CR ({bytes:02x?})"));
+        return died(
+            td,
+            vcpu,
+            alloc::format!("a CR{cr} write that is not MOV to CR ({bytes:02x?})"),
+        );
     }
     let value = td.vcpus[vcpu].gpr(bytes[2] & 7);
     let v = &mut td.vcpus[vcpu];
@@ -171,7 +198,11 @@ fn cr_write(td: &mut Td, vcpu: usize, cr: u8) -> Outcome {
             v.vmcb.write8(control::TLB_CONTROL, 1);
             Outcome::Continue
         }
-        CrWrite::Unsupported => died(td, vcpu, alloc::format!("CR{cr} write of {value:#x} that tdx-sim does not play")),
+        CrWrite::Unsupported => died(
+            td,
+            vcpu,
+            alloc::format!("CR{cr} write of {value:#x} that tdx-sim does not play"),
+        ),
     }
 }
 
@@ -220,7 +251,13 @@ fn msr(td: &mut Td, vcpu: usize, write: bool) -> Outcome {
 fn nested_page_fault(td: &mut Td, vcpu: usize, error: u64, gpa: u64) -> Outcome {
     if gpa & SHARED_BIT != 0 {
         // EPT violation qualification: bit 0 read, bit 1 write, bit 2 fetch.
-        let qualification = if error & 0x10 != 0 { 4 } else if error & 2 != 0 { 2 } else { 1 };
+        let qualification = if error & 0x10 != 0 {
+            4
+        } else if error & 2 != 0 {
+            2
+        } else {
+            1
+        };
         let info = VeInfo {
             exit_reason: VeInfo::EXIT_REASON_EPT_VIOLATION,
             exit_qualification: qualification,
@@ -230,5 +267,11 @@ fn nested_page_fault(td: &mut Td, vcpu: usize, error: u64, gpa: u64) -> Outcome 
         return inject_ve(td, vcpu, info);
     }
     let state = td.module.page_state(gpa);
-    died(td, vcpu, alloc::format!("access to private GPA {gpa:#x} in state {state:?} (error code {error:#x}): with SEPT_VE_DISABLE the TD cannot continue"))
+    died(
+        td,
+        vcpu,
+        alloc::format!(
+            "access to private GPA {gpa:#x} in state {state:?} (error code {error:#x}): with SEPT_VE_DISABLE the TD cannot continue"
+        ),
+    )
 }

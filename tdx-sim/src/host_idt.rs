@@ -109,10 +109,10 @@ pub fn init() {
     unsafe {
         let idt = &mut *core::ptr::addr_of_mut!(IDT);
         for vector in 32..=255u8 {
-            idt[vector].set_handler_addr(VirtAddr::new(other_stub as usize as u64));
+            idt[vector].set_handler_addr(VirtAddr::new(other_stub as *const () as u64));
         }
         for (vector, stub) in exceptions {
-            let addr = VirtAddr::new(stub as usize as u64);
+            let addr = VirtAddr::new(stub as *const () as u64);
             match vector {
                 0 => idt.divide_error.set_handler_addr(addr),
                 1 => idt.debug.set_handler_addr(addr),
@@ -134,9 +134,9 @@ pub fn init() {
                 _ => idt.simd_floating_point.set_handler_addr(addr),
             };
         }
-        idt[host_timer::VECTOR].set_handler_addr(VirtAddr::new(timer_stub as usize as u64));
+        idt[host_timer::VECTOR].set_handler_addr(VirtAddr::new(timer_stub as *const () as u64));
         idt[host_timer::SPURIOUS_VECTOR]
-            .set_handler_addr(VirtAddr::new(spurious_stub as usize as u64));
+            .set_handler_addr(VirtAddr::new(spurious_stub as *const () as u64));
         idt.load();
     }
 }

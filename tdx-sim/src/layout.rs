@@ -63,6 +63,7 @@ impl Layout {
 
     /// Whether `gpa` (without the shared bit) is RAM.
     pub fn is_ram(&self, gpa: u64) -> bool {
-        self.ram_ranges().any(|(start, end)| (start..end).contains(&gpa))
+        self.ram_ranges()
+            .any(|(start, end)| (start..end).contains(&gpa))
     }
 }

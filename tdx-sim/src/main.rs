@@ -14,19 +14,21 @@ mod console;
 mod devices;
 mod exits;
 mod guest_walk;
+mod host_clock;
 mod host_efi;
 mod host_fw_cfg;
 mod host_idt;
 mod host_timer;
 mod layout;
 mod npt;
+mod report;
 mod svm;
 mod td;
 mod td_cpuid;
 mod tdcall_service;
 mod vcpu;
-mod vmcb;
 mod vm_setup;
+mod vmcb;
 
 use x86_64::instructions::port::Port;
 

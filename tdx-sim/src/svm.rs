@@ -51,9 +51,9 @@ impl FxArea {
 /// Whether the CPU has SVM with nested paging (CPUID 0x8000_0001 ECX[2], 0x8000_000A EDX[0]).
 pub fn supported() -> bool {
     // SAFETY: CPUID has no side effects.
-    let ext = unsafe { core::arch::x86_64::__cpuid(0x8000_0001) };
+    let ext = core::arch::x86_64::__cpuid(0x8000_0001);
     // SAFETY: as above.
-    let features = unsafe { core::arch::x86_64::__cpuid(0x8000_000a) };
+    let features = core::arch::x86_64::__cpuid(0x8000_000a);
     ext.ecx & (1 << 2) != 0 && features.edx & 1 != 0
 }
 

@@ -28,6 +28,19 @@ pub struct Counters {
     pub ve_injected: u64,
 }
 
+/// How often a progress line is printed.
+const PROGRESS_MS: u64 = 5_000;
+/// How long a TD may go without a TDCALL before it counts as hung.
+const HANG_MS: u64 = 60_000;
+
+/// What the watchdog remembers.
+#[derive(Clone, Copy, Debug, Default)]
+struct Watch {
+    tdcalls: u64,
+    last_tdcall_ms: u64,
+    next_progress_ms: u64,
+}
+
 /// A page-aligned permission map of `N` bytes.
 #[repr(C, align(4096))]
 struct PermissionMap<const N: usize>([u8; N]);
@@ -46,6 +59,7 @@ pub struct Td {
     pub counters: Counters,
     /// The debug-exit port, as the TD writes it.
     pub debug_exit: crate::devices::DebugExit,
+    watch: Watch,
     /// Set when the nested tables lost a mapping: every vCPU flushes its TLB at its next run.
     flush_pending: Vec<bool>,
     host_vmcb: Box<Vmcb>,
@@ -81,6 +95,7 @@ impl Td {
             vcpus,
             counters: Counters::default(),
             debug_exit,
+            watch: Watch::default(),
             flush_pending: alloc::vec![false; num_vcpus as usize],
             host_vmcb: Box::new(Vmcb::zeroed()),
             host_fx: Box::new(FxArea::initial()),
@@ -132,6 +147,46 @@ impl Td {
         before.is_some()
     }
 
+    /// A line about where every vCPU is, for progress reports and for a TD that hangs.
+    pub fn progress_line(&self, now_ms: u64) {
+        let mut line = alloc::string::String::new();
+        for v in &self.vcpus {
+            let _ = core::fmt::Write::write_fmt(
+                &mut line,
+                format_args!(" vCPU {} {:?} RIP {:#x};", v.index, v.state, v.rip()),
+            );
+        }
+        crate::println!(
+            "tdx-sim: [{}.{:03} s] {} exits, {} TDCALLs ({} ACCEPT, {} VMCALL), {} #VE;{line}",
+            now_ms / 1000,
+            now_ms % 1000,
+            self.counters.exits,
+            self.counters.tdcalls,
+            self.counters.accepts,
+            self.counters.vmcalls,
+            self.counters.ve_injected
+        );
+    }
+
+    /// Every [`PROGRESS_MS`] a progress line; a TD that has made no TDCALL for [`HANG_MS`] is
+    /// declared hung.
+    fn watchdog(&mut self, vcpu: usize) -> Option<Stop> {
+        let now = crate::host_clock::now_ms();
+        if self.counters.tdcalls != self.watch.tdcalls {
+            self.watch.tdcalls = self.counters.tdcalls;
+            self.watch.last_tdcall_ms = now;
+        }
+        if now >= self.watch.next_progress_ms {
+            self.watch.next_progress_ms = now + PROGRESS_MS;
+            self.progress_line(now);
+        }
+        (now - self.watch.last_tdcall_ms > HANG_MS).then(|| Stop::Died {
+            vcpu: vcpu as u32,
+            rip: self.vcpus[vcpu].rip(),
+            why: alloc::format!("the TD made no TDCALL for {} s: it hangs", HANG_MS / 1000),
+        })
+    }
+
     /// Runs the TD until it ends, scheduling its runnable vCPUs round robin: a vCPU runs until
     /// its time slice ends (the host timer) or it halts.
     pub fn run(&mut self) -> Stop {
@@ -168,6 +223,9 @@ impl Td {
                 vcpu.vmcb.write64(control::EVENT_INJECTION, 0);
                 self.counters.exits += 1;
                 let expired = host_timer::take_expiry();
+                if expired && let Some(stop) = self.watchdog(current) {
+                    return stop;
+                }
                 match exits::handle(self, current) {
                     Outcome::Continue if !expired => {}
                     Outcome::Continue | Outcome::Yield => break,

@@ -18,7 +18,7 @@ const X2APIC: u32 = 1 << 21;
 pub fn module_answer(leaf: u32, subleaf: u32, vcpu_index: u32) -> Option<[u32; 4]> {
     let host = || {
         // SAFETY: CPUID has no side effects.
-        let r = unsafe { __cpuid_count(leaf, subleaf) };
+        let r = __cpuid_count(leaf, subleaf);
         [r.eax, r.ebx, r.ecx, r.edx]
     };
     match leaf {

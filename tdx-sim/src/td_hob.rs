@@ -203,7 +203,16 @@ impl<const N: usize> TdRam<N> {
 
     /// Sorts the entries by address (they never overlap).
     pub fn sort(&mut self) {
-        self.entries[..self.len].sort_unstable_by_key(|e| e.start);
+        // Insertion sort, not `core`'s: the precompiled `core` sort uses the red zone, which a
+        // bare-metal image taking interrupts on the same stack must not run. N is tiny.
+        let entries = &mut self.entries[..self.len];
+        for i in 1..entries.len() {
+            let mut j = i;
+            while j > 0 && entries[j - 1].start > entries[j].start {
+                entries.swap(j - 1, j);
+                j -= 1;
+            }
+        }
     }
 
     /// The entries.

@@ -179,7 +179,9 @@ impl Vcpu {
     /// Injects exception `vector` (without an error code) at the next VMRUN.
     pub fn inject_exception(&mut self, vector: u8) {
         // Valid, type 3 (exception), the vector.
-        self.vmcb
-            .write64(control::EVENT_INJECTION, (1 << 31) | (3 << 8) | u64::from(vector));
+        self.vmcb.write64(
+            control::EVENT_INJECTION,
+            (1 << 31) | (3 << 8) | u64::from(vector),
+        );
     }
 }

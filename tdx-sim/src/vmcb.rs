@@ -233,7 +233,14 @@ impl Vmcb {
     }
 
     /// Sets segment `at` (one of the `save` segment offsets).
-    pub fn set_segment(&mut self, at: usize, selector: u16, attributes: u16, limit: u32, base: u64) {
+    pub fn set_segment(
+        &mut self,
+        at: usize,
+        selector: u16,
+        attributes: u16,
+        limit: u32,
+        base: u64,
+    ) {
         self.0[at..at + 2].copy_from_slice(&selector.to_le_bytes());
         self.0[at + 2..at + 4].copy_from_slice(&attributes.to_le_bytes());
         self.write32(at + 4, limit);
