@@ -47,7 +47,7 @@ fn sign(secret: &[u8; 32], message: &[u8]) -> Option<[u8; 64]> {
 }
 
 /// Copies `len` bytes of `report` from `at`.
-fn field<'r>(report: &'r [u8], at: usize, len: usize) -> &'r [u8] {
+fn field(report: &[u8], at: usize, len: usize) -> &[u8] {
     report.get(at..at + len).unwrap_or_default()
 }
 
