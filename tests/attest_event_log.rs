@@ -109,10 +109,19 @@ fn tdvf_like_records() -> Vec<Vec<u8>> {
         measured(1, 0x8000_000A, b"TDHOB"),
         measured(1, 0x8000_000A, b"CFV"),
         // EV_NO_ACTION in RTMR[0]'s index with a non-zero digest: still not extended.
-        record(1, EV_NO_ACTION, &[(TPM_ALG_SHA384, vec![7; 48])], b"StartupLocality\0\x03"),
+        record(
+            1,
+            EV_NO_ACTION,
+            &[(TPM_ALG_SHA384, vec![7; 48])],
+            b"StartupLocality\0\x03",
+        ),
         // MRTD: recorded, never extended by the guest.
         measured(0, EV_EFI_ACTION, b"MRTD is the module's"),
-        measured(2, EV_EFI_ACTION, b"Calling EFI Application from Boot Option"),
+        measured(
+            2,
+            EV_EFI_ACTION,
+            b"Calling EFI Application from Boot Option",
+        ),
         measured(1, EV_SEPARATOR, &[0; 4]),
         measured(2, EV_SEPARATOR, &[0; 4]),
         measured(2, 0x8000_0003, b"kernel image"),
@@ -147,8 +156,8 @@ fn an_edk2_log_replays_to_the_chain_computed_here() {
     assert_eq!(log.spec_id().header_index, 1);
     assert_eq!(log.spec_id().vendor_info, b"abc");
     assert_eq!(log.replay().unwrap(), tdvf_like_rtmrs());
-    let used: usize = header(1, SHA384_ONLY).len()
-        + tdvf_like_records().iter().map(Vec::len).sum::<usize>();
+    let used: usize =
+        header(1, SHA384_ONLY).len() + tdvf_like_records().iter().map(Vec::len).sum::<usize>();
     assert_eq!(log.bytes(), &area[..used]);
     let events: Vec<_> = log.events().collect();
     assert_eq!(events[0].data, b"TDHOB");
@@ -180,8 +189,16 @@ fn a_copy_cut_short_keeps_its_complete_records() {
     let last = tdvf_like_records().last().unwrap().len();
     for cut in used - last + 1..used {
         let log = EventLog::parse(&full[..cut]).unwrap();
-        assert_eq!((log.len(), log.end()), (9, LogEnd::CutShort), "cut at {cut}");
-        assert_ne!(log.replay().unwrap(), tdvf_like_rtmrs(), "RTMR[3] misses its event");
+        assert_eq!(
+            (log.len(), log.end()),
+            (9, LogEnd::CutShort),
+            "cut at {cut}"
+        );
+        assert_ne!(
+            log.replay().unwrap(),
+            tdvf_like_rtmrs(),
+            "RTMR[3] misses its event"
+        );
         assert_eq!(log.replay().unwrap()[..3], tdvf_like_rtmrs()[..3]);
     }
 }
@@ -226,12 +243,7 @@ fn several_algorithms_extend_with_sha384_only() {
 #[test]
 fn a_log_without_sha384_cannot_give_rtmrs() {
     let mut area = header(1, &[(TPM_ALG_SHA256, 32)]);
-    area.extend(record(
-        1,
-        EV_IPL,
-        &[(TPM_ALG_SHA256, vec![1; 32])],
-        b"x",
-    ));
+    area.extend(record(1, EV_IPL, &[(TPM_ALG_SHA256, vec![1; 32])], b"x"));
     let log = EventLog::parse(&area).unwrap();
     assert_eq!(log.len(), 1);
     assert_eq!(log.replay(), Err(ReplayError::NoSha384));

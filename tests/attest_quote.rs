@@ -126,12 +126,15 @@ fn a_third_party_parser_reads_it_and_both_signatures_verify_with_the_test_keys()
     binding.update(&auth.qe_auth_data.data);
     assert_eq!(auth.qe_report[320..352], binding.finalize()[..]);
     assert_eq!(auth.qe_report[352..384], [0; 32]);
-    assert_eq!(parsed.raw_cert_chain().unwrap().is_empty(), false);
+    assert!(!parsed.raw_cert_chain().unwrap().is_empty());
 
     // Our parser finds the same signature and key.
     let quote = Quote::parse(&bytes).unwrap();
     let (sig, key) = quote.ecdsa_signature_and_key().unwrap();
-    assert_eq!((sig, key), (&auth.ecdsa_signature, &auth.ecdsa_attestation_key));
+    assert_eq!(
+        (sig, key),
+        (&auth.ecdsa_signature, &auth.ecdsa_attestation_key)
+    );
 }
 
 fn verifying_key(xy: &[u8; 64]) -> VerifyingKey {
@@ -191,7 +194,10 @@ fn hostile_quotes_are_refused() {
         q[at..at + bytes.len()].copy_from_slice(bytes);
         Quote::parse(&q).err()
     };
-    assert_eq!(with(0, &3u16.to_le_bytes()), Some(QuoteError::UnsupportedVersion(3)));
+    assert_eq!(
+        with(0, &3u16.to_le_bytes()),
+        Some(QuoteError::UnsupportedVersion(3))
+    );
     assert_eq!(with(4, &0u32.to_le_bytes()), Some(QuoteError::NotTdx(0)));
     assert!(matches!(
         with(48 + 584, &u32::MAX.to_le_bytes()),
@@ -200,7 +206,10 @@ fn hostile_quotes_are_refused() {
     let v5 = as_version_5(&v4, 2);
     let mut bad = v5.clone();
     bad[48..50].copy_from_slice(&1u16.to_le_bytes());
-    assert_eq!(Quote::parse(&bad).err(), Some(QuoteError::UnsupportedBodyType(1)));
+    assert_eq!(
+        Quote::parse(&bad).err(),
+        Some(QuoteError::UnsupportedBodyType(1))
+    );
     let mut bad = v5.clone();
     bad[50..54].copy_from_slice(&648u32.to_le_bytes());
     assert_eq!(
@@ -287,7 +296,11 @@ fn a_hostile_vmm_cannot_make_the_guest_read_past_the_buffer() {
     };
     let mut out = vec![0u8; 1 << 20];
     for (out_len, status, expected) in [
-        (2 * PAGE as u32 - 23, 0, GetQuoteError::BadLength(2 * PAGE as u32 - 23)),
+        (
+            2 * PAGE as u32 - 23,
+            0,
+            GetQuoteError::BadLength(2 * PAGE as u32 - 23),
+        ),
         (u32::MAX, 0, GetQuoteError::BadLength(u32::MAX)),
         (16, 0x1234, GetQuoteError::UnknownStatus(0x1234)),
     ] {

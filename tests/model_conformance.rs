@@ -12,9 +12,9 @@ use common::{HostMemory, call};
 use sha2::{Digest, Sha384};
 use std::collections::BTreeSet;
 use tdx_boot::model::{
-    FOREVER, HostPageSize, MapGpaFault, ModelConfig, PageState,
-    QUOTE_STATUS_ERROR, QUOTE_STATUS_IN_FLIGHT, QUOTE_STATUS_SERVICE_UNAVAILABLE,
-    QUOTE_STATUS_SUCCESS, RegisterFile, TDCALL_STATUSES, TdxModule, VMCALL_STATUSES, VMM_GARBAGE,
+    FOREVER, HostPageSize, MapGpaFault, ModelConfig, PageState, QUOTE_STATUS_ERROR,
+    QUOTE_STATUS_IN_FLIGHT, QUOTE_STATUS_SERVICE_UNAVAILABLE, QUOTE_STATUS_SUCCESS, RegisterFile,
+    TDCALL_STATUSES, TdxModule, VMCALL_STATUSES, VMM_GARBAGE,
 };
 use tdx_boot::tdcall::vmcall::{CpuidResult, expose, function};
 use tdx_boot::tdcall::{
@@ -1616,10 +1616,7 @@ fn header(version: u64, status: u64, in_len: u32, out_len: u32) -> Vec<u8> {
 /// A TDREPORT binding `data`, made by the module in the private page at 0x80_2000.
 fn model_tdreport(tdx: &TdxModule, mem: &HostMemory, data: &[u8; 64]) -> Vec<u8> {
     mem.write(0x2400, data);
-    assert_eq!(
-        report_raw(tdx, 0x80_2000, 0x80_2400, 0),
-        TdxStatus::SUCCESS
-    );
+    assert_eq!(report_raw(tdx, 0x80_2000, 0x80_2400, 0), TdxStatus::SUCCESS);
     mem.read(0x2000, 1024)
 }
 
