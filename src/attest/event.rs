@@ -6,7 +6,7 @@
 //! u32 EventSize, u8 Event[EventSize]
 //! ```
 //! The CC index maps to TDX registers as UEFI 2.10 section 38.4.1 says: 0 is MRTD (built by the
-//! TDX module at TD creation, never extended by the guest), 1..=4 are RTMR[0]..RTMR[3].
+//! TDX module at TD creation, never extended by the guest), 1..=4 are RTMR\[0\]..RTMR\[3\].
 
 use super::algorithm::TPM_ALG_SHA384;
 use super::event_log::EventLogError;
@@ -16,7 +16,7 @@ use crate::bytes::{u16_at, u32_at};
 
 /// The CC measurement register index of MRTD.
 pub const MR_INDEX_MRTD: u32 = 0;
-/// The CC measurement register index of RTMR[0]; RTMR[i] is `MR_INDEX_RTMR0 + i`.
+/// The CC measurement register index of RTMR\[0\]; RTMR\[i\] is `MR_INDEX_RTMR0 + i`.
 pub const MR_INDEX_RTMR0: u32 = 1;
 
 /// One record of the log, borrowed from the log area.
@@ -36,7 +36,7 @@ pub struct Event<'a> {
 }
 
 impl<'a> Event<'a> {
-    /// The RTMR this event extends, or `None` (EV_NO_ACTION, MRTD, or an index past RTMR[3]).
+    /// The RTMR this event extends, or `None` (EV_NO_ACTION, MRTD, or an index past RTMR\[3\]).
     pub fn rtmr_index(&self) -> Option<usize> {
         if self.event_type == EV_NO_ACTION {
             return None;

@@ -81,7 +81,7 @@ pub enum ReplayError {
         /// Offset of the record in the log.
         offset: usize,
     },
-    /// A record extends a register index past RTMR[3] (MRTD is 0, RTMR[3] is 4).
+    /// A record extends a register index past RTMR\[3\] (MRTD is 0, RTMR\[3\] is 4).
     BadMrIndex {
         /// Offset of the record in the log.
         offset: usize,

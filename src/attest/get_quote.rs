@@ -1,6 +1,6 @@
-//! GetQuote: the TDREPORT into a shared buffer, TDG.VP.VMCALL<GetQuote>, the wait, the quote out.
+//! GetQuote: the TDREPORT into a shared buffer, `TDG.VP.VMCALL<GetQuote>`, the wait, the quote out.
 //!
-//! The buffer is the one Linux's tdx-guest driver and QEMU use (GHCI "TDG.VP.VMCALL<GetQuote>"):
+//! The buffer is the one Linux's tdx-guest driver and QEMU use (GHCI "`TDG.VP.VMCALL<GetQuote>`"):
 //! `u64 version (1), u64 status, u32 in_len, u32 out_len, u8 data[]`. The TD writes the TDREPORT
 //! as `data` with `in_len` 1024; the VMM sets `status` to 0xFFFF_FFFF_FFFF_FFFF while it works,
 //! then writes the quote over `data`, `out_len`, and the final status. Completion is signalled

@@ -148,7 +148,7 @@ impl<'a> EventLogWriter<'a> {
         Ok(())
     }
 
-    /// Appends a record of `digests` for CC register index `mr_index` (RTMR[i] is `i + 1`).
+    /// Appends a record of `digests` for CC register index `mr_index` (RTMR\[i\] is `i + 1`).
     pub fn append(
         &mut self,
         mr_index: u32,

@@ -6,8 +6,8 @@
 //!   enclave; it carries MRTD (the firmware image, measured by the TDX module), RTMR[0..3] and the
 //!   64 bytes of REPORTDATA the TD chose.
 //! - **The event log** ([`EventLog`]): every extension of an RTMR with what was measured.
-//!   TDVF writes RTMR[0] (its configuration, the TD HOB, ACPI tables) and RTMR[1] (the boot
-//!   loader or kernel image); the kernel writes RTMR[2] (and RTMR[3] if it wants). The firmware's
+//!   TDVF writes RTMR\[0\] (its configuration, the TD HOB, ACPI tables) and RTMR\[1\] (the boot
+//!   loader or kernel image); the kernel writes RTMR\[2\] (and RTMR\[3\] if it wants). The firmware's
 //!   part is in the area the ACPI CCEL table ([`Ccel`]) points to; the kernel's part is appended
 //!   by [`EventLogWriter`] to a copy of it in the kernel's own memory ([`log_writer`] says why).
 //!
