@@ -39,22 +39,21 @@ const KERNEL_LOG_ROOM: usize = 4096;
 /// `length` bytes at `address` if one firmware region (ACPI or reserved) of the map holds them:
 /// the log area is firmware memory, and anything else (usable RAM the kernel may have reused,
 /// unaccepted memory, MMIO) must not be read as a log.
-fn firmware_bytes<const N: usize>(
+fn log_area_bytes<const N: usize>(
     map: &MemoryMap<N>,
     address: u64,
     length: usize,
 ) -> Option<&'static [u8]> {
-    let end = address.checked_add(u64::try_from(length).ok()?)?;
-    let region = map.region_containing(address)?;
-    let firmware = matches!(
-        region.kind,
-        RegionKind::AcpiReclaimable | RegionKind::AcpiNvs | RegionKind::Reserved
-    );
-    (firmware && end <= region.end).then(|| {
-        // SAFETY: the range lies in one firmware region of the map: accepted, identity-mapped,
-        // never reused by the kernel, so valid and unchanged for the rest of the run.
-        unsafe { core::slice::from_raw_parts(address as *const u8, length) }
-    })
+    crate::memory::firmware_bytes(
+        map,
+        address,
+        length,
+        &[
+            RegionKind::AcpiReclaimable,
+            RegionKind::AcpiNvs,
+            RegionKind::Reserved,
+        ],
+    )
 }
 
 fn hex4(bytes: &[u8]) -> [u8; 4] {
@@ -110,7 +109,7 @@ pub fn check<const N: usize>(
     };
     let area = usize::try_from(ccel.log_area_minimum_length)
         .ok()
-        .and_then(|len| firmware_bytes(map, ccel.log_area_start_address, len));
+        .and_then(|len| log_area_bytes(map, ccel.log_area_start_address, len));
     let Some(area) = area else {
         check!(
             "event log",
