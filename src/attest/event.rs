@@ -76,7 +76,8 @@ impl<'a> Event<'a> {
 pub enum LogEnd {
     /// The rest of the area is 0xFF, as edk2 (TDVF) initialises it.
     Fill0xFF,
-    /// The rest of the area is zeros, as td-shim leaves it.
+    /// The rest of the area is zeros, as td-shim leaves it. (A record starting with index 0 and
+    /// type 0, EV_PREBOOT_CERT on MRTD, is read as this end: no CC firmware writes one.)
     Zeros,
     /// The last record ends exactly at the end of the bytes given.
     AreaEnd,
