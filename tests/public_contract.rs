@@ -202,3 +202,36 @@ fn every_public_error_is_a_std_error() {
     is_error::<ve::VeError>();
     is_error::<ve::mmio::MmioError>();
 }
+
+#[test]
+fn attest_items_have_the_contract_shape() {
+    use tdx_boot::attest::{self, Ccel, Event, EventLog, Quote};
+    let ccel = Ccel::parse(&[0u8; 56]).expect_err("no signature");
+    let _ = format!("{ccel:?} {ccel}");
+    fn ccel_fields(c: &Ccel) -> (u8, u8, u64, u64) {
+        (
+            c.cc_type,
+            c.cc_subtype,
+            c.log_area_minimum_length,
+            c.log_area_start_address,
+        )
+    }
+    fn log_api<'a>(log: &EventLog<'a>) -> (impl Iterator<Item = Event<'a>>, [[u8; 48]; 4]) {
+        (log.events(), log.replay().unwrap_or([[0; 48]; 4]))
+    }
+    fn quote_api<'a>(
+        q: &Quote<'a>,
+    ) -> (u16, &'a [u8; 48], Option<&'a [u8; 48]>, &'a [u8; 64], usize) {
+        (q.version(), q.mr_td(), q.rtmr(0), q.report_data(), q.len())
+    }
+    let _ = (ccel_fields, log_api, quote_api);
+    let _: Result<EventLog<'_>, attest::EventLogError> = EventLog::parse(&[]);
+    let _: Result<Quote<'_>, attest::QuoteError> = Quote::parse(&[]);
+    is_error::<attest::CcelError>();
+    is_error::<attest::EventLogError>();
+    is_error::<attest::ReplayError>();
+    is_error::<attest::QuoteError>();
+    is_error::<attest::GetQuoteError>();
+    is_error::<attest::LogWriteError>();
+    is_error::<attest::MeasureEventError>();
+}

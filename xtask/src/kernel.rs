@@ -105,7 +105,7 @@ pub fn run() -> Result<(), String> {
 
 /// The checks a boot in plain QEMU must report as passed: every capability, so a step that was
 /// silently skipped fails the test as surely as one that failed.
-const REQUIRED_CHECKS: [&str; 13] = [
+const REQUIRED_CHECKS: [&str; 16] = [
     "memory map",
     "ACPI tables",
     "descriptor tables",
@@ -118,7 +118,10 @@ const REQUIRED_CHECKS: [&str; 13] = [
     "APs woken through the mailbox",
     "parallel acceptance",
     "shared conversion round trip",
-    "RTMR extend and TDREPORT",
+    "firmware event log",
+    "kernel measurements",
+    "event log",
+    "quote",
 ];
 
 /// Decides from the exit status and the final line whether the boot passed: QEMU's success

@@ -15,6 +15,7 @@
 extern crate alloc;
 
 mod acceptance;
+mod attestation;
 mod checks;
 mod conversion;
 mod fake_firmware;
@@ -296,7 +297,7 @@ fn kernel_main(
 
     conversion::check(&platform, td.shared_mask());
 
-    measurement::check(&platform);
+    attestation::check(&platform, &mut map, rsdp, td.shared_mask());
 
     if let Some(module) = platform.model() {
         kprintln!(
