@@ -78,7 +78,8 @@ fn calls_versus_optimum(host: &str, rng: &mut Rng, maps: u32) -> (u64, u64) {
                     continue;
                 }
                 let before = tdx.tdcall_count(leaf::MEM_PAGE_ACCEPT);
-                accept_range_with(&tdx.vcpu(0), s, e, &guess).expect("accept");
+                // SAFETY: unaccepted model memory that nothing uses.
+                unsafe { accept_range_with(&tdx.vcpu(0), s, e, &guess) }.expect("accept");
                 made += tdx.tdcall_count(leaf::MEM_PAGE_ACCEPT) - before;
                 best += optimum(s, e, |b| match host {
                     "4k" => false,
@@ -123,7 +124,8 @@ fn parallel_accept(memory: &mut [u8], cpus: u32, sizing: ItemSizing) -> (Duratio
         start: 0,
         end: bytes,
     }];
-    let job = AcceptJob::new(&ranges, sizing).expect("job");
+    // SAFETY: unaccepted model memory that nothing else touches until the job is done.
+    let job = unsafe { AcceptJob::new(&ranges, sizing) }.expect("job");
     let start = Instant::now();
     let shares = std::thread::scope(|s| {
         let handles: Vec<_> = (0..cpus)
@@ -162,7 +164,8 @@ fn simulated_balance(total: u64, cpus: u32, sizing: ItemSizing) -> (f64, f64, u6
         start: 0,
         end: total,
     }];
-    let job = AcceptJob::new(&ranges, sizing).expect("job");
+    // SAFETY: unaccepted model memory that nothing else touches until the job is done.
+    let job = unsafe { AcceptJob::new(&ranges, sizing) }.expect("job");
     let slowness: Vec<f64> = (0..cpus)
         .map(|c| 1.0 + 0.3 * f64::from((c * 7919 + 13) % 97) / 96.0)
         .collect();

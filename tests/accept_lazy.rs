@@ -27,7 +27,8 @@ fn construction_marks_whole_units_and_accepts_partial_ones_now() {
     assert_eq!(words.len(), 2);
     let (start, end) = (M2 / 2, 10 * M2 + 3 * K4);
     let bitmap =
-        UnacceptedBitmap::from_ranges(&tdx.vcpu(0), &words, 0, DEFAULT_UNIT_SIZE, [(start, end)])
+        // SAFETY: the model's memory, which the firmware (the test) added unaccepted and nothing uses.
+        unsafe { UnacceptedBitmap::from_ranges(&tdx.vcpu(0), &words, 0, DEFAULT_UNIT_SIZE, [(start, end)]) }
             .unwrap();
     // Head (half a unit) and tail (3 pages) accepted eagerly; units 1..10 marked.
     assert_eq!(tdx.page_state(M2 / 2), PageState::Private);
@@ -54,18 +55,21 @@ fn bad_parameters_and_ranges_are_refused() {
     let bitmap = UnacceptedBitmap::new(&words, 0, M2).unwrap();
     assert_eq!(bitmap.coverage_end(), 32 * M2);
     assert_eq!(
-        bitmap.mark_unaccepted(&cpu, 0, 33 * M2),
+        // SAFETY: the model's memory, which the firmware (the test) added unaccepted and nothing uses.
+        unsafe { bitmap.mark_unaccepted(&cpu, 0, 33 * M2) },
         Err(BitmapError::OutsideCoverage {
             start: 0,
             end: 33 * M2
         })
     );
     assert_eq!(
-        bitmap.mark_unaccepted(&cpu, 1, M2),
+        // SAFETY: the model's memory, which the firmware (the test) added unaccepted and nothing uses.
+        unsafe { bitmap.mark_unaccepted(&cpu, 1, M2) },
         Err(BitmapError::BadRange { start: 1, end: M2 })
     );
     assert_eq!(
-        bitmap.mark_unaccepted(&cpu, M2, 0),
+        // SAFETY: the model's memory, which the firmware (the test) added unaccepted and nothing uses.
+        unsafe { bitmap.mark_unaccepted(&cpu, M2, 0) },
         Err(BitmapError::BadRange { start: M2, end: 0 })
     );
     let huge = storage(4);
@@ -81,7 +85,9 @@ fn ensure_accepted_takes_the_guard_unit_and_then_costs_no_call() {
     tdx.add_memory(0, 32 * M2, PageState::Unaccepted);
     let words = storage(1);
     let cpu = tdx.vcpu(0);
-    let bitmap = UnacceptedBitmap::from_ranges(&cpu, &words, 0, M2, [(0, 32 * M2)]).unwrap();
+    // SAFETY: the model's memory, which the firmware (the test) added unaccepted and nothing uses.
+    let bitmap =
+        unsafe { UnacceptedBitmap::from_ranges(&cpu, &words, 0, M2, [(0, 32 * M2)]) }.unwrap();
     // Ends inside unit 2: units 1 and 2 only.
     bitmap.ensure_accepted(&cpu, M2 + 5, 2 * M2 + 1).unwrap();
     assert_eq!(accepts(&tdx), 2);
@@ -112,7 +118,9 @@ fn small_units_still_get_2m_accepts_across_words() {
     // 4 KiB units: one word holds 128 KiB, a 2 MiB block spans 16 words.
     let words = storage(UnacceptedBitmap::words_needed(0, 4 * M2, K4));
     let cpu = tdx.vcpu(0);
-    let bitmap = UnacceptedBitmap::from_ranges(&cpu, &words, 0, K4, [(0, 4 * M2)]).unwrap();
+    // SAFETY: the model's memory, which the firmware (the test) added unaccepted and nothing uses.
+    let bitmap =
+        unsafe { UnacceptedBitmap::from_ranges(&cpu, &words, 0, K4, [(0, 4 * M2)]) }.unwrap();
     bitmap.ensure_accepted(&cpu, 0, 2 * M2 + K4).unwrap();
     assert_eq!(tdx.accept_stats().accepted_2m, 2);
     assert_eq!(bitmap.unaccepted_bytes(), 2 * M2 - 2 * K4);
@@ -124,7 +132,9 @@ fn a_failed_unit_stays_unaccepted_and_a_retry_finishes_it() {
     tdx.add_memory(0, 32 * M2, PageState::Unaccepted);
     let words = storage(1);
     let cpu = tdx.vcpu(0);
-    let bitmap = UnacceptedBitmap::from_ranges(&cpu, &words, 0, M2, [(0, 32 * M2)]).unwrap();
+    // SAFETY: the model's memory, which the firmware (the test) added unaccepted and nothing uses.
+    let bitmap =
+        unsafe { UnacceptedBitmap::from_ranges(&cpu, &words, 0, M2, [(0, 32 * M2)]) }.unwrap();
     // Units 0 and 1 accept, unit 2's ACCEPT is refused.
     let cpu_failing = tdx.vcpu(1);
     bitmap.ensure_accepted(&cpu, 0, M2 / 2).unwrap();
@@ -152,7 +162,9 @@ fn many_threads_on_overlapping_ranges_accept_each_unit_once() {
         let words: &'static [AtomicU64] =
             Box::leak(storage(UnacceptedBitmap::words_needed(0, size, unit)).into_boxed_slice());
         let bitmap: &'static UnacceptedBitmap<'static> = Box::leak(Box::new(
-            UnacceptedBitmap::from_ranges(&tdx.vcpu(0), words, 0, unit, [(0, size)]).unwrap(),
+            // SAFETY: the model's memory, which the firmware (the test) added unaccepted and nothing uses.
+            unsafe { UnacceptedBitmap::from_ranges(&tdx.vcpu(0), words, 0, unit, [(0, size)]) }
+                .unwrap(),
         ));
         let handles: Vec<_> = (0..8u32)
             .map(|cpu| {
@@ -216,7 +228,8 @@ mod properties {
             tdx.add_memory(0, size, PageState::Unaccepted);
             let words = storage(UnacceptedBitmap::words_needed(0, size, unit));
             let cpu = tdx.vcpu(0);
-            let bitmap = UnacceptedBitmap::from_ranges(&cpu, &words, 0, unit, [(0, size)]).unwrap();
+            // SAFETY: the model's memory, which the firmware (the test) added unaccepted and nothing uses.
+            let bitmap = unsafe { UnacceptedBitmap::from_ranges(&cpu, &words, 0, unit, [(0, size)]) }.unwrap();
             let units = bitmap.coverage_end().min(size) / unit;
             let mut accepted = BTreeSet::new();
             for (start, len) in calls {
@@ -272,7 +285,8 @@ fn a_long_range_does_not_hold_units_it_is_not_yet_accepting() {
     tdx.add_memory(0, 64 * M2, PageState::Unaccepted);
     let words = storage(2);
     let bitmap =
-        UnacceptedBitmap::from_ranges(&tdx.vcpu(0), &words, 0, M2, [(0, 64 * M2)]).unwrap();
+        // SAFETY: the model's memory, which the firmware (the test) added unaccepted and nothing uses.
+        unsafe { UnacceptedBitmap::from_ranges(&tdx.vcpu(0), &words, 0, M2, [(0, 64 * M2)]) }.unwrap();
     let slow = FirstAcceptWaits {
         cpu: tdx.vcpu(0),
         entered: false.into(),

@@ -44,7 +44,9 @@ fn from_a_memory_map_and_from_the_efi_table_agree() {
 
     let tdx = model(&map);
     let words = storage(words_needed);
-    let from_map = UnacceptedBitmap::from_memory_map(&tdx.vcpu(0), &words, 0, M2, &map).unwrap();
+    // SAFETY: the model's memory, which the firmware (the test) added unaccepted and nothing uses.
+    let from_map =
+        unsafe { UnacceptedBitmap::from_memory_map(&tdx.vcpu(0), &words, 0, M2, &map) }.unwrap();
     // The partial units at the edges were accepted at once; the reserved hole was not touched.
     assert_eq!(tdx.page_state((1 << 30) + 2 * K4), PageState::Private);
     assert_eq!(tdx.page_state((1 << 30) + 2 * M2 + K4), PageState::Private);
@@ -58,11 +60,14 @@ fn from_a_memory_map_and_from_the_efi_table_agree() {
     let mut eager = Vec::new();
     e820::encode_unaccepted_table(&map, M2 as u32, &mut table, |r| eager.push(r)).unwrap();
     for r in &eager {
-        tdx_boot::accept::accept_range(&tdx2.vcpu(0), r.start, r.end).unwrap();
+        // SAFETY: the model's memory, which the firmware (the test) added unaccepted and nothing uses.
+        unsafe { tdx_boot::accept::accept_range(&tdx2.vcpu(0), r.start, r.end) }.unwrap();
     }
     let parsed = e820::UnacceptedBitmap::parse(&table).unwrap();
     let words2 = storage(words_needed);
-    let from_table = UnacceptedBitmap::from_efi_table(&tdx2.vcpu(0), &words2, &parsed).unwrap();
+    // SAFETY: the model's memory, which the firmware (the test) added unaccepted and nothing uses.
+    let from_table =
+        unsafe { UnacceptedBitmap::from_efi_table(&tdx2.vcpu(0), &words2, &parsed) }.unwrap();
     assert_eq!(from_table.unaccepted_bytes(), from_map.unaccepted_bytes());
     for gpa in (0..(2u64 << 30)).step_by(M2 as usize) {
         assert_eq!(

@@ -9,8 +9,10 @@
 //! | 1       | 0       | unaccepted: the first CPU to set `claimed` accepts it         |
 //! | 1       | 1       | a CPU is accepting it; it clears both bits when done          |
 //!
-//! Accepted is all-zero, so the fast path of [`UnacceptedBitmap::ensure_accepted`] is one
-//! acquire load and a mask test per 32 units (64 MiB with 2 MiB units). A CPU claims with one
+//! Accepted is all-zero, and a count of the pending units sits beside the words, so the fast
+//! path of [`UnacceptedBitmap::ensure_accepted`] is one load of the count once everything is
+//! accepted (most of a TD's life), and otherwise one more load and a mask test for a range
+//! within one word (32 units, 64 MiB with 2 MiB units). A CPU claims with one
 //! compare-and-swap every unaccepted unit of a word that nobody holds, accepts what it claimed
 //! (consecutive units as one range, so 2 MiB ACCEPTs stay possible with small units) before
 //! claiming the next word's, releases the units with a release `fetch_and`, and only then
@@ -30,6 +32,26 @@
 //! happens-before any access through [`UnacceptedBitmap::ensure_accepted`]'s return. Giving
 //! a unit back after a failure is a release and the claim an acquire, so a partial ACCEPT by
 //! the failed CPU is ordered before whatever the next holder publishes.
+//!
+//! The count is raised before a unit's pending bit is set and lowered (a release) only after
+//! the bit is cleared, so it is never below the number of pending units; a count read as zero
+//! (an acquire) therefore means every unit is accepted, and the release sequence of the
+//! decrements orders every CPU's ACCEPT before the reader's access, as the word's own
+//! acquire would. A reader that sees a stale non-zero count only takes the word path.
+//!
+//! # Soundness: who promises what
+//!
+//! Accepting a page that holds live data zeroes it if the host has swapped it for a pending
+//! one (see [`super::accept_range`]). The bitmap accepts only units it was told are
+//! unaccepted, and tells it with `unsafe` calls: [`UnacceptedBitmap::from_ranges`],
+//! [`UnacceptedBitmap::from_memory_map`], [`UnacceptedBitmap::from_efi_table`] and
+//! [`UnacceptedBitmap::mark_unaccepted`], whose callers promise that the memory is unaccepted
+//! (or given up), that nothing in use lies in it, and that nothing will use it before the
+//! bitmap has accepted it. Every other method is safe on the strength of that promise: a
+//! unit is accepted by one CPU, once (the claim protocol), its bits are cleared after that
+//! ACCEPT, and no safe method sets them again, so the bitmap never accepts a GPA after it has
+//! handed it out, whatever the host does. A page the host takes away after that merely
+//! faults on access (a denial of service, which the host can always inflict).
 //!
 //! # Waiting
 //!
@@ -139,6 +161,9 @@ impl From<AcceptError> for BitmapError {
 /// counts as accepted.
 pub struct UnacceptedBitmap<'a> {
     words: &'a [AtomicU64],
+    /// At least the number of pending units (see the module documentation); zero only when
+    /// every unit is accepted.
+    pending_units: AtomicU64,
     base: u64,
     unit_shift: u32,
     guess: HostMappingGuess,
@@ -194,6 +219,7 @@ impl<'a> UnacceptedBitmap<'a> {
         }
         Ok(Self {
             words: storage,
+            pending_units: AtomicU64::new(0),
             base,
             unit_shift: unit_size.trailing_zeros(),
             guess: HostMappingGuess::new(),
@@ -203,7 +229,11 @@ impl<'a> UnacceptedBitmap<'a> {
     /// A bitmap recording the unaccepted `ranges` (from the UEFI memory map's type-15 regions,
     /// a TD HOB, or Linux's EFI unaccepted-memory table), as [`Self::new`] then
     /// [`Self::mark_unaccepted`] for each range.
-    pub fn from_ranges(
+    ///
+    /// # Safety
+    ///
+    /// Every range meets [`Self::mark_unaccepted`]'s contract.
+    pub unsafe fn from_ranges(
         tdx: &impl TdCall,
         storage: &'a [AtomicU64],
         base: u64,
@@ -212,14 +242,23 @@ impl<'a> UnacceptedBitmap<'a> {
     ) -> Result<Self, BitmapError> {
         let bitmap = Self::new(storage, base, unit_size)?;
         for (start, end) in ranges {
-            bitmap.mark_unaccepted(tdx, start, end)?;
+            // SAFETY: the caller promises `mark_unaccepted`'s contract for every range.
+            unsafe { bitmap.mark_unaccepted(tdx, start, end) }?;
         }
         Ok(bitmap)
     }
 
     /// A bitmap of the [`RegionKind::Unaccepted`] regions of a sanitized memory map, with
     /// units of `unit_size` from `base` (unit aligned, at or below the first such region).
-    pub fn from_memory_map<const N: usize>(
+    ///
+    /// # Safety
+    ///
+    /// Every `Unaccepted` region of `map` meets [`Self::mark_unaccepted`]'s contract: the map
+    /// is the firmware's report (e.g. [`crate::e820::read_uefi_memory_map`] or
+    /// [`crate::e820::read_td_hob`]), not widened by the kernel, and nothing has accepted or
+    /// used those regions since. A [`MemoryMap`] is plain data that safe code can fill with
+    /// anything, so the map's type cannot vouch for it.
+    pub unsafe fn from_memory_map<const N: usize>(
         tdx: &impl TdCall,
         storage: &'a [AtomicU64],
         base: u64,
@@ -231,19 +270,27 @@ impl<'a> UnacceptedBitmap<'a> {
             .iter()
             .filter(|r| r.kind == RegionKind::Unaccepted)
             .map(|r| (r.start, r.end));
-        Self::from_ranges(tdx, storage, base, unit_size, unaccepted)
+        // SAFETY: the caller promises the contract for every unaccepted region.
+        unsafe { Self::from_ranges(tdx, storage, base, unit_size, unaccepted) }
     }
 
     /// A bitmap with the units and ranges of Linux's EFI unaccepted-memory table (as the EFI
     /// stub leaves it; parsed and validated by [`crate::e820::UnacceptedBitmap::parse`]): its
     /// base and unit size, its set bits as unaccepted ranges.
-    pub fn from_efi_table(
+    ///
+    /// # Safety
+    ///
+    /// Every range the table marks meets [`Self::mark_unaccepted`]'s contract: the table is the
+    /// one the previous stage (EFI stub, previous kernel) left, and nothing has accepted or
+    /// used its marked memory since. Parsing checks the table's shape, not its truth.
+    pub unsafe fn from_efi_table(
         tdx: &impl TdCall,
         storage: &'a [AtomicU64],
         table: &crate::e820::UnacceptedBitmap<'_>,
     ) -> Result<Self, BitmapError> {
         let ranges = table.ranges().map(|r| (r.start, r.end));
-        Self::from_ranges(tdx, storage, table.phys_base(), table.unit_size(), ranges)
+        // SAFETY: the caller promises the contract for every marked range.
+        unsafe { Self::from_ranges(tdx, storage, table.phys_base(), table.unit_size(), ranges) }
     }
 
     /// Records `[start, end)` (4 KiB aligned, from the firmware: validated) as unaccepted.
@@ -254,9 +301,22 @@ impl<'a> UnacceptedBitmap<'a> {
     ///
     /// Meant for building the bitmap: while other CPUs may call [`Self::ensure_accepted`] on
     /// the same units, only mark whole units (the eager edges would race with their ACCEPTs).
-    /// Never mark memory in use: a marked unit is accepted again on its next use, which zeroes
-    /// it if the host swapped the page for a pending one (see [`super::accept_range`]).
-    pub fn mark_unaccepted(
+    ///
+    /// # Safety
+    ///
+    /// Marked memory is accepted (by ACCEPT, which zeroes it if the host has swapped its pages
+    /// for pending ones) on its next use through the bitmap, and the edges right now. So the
+    /// caller promises that `[start, end)`:
+    ///
+    /// - is unaccepted (the firmware reported it unaccepted and nothing has accepted it
+    ///   since) or has been given up by the kernel;
+    /// - holds nothing anyone will read, and nothing (no CPU, device or other acceptance
+    ///   path: another bitmap, an [`super::AcceptJob`], [`super::accept_range`]) reads, writes
+    ///   or accepts it until this bitmap's [`Self::ensure_accepted`] (or a job or
+    ///   [`super::BackgroundAcceptor`] over this bitmap) has accepted it;
+    /// - is not memory the bitmap has already handed out: marking a unit again after its use
+    ///   began is exactly the misuse that lets a hostile host zero it.
+    pub unsafe fn mark_unaccepted(
         &self,
         tdx: &impl TdCall,
         start: u64,
@@ -273,17 +333,31 @@ impl<'a> UnacceptedBitmap<'a> {
         let first_whole = start.next_multiple_of(unit);
         let end_whole = end - end % unit;
         if first_whole >= end_whole {
-            accept_range_with(tdx, start, end, &self.guess)?;
+            // SAFETY: inside the range the caller promises is unaccepted and unused.
+            unsafe { accept_range_with(tdx, start, end, &self.guess) }?;
             return Ok(());
         }
-        accept_range_with(tdx, start, first_whole, &self.guess)?;
-        accept_range_with(tdx, end_whole, end, &self.guess)?;
+        // SAFETY: as above; both pieces lie inside `[start, end)`.
+        unsafe {
+            accept_range_with(tdx, start, first_whole, &self.guess)?;
+            accept_range_with(tdx, end_whole, end, &self.guess)?;
+        }
         let first = self.unit_of(first_whole);
         let last = self.unit_of(end_whole);
         for span in self.word_spans(first, last) {
             if let Some(word) = self.words.get(span.word) {
+                let units = spread(span.units);
+                // Count first, as if every unit were new, so the count never falls below the
+                // pending units; then take back the units that were pending already.
+                // Relaxed: a count raised early only sends readers down the word path.
+                self.pending_units
+                    .fetch_add(u64::from(span.units.count_ones()), Ordering::Relaxed);
                 // Release, as every write of a word; marking publishes no memory of its own.
-                word.fetch_or(spread(span.units), Ordering::Release);
+                let before = word.fetch_or(units, Ordering::Release);
+                let already = u64::from((before & units).count_ones());
+                if already != 0 {
+                    self.pending_units.fetch_sub(already, Ordering::Relaxed);
+                }
             }
         }
         Ok(())
@@ -326,9 +400,15 @@ impl<'a> UnacceptedBitmap<'a> {
     /// included) is still unaccepted. A few atomic loads.
     #[inline]
     pub fn needs_accept(&self, start: u64, end: u64) -> bool {
-        match self.guarded_units(start, end) {
-            Some((first, last)) => !self.all_accepted(first, last),
-            None => false,
+        if start >= end {
+            return false;
+        }
+        match self.single_word_accepted(start, end) {
+            Some(accepted) => !accepted,
+            None => match self.guarded_units(start, end) {
+                Some((first, last)) => !self.all_accepted(first, last),
+                None => false,
+            },
         }
     }
 
@@ -339,6 +419,13 @@ impl<'a> UnacceptedBitmap<'a> {
     /// for the protocol and for the rules on interrupts. Returns once every unit is accepted,
     /// by this CPU or another; if this CPU fails to accept a unit, the error names the GPA and
     /// the units it did not accept are left unaccepted for a later retry.
+    ///
+    /// Safe whatever the arguments and whatever the host does: it accepts only units the
+    /// unsafe constructors or [`Self::mark_unaccepted`] marked, each once (see "Soundness" in
+    /// the module documentation).
+    ///
+    /// Cost when nothing needs accepting: one load once the whole bitmap is accepted; two loads
+    /// and a mask test for a range inside one storage word; a loop over the words otherwise.
     #[inline]
     pub fn ensure_accepted(
         &self,
@@ -349,6 +436,52 @@ impl<'a> UnacceptedBitmap<'a> {
         if start > end {
             return Err(AcceptError::Reversed { start, end });
         }
+        if self.single_word_accepted(start, end) == Some(true) {
+            return Ok(());
+        }
+        self.ensure_accepted_slow(tdx, start, end)
+    }
+
+    /// The fast path: `Some(true)` when everything is accepted, or when the guarded units of
+    /// `[start, end)` (`start <= end`) lie in one word and are accepted; `Some(false)` when
+    /// they lie in one word and are not; `None` when they span words or the coverage's edge.
+    ///
+    /// The guarded units are `unit_of(start) ..= unit_of(end)`: when `end` is unit aligned,
+    /// `unit_of(end)` is the guard unit; otherwise it is the unit holding `end - 1`.
+    #[inline(always)]
+    fn single_word_accepted(&self, start: u64, end: u64) -> Option<bool> {
+        // Acquire, pairing with the release decrements in `complete_units`: zero means every
+        // ACCEPT happened-before this load (see the module documentation).
+        if self.pending_units.load(Ordering::Acquire) == 0 {
+            return Some(true);
+        }
+        // Wrapping: a start below the base gives a huge unit that fails the same-word test.
+        let first = start.wrapping_sub(self.base) >> self.unit_shift;
+        let last = end.wrapping_sub(self.base) >> self.unit_shift;
+        if first ^ last >= UNITS_PER_WORD {
+            return None;
+        }
+        let word = self
+            .words
+            .get(usize::try_from(last / UNITS_PER_WORD).ok()?)?;
+        // Both bits of units `first % 32 ..= last % 32`.
+        let lo = 2 * (first % UNITS_PER_WORD);
+        let hi = 2 * (last % UNITS_PER_WORD) + 1;
+        let mask = (u64::MAX << lo) & (u64::MAX >> (63 - hi));
+        // Acquire, pairing with `complete_units`: the ACCEPT of every unit seen accepted
+        // happens-before the caller touches it.
+        Some(word.load(Ordering::Acquire) & mask == 0)
+    }
+
+    /// Everything [`Self::ensure_accepted`] does past its fast path, out of line so that the
+    /// fast path inlines into allocators.
+    #[inline(never)]
+    fn ensure_accepted_slow(
+        &self,
+        tdx: &impl TdCall,
+        start: u64,
+        end: u64,
+    ) -> Result<(), AcceptError> {
         let Some((first, last)) = self.guarded_units(start, end) else {
             return Ok(());
         };
@@ -358,8 +491,7 @@ impl<'a> UnacceptedBitmap<'a> {
         self.accept_and_wait(tdx, first, last)
     }
 
-    /// The slow path of [`Self::ensure_accepted`], kept out of line so the fast path inlines.
-    #[inline(never)]
+    /// Claims, accepts and waits until every unit of `[first, last)` is accepted.
     fn accept_and_wait(&self, tdx: &impl TdCall, first: u64, last: u64) -> Result<(), AcceptError> {
         loop {
             self.claim_and_accept(tdx, first, last)?;
@@ -555,7 +687,11 @@ impl<'a> UnacceptedBitmap<'a> {
         accepted: &mut u64,
     ) -> Result<(), AcceptError> {
         let (start, end) = (self.gpa_of(first), self.gpa_of(last));
-        match accept_range_with(tdx, start, end, &self.guess) {
+        // SAFETY: this CPU holds the claim on units `[first, last)`, which were marked
+        // unaccepted under `mark_unaccepted`'s contract (nothing uses them before they are
+        // accepted) and are accepted only here, by their one claimant; their bits are cleared
+        // only after this ACCEPT, so no one has been told they are usable.
+        match unsafe { accept_range_with(tdx, start, end, &self.guess) } {
             Ok(_) => {
                 self.complete_units(first, last);
                 *accepted += end - start;
@@ -578,11 +714,15 @@ impl<'a> UnacceptedBitmap<'a> {
         }
     }
 
-    /// Marks claimed units accepted (release: the ACCEPT happens-before any CPU that sees it).
+    /// Marks claimed units accepted (release: the ACCEPT happens-before any CPU that sees it),
+    /// then lowers the pending count by as many (release: the same, for readers of the count).
     fn complete_units(&self, first: u64, last: u64) {
         for span in self.word_spans(first, last) {
             if let Some(w) = self.words.get(span.word) {
-                w.fetch_and(!(spread(span.units) * 0b11), Ordering::Release);
+                let units = spread(span.units);
+                let before = w.fetch_and(!(units * 0b11), Ordering::Release);
+                let cleared = u64::from((before & units).count_ones());
+                self.pending_units.fetch_sub(cleared, Ordering::Release);
             }
         }
     }
