@@ -8,6 +8,9 @@ use tdx_boot::accept::{AcceptError, BitmapError, DEFAULT_UNIT_SIZE, UnacceptedBi
 use tdx_boot::model::{ModelConfig, PageState, TdxModule};
 use tdx_boot::tdcall::{Regs, TdCall, TdxStatus, leaf};
 
+mod common;
+use common::HostMemory;
+
 const K4: u64 = 0x1000;
 const M2: u64 = 0x20_0000;
 
@@ -308,4 +311,113 @@ fn a_long_range_does_not_hold_units_it_is_not_yet_accepting() {
     });
     assert_eq!(bitmap.unaccepted_bytes(), 0);
     assert_eq!(tdx.accept_stats().already_accepted, 0);
+}
+
+/// What `mark_unaccepted`'s `unsafe` guards against: marking memory the bitmap has already
+/// handed out. Its next `ensure_accepted` ACCEPTs it again, which an honest host answers with
+/// ALREADY_ACCEPTED; but if the host has swapped the page for a pending one meanwhile, the
+/// ACCEPT zeroes data in use.
+#[test]
+fn marking_memory_in_use_lets_a_hostile_host_zero_it() {
+    let tdx = TdxModule::new(ModelConfig::default());
+    let memory = HostMemory::new(2 * M2 as usize, 0);
+    memory.back(&tdx, 0);
+    tdx.add_memory(0, 2 * M2, PageState::Unaccepted);
+    let cpu = tdx.vcpu(0);
+    let words = storage(1);
+    // SAFETY: the firmware (the test) added this memory unaccepted and nothing uses it.
+    let bitmap = unsafe { UnacceptedBitmap::from_ranges(&cpu, &words, 0, M2, [(0, 2 * M2)]) };
+    let bitmap = bitmap.unwrap();
+    bitmap.ensure_accepted(&cpu, 0, 0x2000).unwrap();
+    memory.write(0x1000, b"allocated and in use");
+
+    tdx.add_memory(0x1000, 0x2000, PageState::Unaccepted); // the host swaps one page
+    // Safe code cannot make the bitmap accept unit 0 again: the data survives (touching the
+    // swapped page would fault, a denial of service the host can always cause).
+    bitmap.ensure_accepted(&cpu, 0, 0x2000).unwrap();
+    assert_eq!(memory.read(0x1000, 20), b"allocated and in use");
+    assert_eq!(tdx.page_state(0x1000), PageState::Unaccepted);
+
+    // SAFETY: deliberately broken for the demonstration: unit 0 is in use. The model writes
+    // only `HostMemory`, which the test reaches through raw pointers, so nothing is UB here.
+    unsafe { bitmap.mark_unaccepted(&cpu, 0, M2) }.unwrap();
+    bitmap.ensure_accepted(&cpu, 0, 0x2000).unwrap();
+    assert_eq!(
+        memory.read(0x1000, 20),
+        vec![0; 20],
+        "the re-marked unit was accepted again and its live data zeroed"
+    );
+}
+
+/// The constructors take the same promise for every range they are given: a memory map (or
+/// an EFI table) that calls memory in use "unaccepted" has it zeroed the same way, here even
+/// before anything asks for it (the partial unit at the range's end is accepted at once).
+#[test]
+fn a_map_that_calls_memory_in_use_unaccepted_gets_it_zeroed() {
+    use tdx_boot::e820::{MemoryMap, RegionKind};
+    let tdx = TdxModule::new(ModelConfig::default());
+    let memory = HostMemory::new(M2 as usize, 0);
+    memory.back(&tdx, 0);
+    tdx.add_memory(0, M2, PageState::Private);
+    memory.write(0x3000, b"kernel image");
+    tdx.add_memory(0x3000, 0x4000, PageState::Unaccepted); // the host swaps one page
+    let mut map = MemoryMap::<8>::new();
+    map.insert(0, 0x8000, RegionKind::Unaccepted).unwrap();
+    let words = storage(1);
+    // SAFETY: deliberately broken for the demonstration: the map's "unaccepted" region holds
+    // the kernel. The model writes only `HostMemory`, reached through raw pointers.
+    let bitmap = unsafe { UnacceptedBitmap::from_memory_map(&tdx.vcpu(0), &words, 0, M2, &map) };
+    assert_eq!(bitmap.unwrap().unaccepted_bytes(), 0);
+    assert_eq!(memory.read(0x3000, 12), vec![0; 12], "live data zeroed");
+}
+
+/// The pending count behind the fast path is exact through marking (twice), accepting and
+/// failures: the fast path never reports an unaccepted unit accepted, and once everything is
+/// accepted it answers without touching the words (here: without any ACCEPT).
+#[test]
+fn the_fast_path_follows_every_unit_state() {
+    let tdx = TdxModule::new(ModelConfig::default());
+    tdx.add_memory(0, 64 * M2, PageState::Unaccepted);
+    let cpu = tdx.vcpu(0);
+    let words = storage(2);
+    let bitmap = UnacceptedBitmap::new(&words, 0, M2).unwrap();
+    assert!(!bitmap.needs_accept(0, 64 * M2));
+    // SAFETY: unaccepted model memory that nothing uses; marked twice on purpose (an
+    // overlapping report), which must not count units twice.
+    unsafe {
+        bitmap.mark_unaccepted(&cpu, 30 * M2, 34 * M2).unwrap();
+        bitmap.mark_unaccepted(&cpu, 31 * M2, 33 * M2).unwrap();
+    }
+    assert_eq!(bitmap.unaccepted_bytes(), 4 * M2);
+    // Accepted units next to pending ones in the same word, and a range across two words.
+    assert!(!bitmap.needs_accept(29 * M2, 29 * M2 + K4));
+    assert!(
+        bitmap.needs_accept(29 * M2, 30 * M2),
+        "the guard unit 30 is pending"
+    );
+    assert!(bitmap.needs_accept(31 * M2 + K4, 32 * M2 + K4));
+    assert!(!bitmap.needs_accept(34 * M2, 34 * M2 + K4));
+    assert!(bitmap.needs_accept(0, 64 * M2));
+    // A failure leaves its unit pending and the count with it.
+    tdx.inject_tdcall_status(leaf::MEM_PAGE_ACCEPT, TdxStatus::EPT_WALK_FAILED, 1);
+    assert!(bitmap.ensure_accepted(&cpu, 30 * M2, 30 * M2 + 1).is_err());
+    assert!(bitmap.needs_accept(30 * M2, 30 * M2 + 1));
+    bitmap.ensure_accepted(&cpu, 30 * M2, 33 * M2 + 1).unwrap();
+    assert!(!bitmap.needs_accept(0, 64 * M2));
+    let calls = accepts(&tdx);
+    for gpa in (0..64 * M2).step_by(M2 as usize / 2) {
+        bitmap.ensure_accepted(&cpu, gpa, gpa + 3 * K4).unwrap();
+    }
+    assert_eq!(accepts(&tdx), calls);
+    assert_eq!(
+        bitmap.ensure_accepted(&cpu, 2, 1),
+        Err(AcceptError::Reversed { start: 2, end: 1 }),
+        "the fast path still refuses a reversed range"
+    );
+    // Marking again after everything was accepted turns the fast path off again.
+    // SAFETY: unit 40 was accepted by nobody (never marked) and nothing uses it.
+    unsafe { bitmap.mark_unaccepted(&cpu, 40 * M2, 41 * M2) }.unwrap();
+    assert!(bitmap.needs_accept(40 * M2, 40 * M2 + 1));
+    bitmap.ensure_accepted(&cpu, 40 * M2, 40 * M2 + 1).unwrap();
+    assert_eq!(tdx.page_state(40 * M2), PageState::Private);
 }

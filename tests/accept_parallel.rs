@@ -14,6 +14,9 @@ use tdx_boot::accept::{
 use tdx_boot::model::{HostPageSize, ModelConfig, PageState, TdxModule};
 use tdx_boot::tdcall::leaf;
 
+mod common;
+use common::HostMemory;
+
 const K4: u64 = 0x1000;
 const M2: u64 = 0x20_0000;
 
@@ -279,4 +282,25 @@ mod properties {
             }
         }
     }
+}
+
+/// What `AcceptJob::new`'s `unsafe` guards against: a job given memory in use. Its runs are
+/// safe calls, so the promise has to be taken where the ranges are: here a job whose range
+/// holds live data on a page the host swapped zeroes that data when any CPU runs it.
+#[test]
+fn a_job_over_memory_in_use_lets_a_hostile_host_zero_it() {
+    let tdx = model(1, HostPageSize::Size2M);
+    let memory = HostMemory::new(M2 as usize, 0);
+    memory.back(&tdx, 0);
+    tdx.add_memory(0, M2, PageState::Private);
+    memory.write(0x5000, b"a live stack");
+    tdx.add_memory(0x5000, 0x6000, PageState::Unaccepted); // the host swaps one page
+    let ranges: &'static [Range<u64>] = leak([0..M2]);
+    // SAFETY: deliberately broken for the demonstration: the range is in use. The model writes
+    // only `HostMemory`, which the test reaches through raw pointers, so nothing is UB here.
+    let job = unsafe { AcceptJob::new(ranges, ItemSizing::Guided { cpus: 1 }) }.unwrap();
+    let share = job.run(&tdx.vcpu(0)).unwrap();
+    assert_eq!(job.wait(), Ok(()));
+    assert_eq!(share.stats.already_accepted, 511);
+    assert_eq!(memory.read(0x5000, 12), vec![0; 12], "live data zeroed");
 }

@@ -95,6 +95,26 @@ pub const UNITS_PER_WORD: u64 = 32;
 pub const DEFAULT_UNIT_SIZE: u64 = 0x20_0000;
 
 const PENDING_BITS: u64 = 0x5555_5555_5555_5555;
+/// `UNITS_FROM[i]`: both bits of units `i..32` of a word.
+const UNITS_FROM: [u64; 32] = {
+    let mut table = [0; 32];
+    let mut i = 0;
+    while i < 32 {
+        table[i] = u64::MAX << (2 * i);
+        i += 1;
+    }
+    table
+};
+/// `UNITS_UP_TO[i]`: both bits of units `0..=i` of a word.
+const UNITS_UP_TO: [u64; 32] = {
+    let mut table = [0; 32];
+    let mut i = 0;
+    while i < 32 {
+        table[i] = u64::MAX >> (62 - 2 * i);
+        i += 1;
+    }
+    table
+};
 const CLAIM_BITS: u64 = PENDING_BITS << 1;
 const PAGE_SIZE: u64 = 0x1000;
 /// The largest page one ACCEPT takes: claimed runs are kept whole up to its boundaries.
@@ -400,15 +420,12 @@ impl<'a> UnacceptedBitmap<'a> {
     /// included) is still unaccepted. A few atomic loads.
     #[inline]
     pub fn needs_accept(&self, start: u64, end: u64) -> bool {
-        if start >= end {
+        if start >= end || self.known_accepted(start, end) {
             return false;
         }
-        match self.single_word_accepted(start, end) {
-            Some(accepted) => !accepted,
-            None => match self.guarded_units(start, end) {
-                Some((first, last)) => !self.all_accepted(first, last),
-                None => false,
-            },
+        match self.guarded_units(start, end) {
+            Some((first, last)) => !self.all_accepted(first, last),
+            None => false,
         }
     }
 
@@ -436,41 +453,45 @@ impl<'a> UnacceptedBitmap<'a> {
         if start > end {
             return Err(AcceptError::Reversed { start, end });
         }
-        if self.single_word_accepted(start, end) == Some(true) {
+        if self.known_accepted(start, end) {
             return Ok(());
         }
         self.ensure_accepted_slow(tdx, start, end)
     }
 
-    /// The fast path: `Some(true)` when everything is accepted, or when the guarded units of
-    /// `[start, end)` (`start <= end`) lie in one word and are accepted; `Some(false)` when
-    /// they lie in one word and are not; `None` when they span words or the coverage's edge.
+    /// The fast path for `start <= end`: true when every unit is accepted or when the guarded
+    /// units of `[start, end)` lie in one word and are accepted. False says nothing (the slow
+    /// path decides).
     ///
     /// The guarded units are `unit_of(start) ..= unit_of(end)`: when `end` is unit aligned,
     /// `unit_of(end)` is the guard unit; otherwise it is the unit holding `end - 1`.
     #[inline(always)]
-    fn single_word_accepted(&self, start: u64, end: u64) -> Option<bool> {
+    fn known_accepted(&self, start: u64, end: u64) -> bool {
         // Acquire, pairing with the release decrements in `complete_units`: zero means every
         // ACCEPT happened-before this load (see the module documentation).
         if self.pending_units.load(Ordering::Acquire) == 0 {
-            return Some(true);
+            return true;
         }
         // Wrapping: a start below the base gives a huge unit that fails the same-word test.
         let first = start.wrapping_sub(self.base) >> self.unit_shift;
         let last = end.wrapping_sub(self.base) >> self.unit_shift;
         if first ^ last >= UNITS_PER_WORD {
-            return None;
+            return false;
         }
-        let word = self
-            .words
-            .get(usize::try_from(last / UNITS_PER_WORD).ok()?)?;
-        // Both bits of units `first % 32 ..= last % 32`.
-        let lo = 2 * (first % UNITS_PER_WORD);
-        let hi = 2 * (last % UNITS_PER_WORD) + 1;
-        let mask = (u64::MAX << lo) & (u64::MAX >> (63 - hi));
+        let Some(word) = usize::try_from(last / UNITS_PER_WORD)
+            .ok()
+            .and_then(|index| self.words.get(index))
+        else {
+            return false;
+        };
+        // Both bits of units `first % 32 ..= last % 32`, from two tables rather than shifts by
+        // a variable count (several micro-ops each on x86 without BMI2, which the crate cannot
+        // assume).
+        let in_word = |unit: u64| (unit % UNITS_PER_WORD) as usize;
+        let mask = UNITS_FROM[in_word(first)] & UNITS_UP_TO[in_word(last)];
         // Acquire, pairing with `complete_units`: the ACCEPT of every unit seen accepted
         // happens-before the caller touches it.
-        Some(word.load(Ordering::Acquire) & mask == 0)
+        word.load(Ordering::Acquire) & mask == 0
     }
 
     /// Everything [`Self::ensure_accepted`] does past its fast path, out of line so that the
@@ -783,6 +804,50 @@ mod tests {
             assert_eq!(spread(x).count_ones(), x.count_ones());
         }
         assert_eq!(spread(0b101), 0b010001);
+    }
+
+    #[test]
+    fn unit_tables_hold_both_bits_of_their_units() {
+        for i in 0..32u64 {
+            let from: u64 = (i..32).map(|u| 0b11 << (2 * u)).sum();
+            let up_to: u64 = (0..=i).map(|u| 0b11 << (2 * u)).sum();
+            assert_eq!(UNITS_FROM[i as usize], from);
+            assert_eq!(UNITS_UP_TO[i as usize], up_to);
+        }
+    }
+
+    /// The count the fast path trusts equals the pending bits after marking (overlapping and
+    /// repeated), accepting and a failure.
+    #[cfg(feature = "model")]
+    #[test]
+    fn the_pending_count_matches_the_pending_bits() {
+        use crate::model::{ModelConfig, PageState, TdxModule};
+        use crate::tdcall::{TdxStatus, leaf};
+        const M2: u64 = 0x20_0000;
+        let tdx = TdxModule::new(ModelConfig::default());
+        tdx.add_memory(0, 64 * M2, PageState::Unaccepted);
+        let cpu = tdx.vcpu(0);
+        let words: std::vec::Vec<AtomicU64> = (0..2).map(|_| AtomicU64::new(0)).collect();
+        let bitmap = UnacceptedBitmap::new(&words, 0, M2).unwrap();
+        let consistent = |bitmap: &UnacceptedBitmap<'_>| {
+            bitmap.pending_units.load(Ordering::Relaxed) == bitmap.unaccepted_bytes() / M2
+        };
+        // SAFETY: unaccepted model memory that nothing uses.
+        unsafe {
+            bitmap.mark_unaccepted(&cpu, 30 * M2, 40 * M2).unwrap();
+            bitmap.mark_unaccepted(&cpu, 35 * M2, 45 * M2).unwrap();
+            bitmap.mark_unaccepted(&cpu, 30 * M2, 40 * M2).unwrap();
+        }
+        assert!(consistent(&bitmap));
+        assert_eq!(bitmap.pending_units.load(Ordering::Relaxed), 15);
+        bitmap.ensure_accepted(&cpu, 31 * M2, 33 * M2).unwrap();
+        assert!(consistent(&bitmap));
+        tdx.inject_tdcall_status(leaf::MEM_PAGE_ACCEPT, TdxStatus::EPT_WALK_FAILED, 1);
+        assert!(bitmap.ensure_accepted(&cpu, 36 * M2, 37 * M2).is_err());
+        assert!(consistent(&bitmap));
+        bitmap.ensure_accepted(&cpu, 0, 64 * M2).unwrap();
+        assert_eq!(bitmap.pending_units.load(Ordering::Relaxed), 0);
+        assert!(bitmap.known_accepted(0, 64 * M2));
     }
 
     #[test]
