@@ -421,3 +421,26 @@ fn the_fast_path_follows_every_unit_state() {
     bitmap.ensure_accepted(&cpu, 40 * M2, 40 * M2 + 1).unwrap();
     assert_eq!(tdx.page_state(40 * M2), PageState::Private);
 }
+
+/// `from_ranges` takes `mark_unaccepted`'s promise for every range: a range in use that the
+/// caller passes as "unaccepted" is zeroed on first use once the host swaps a page in it.
+#[test]
+fn from_ranges_given_memory_in_use_gets_it_zeroed() {
+    let tdx = TdxModule::new(ModelConfig::default());
+    let memory = HostMemory::new(2 * M2 as usize, 0);
+    memory.back(&tdx, 0);
+    tdx.add_memory(0, 2 * M2, PageState::Private);
+    memory.write((M2 + K4) as usize, b"in use");
+    tdx.add_memory(M2 + K4, M2 + 2 * K4, PageState::Unaccepted); // the host swaps one page
+    let words = storage(1);
+    let cpu = tdx.vcpu(0);
+    // SAFETY: deliberately broken for the demonstration: the range is in use. The model writes
+    // only `HostMemory`, which the test reaches through raw pointers, so nothing is UB here.
+    let bitmap = unsafe { UnacceptedBitmap::from_ranges(&cpu, &words, 0, M2, [(M2, 2 * M2)]) };
+    bitmap.unwrap().ensure_accepted(&cpu, M2, M2 + 1).unwrap();
+    assert_eq!(
+        memory.read((M2 + K4) as usize, 6),
+        vec![0; 6],
+        "live data zeroed"
+    );
+}

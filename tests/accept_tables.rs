@@ -5,6 +5,8 @@ use tdx_boot::accept::UnacceptedBitmap;
 use tdx_boot::e820::{self, MemoryMap, RegionKind};
 use tdx_boot::model::{ModelConfig, PageState, TdxModule};
 
+mod common;
+
 const K4: u64 = 0x1000;
 const M2: u64 = 0x20_0000;
 
@@ -82,4 +84,39 @@ fn from_a_memory_map_and_from_the_efi_table_agree() {
         .unwrap();
     assert_eq!(tdx2.page_state(1 << 30), PageState::Private);
     assert_eq!(tdx2.accept_stats().already_accepted, 0);
+}
+
+/// What `from_efi_table`'s `unsafe` guards against: parsing checks the table's shape, not its
+/// truth. A table (left by a previous kernel, say) that marks a unit still holding data makes
+/// the bitmap accept that unit on its first use, and a page the host swapped for a pending one
+/// there is zeroed under the data.
+#[test]
+fn an_efi_table_that_marks_memory_in_use_gets_it_zeroed() {
+    let tdx = TdxModule::new(ModelConfig::default());
+    let memory = common::HostMemory::new((4 * M2) as usize, 0);
+    memory.back(&tdx, 0);
+    tdx.add_memory(0, 4 * M2, PageState::Private);
+    memory.write((2 * M2 + K4) as usize, b"handed-over data");
+    tdx.add_memory(2 * M2 + K4, 2 * M2 + 2 * K4, PageState::Unaccepted); // the host swaps it
+    let mut lying = MemoryMap::<4>::new();
+    lying
+        .insert(2 * M2, 3 * M2, RegionKind::Unaccepted)
+        .unwrap();
+    let mut table = vec![0u8; e820::unaccepted_table_len(&lying, M2 as u32).unwrap()];
+    e820::encode_unaccepted_table(&lying, M2 as u32, &mut table, |_| {}).unwrap();
+    let parsed = e820::UnacceptedBitmap::parse(&table).unwrap();
+    let words = storage(1);
+    // SAFETY: deliberately broken for the demonstration: the table marks memory in use. The
+    // model writes only `HostMemory`, which the test reaches through raw pointers.
+    let bitmap = unsafe { UnacceptedBitmap::from_efi_table(&tdx.vcpu(0), &words, &parsed) };
+    let bitmap = bitmap.unwrap();
+    assert_eq!(bitmap.unaccepted_bytes(), M2);
+    bitmap
+        .ensure_accepted(&tdx.vcpu(0), 2 * M2, 2 * M2 + 1)
+        .unwrap();
+    assert_eq!(
+        memory.read((2 * M2 + K4) as usize, 16),
+        vec![0; 16],
+        "live data zeroed"
+    );
 }

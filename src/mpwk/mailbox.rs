@@ -122,6 +122,12 @@ impl Mailbox<'static> {
 
 impl<'a> Mailbox<'a> {
     /// A mailbox over memory the caller owns (tests, or a kernel playing the firmware).
+    ///
+    /// Safe, and so are [`Self::post`] and the firmware-side methods: they only read and write
+    /// the page's atomics. A post starts a CPU only if firmware polls the page, and the
+    /// firmware's page is reached only through the `unsafe` [`Mailbox::from_address`], whose
+    /// contract covers every wake posted through it; a kernel loop that plays the firmware
+    /// jumps to a posted vector in its own `unsafe` code, which must trust only its own posts.
     pub fn new(page: &'a MailboxPage) -> Self {
         Mailbox { page }
     }

@@ -71,6 +71,11 @@ pub struct MpWaker<'a> {
 
 impl<'a> MpWaker<'a> {
     /// A waker over `mailbox` (from the MADT's [`super::MpWakeup`]) and an installed trampoline.
+    ///
+    /// Safe, with [`Self::wake`] and [`Self::wake_all`]: waking starts real CPUs only through a
+    /// firmware mailbox, which only the `unsafe` [`super::Mailbox::from_address`] provides; its
+    /// contract covers the trampoline's address and every [`ApBoot`] woken through it. What the
+    /// mailbox page reads back (it is VMM-writable) is only compared, never used as an address.
     pub fn new(mailbox: Mailbox<'a>, trampoline: &'a Trampoline<'a>) -> Self {
         MpWaker {
             mailbox,
