@@ -123,6 +123,9 @@ impl<'a> MpWaker<'a> {
         if command != Command::Noop as u16 {
             return Err(WakeError::MailboxBusy { command });
         }
+        // A flag set before the wake (e.g. by a stray `mark_started`) would let the wait below
+        // succeed at once and the next wake overwrite the slot this AP is about to read.
+        boot.clear_started();
         let boot: &'static ApBoot = boot;
         self.trampoline.publish(boot);
         self.mailbox
