@@ -108,7 +108,10 @@ impl Mailbox<'static> {
     /// used with this mailbox was installed at its true physical address, and that every
     /// `ApBoot` woken through it describes kernel state that is valid for that AP (page tables
     /// that map what the trampoline module lists, a stack used by no one else, an entry function
-    /// that is sound to run on it). Nothing in the safe API can check these.
+    /// that is sound to run on it), and that one [`super::MpWaker`] at a time wakes through this
+    /// mailbox and through each trampoline (a waker remembers the AP that timed out still owning
+    /// its trampoline's slot; a second waker over the same trampoline would not know, and could
+    /// overwrite the slot under that AP). Nothing in the safe API can check these.
     pub unsafe fn from_address(address: u64) -> Mailbox<'static> {
         let pointer = address as usize as *const MailboxPage;
         // SAFETY: the caller guarantees a live, aligned, 4096-byte mapping for 'static; every
