@@ -26,12 +26,12 @@ fn accepts(tdx: &TdxModule) -> u64 {
 fn construction_marks_whole_units_and_accepts_partial_ones_now() {
     let tdx = TdxModule::new(ModelConfig::default());
     tdx.add_memory(0, 64 * M2, PageState::Unaccepted);
-    let words = storage(UnacceptedBitmap::words_needed(0, 64 * M2, M2));
+    let mut words = storage(UnacceptedBitmap::words_needed(0, 64 * M2, M2));
     assert_eq!(words.len(), 2);
     let (start, end) = (M2 / 2, 10 * M2 + 3 * K4);
     let bitmap =
         // SAFETY: the model's memory, which the firmware (the test) added unaccepted and nothing uses.
-        unsafe { UnacceptedBitmap::from_ranges(&tdx.vcpu(0), &words, 0, DEFAULT_UNIT_SIZE, [(start, end)]) }
+        unsafe { UnacceptedBitmap::from_ranges(&tdx.vcpu(0), &mut words, 0, DEFAULT_UNIT_SIZE, [(start, end)]) }
             .unwrap();
     // Head (half a unit) and tail (3 pages) accepted eagerly; units 1..10 marked.
     assert_eq!(tdx.page_state(M2 / 2), PageState::Private);
@@ -45,17 +45,17 @@ fn construction_marks_whole_units_and_accepts_partial_ones_now() {
 #[test]
 fn bad_parameters_and_ranges_are_refused() {
     let tdx = TdxModule::new(ModelConfig::default());
-    let words = storage(1);
+    let mut words = storage(1);
     let cpu = tdx.vcpu(0);
     assert_eq!(
-        UnacceptedBitmap::new(&words, 0, 3 * K4).unwrap_err(),
+        UnacceptedBitmap::new(&mut words, 0, 3 * K4).unwrap_err(),
         BitmapError::BadUnitSize(3 * K4)
     );
     assert_eq!(
-        UnacceptedBitmap::new(&words, K4, M2).unwrap_err(),
+        UnacceptedBitmap::new(&mut words, K4, M2).unwrap_err(),
         BitmapError::UnalignedBase(K4)
     );
-    let bitmap = UnacceptedBitmap::new(&words, 0, M2).unwrap();
+    let bitmap = UnacceptedBitmap::new(&mut words, 0, M2).unwrap();
     assert_eq!(bitmap.coverage_end(), 32 * M2);
     assert_eq!(
         // SAFETY: the model's memory, which the firmware (the test) added unaccepted and nothing uses.
@@ -75,9 +75,9 @@ fn bad_parameters_and_ranges_are_refused() {
         unsafe { bitmap.mark_unaccepted(&cpu, M2, 0) },
         Err(BitmapError::BadRange { start: M2, end: 0 })
     );
-    let huge = storage(4);
+    let mut huge = storage(4);
     assert_eq!(
-        UnacceptedBitmap::new(&huge, u64::MAX - (M2 - 1), M2).unwrap_err(),
+        UnacceptedBitmap::new(&mut huge, u64::MAX - (M2 - 1), M2).unwrap_err(),
         BitmapError::CoverageOverflow
     );
 }
@@ -86,11 +86,11 @@ fn bad_parameters_and_ranges_are_refused() {
 fn ensure_accepted_takes_the_guard_unit_and_then_costs_no_call() {
     let tdx = TdxModule::new(ModelConfig::default());
     tdx.add_memory(0, 32 * M2, PageState::Unaccepted);
-    let words = storage(1);
+    let mut words = storage(1);
     let cpu = tdx.vcpu(0);
     // SAFETY: the model's memory, which the firmware (the test) added unaccepted and nothing uses.
     let bitmap =
-        unsafe { UnacceptedBitmap::from_ranges(&cpu, &words, 0, M2, [(0, 32 * M2)]) }.unwrap();
+        unsafe { UnacceptedBitmap::from_ranges(&cpu, &mut words, 0, M2, [(0, 32 * M2)]) }.unwrap();
     // Ends inside unit 2: units 1 and 2 only.
     bitmap.ensure_accepted(&cpu, M2 + 5, 2 * M2 + 1).unwrap();
     assert_eq!(accepts(&tdx), 2);
@@ -119,11 +119,11 @@ fn small_units_still_get_2m_accepts_across_words() {
     let tdx = TdxModule::new(ModelConfig::default());
     tdx.add_memory(0, 4 * M2, PageState::Unaccepted);
     // 4 KiB units: one word holds 128 KiB, a 2 MiB block spans 16 words.
-    let words = storage(UnacceptedBitmap::words_needed(0, 4 * M2, K4));
+    let mut words = storage(UnacceptedBitmap::words_needed(0, 4 * M2, K4));
     let cpu = tdx.vcpu(0);
     // SAFETY: the model's memory, which the firmware (the test) added unaccepted and nothing uses.
     let bitmap =
-        unsafe { UnacceptedBitmap::from_ranges(&cpu, &words, 0, K4, [(0, 4 * M2)]) }.unwrap();
+        unsafe { UnacceptedBitmap::from_ranges(&cpu, &mut words, 0, K4, [(0, 4 * M2)]) }.unwrap();
     bitmap.ensure_accepted(&cpu, 0, 2 * M2 + K4).unwrap();
     assert_eq!(tdx.accept_stats().accepted_2m, 2);
     assert_eq!(bitmap.unaccepted_bytes(), 2 * M2 - 2 * K4);
@@ -133,11 +133,11 @@ fn small_units_still_get_2m_accepts_across_words() {
 fn a_failed_unit_stays_unaccepted_and_a_retry_finishes_it() {
     let tdx = TdxModule::new(ModelConfig::default());
     tdx.add_memory(0, 32 * M2, PageState::Unaccepted);
-    let words = storage(1);
+    let mut words = storage(1);
     let cpu = tdx.vcpu(0);
     // SAFETY: the model's memory, which the firmware (the test) added unaccepted and nothing uses.
     let bitmap =
-        unsafe { UnacceptedBitmap::from_ranges(&cpu, &words, 0, M2, [(0, 32 * M2)]) }.unwrap();
+        unsafe { UnacceptedBitmap::from_ranges(&cpu, &mut words, 0, M2, [(0, 32 * M2)]) }.unwrap();
     // Units 0 and 1 accept, unit 2's ACCEPT is refused.
     let cpu_failing = tdx.vcpu(1);
     bitmap.ensure_accepted(&cpu, 0, M2 / 2).unwrap();
@@ -162,7 +162,7 @@ fn many_threads_on_overlapping_ranges_accept_each_unit_once() {
         }));
         let size = 256 * M2;
         tdx.add_memory(0, size, PageState::Unaccepted);
-        let words: &'static [AtomicU64] =
+        let words: &'static mut [AtomicU64] =
             Box::leak(storage(UnacceptedBitmap::words_needed(0, size, unit)).into_boxed_slice());
         let bitmap: &'static UnacceptedBitmap<'static> = Box::leak(Box::new(
             // SAFETY: the model's memory, which the firmware (the test) added unaccepted and nothing uses.
@@ -229,10 +229,10 @@ mod properties {
             let size = 64u64 << 20;
             let tdx = TdxModule::new(ModelConfig::default());
             tdx.add_memory(0, size, PageState::Unaccepted);
-            let words = storage(UnacceptedBitmap::words_needed(0, size, unit));
+            let mut words = storage(UnacceptedBitmap::words_needed(0, size, unit));
             let cpu = tdx.vcpu(0);
             // SAFETY: the model's memory, which the firmware (the test) added unaccepted and nothing uses.
-            let bitmap = unsafe { UnacceptedBitmap::from_ranges(&cpu, &words, 0, unit, [(0, size)]) }.unwrap();
+            let bitmap = unsafe { UnacceptedBitmap::from_ranges(&cpu, &mut words, 0, unit, [(0, size)]) }.unwrap();
             let units = bitmap.coverage_end().min(size) / unit;
             let mut accepted = BTreeSet::new();
             for (start, len) in calls {
@@ -286,10 +286,10 @@ fn a_long_range_does_not_hold_units_it_is_not_yet_accepting() {
     use std::sync::atomic::Ordering::SeqCst;
     let tdx = TdxModule::new(ModelConfig::default());
     tdx.add_memory(0, 64 * M2, PageState::Unaccepted);
-    let words = storage(2);
+    let mut words = storage(2);
     let bitmap =
         // SAFETY: the model's memory, which the firmware (the test) added unaccepted and nothing uses.
-        unsafe { UnacceptedBitmap::from_ranges(&tdx.vcpu(0), &words, 0, M2, [(0, 64 * M2)]) }.unwrap();
+        unsafe { UnacceptedBitmap::from_ranges(&tdx.vcpu(0), &mut words, 0, M2, [(0, 64 * M2)]) }.unwrap();
     let slow = FirstAcceptWaits {
         cpu: tdx.vcpu(0),
         entered: false.into(),
@@ -324,9 +324,9 @@ fn marking_memory_in_use_lets_a_hostile_host_zero_it() {
     memory.back(&tdx, 0);
     tdx.add_memory(0, 2 * M2, PageState::Unaccepted);
     let cpu = tdx.vcpu(0);
-    let words = storage(1);
+    let mut words = storage(1);
     // SAFETY: the firmware (the test) added this memory unaccepted and nothing uses it.
-    let bitmap = unsafe { UnacceptedBitmap::from_ranges(&cpu, &words, 0, M2, [(0, 2 * M2)]) };
+    let bitmap = unsafe { UnacceptedBitmap::from_ranges(&cpu, &mut words, 0, M2, [(0, 2 * M2)]) };
     let bitmap = bitmap.unwrap();
     bitmap.ensure_accepted(&cpu, 0, 0x2000).unwrap();
     memory.write(0x1000, b"allocated and in use");
@@ -363,10 +363,11 @@ fn a_map_that_calls_memory_in_use_unaccepted_gets_it_zeroed() {
     tdx.add_memory(0x3000, 0x4000, PageState::Unaccepted); // the host swaps one page
     let mut map = MemoryMap::<8>::new();
     map.insert(0, 0x8000, RegionKind::Unaccepted).unwrap();
-    let words = storage(1);
+    let mut words = storage(1);
     // SAFETY: deliberately broken for the demonstration: the map's "unaccepted" region holds
     // the kernel. The model writes only `HostMemory`, reached through raw pointers.
-    let bitmap = unsafe { UnacceptedBitmap::from_memory_map(&tdx.vcpu(0), &words, 0, M2, &map) };
+    let bitmap =
+        unsafe { UnacceptedBitmap::from_memory_map(&tdx.vcpu(0), &mut words, 0, M2, &map) };
     assert_eq!(bitmap.unwrap().unaccepted_bytes(), 0);
     assert_eq!(memory.read(0x3000, 12), vec![0; 12], "live data zeroed");
 }
@@ -379,8 +380,8 @@ fn the_fast_path_follows_every_unit_state() {
     let tdx = TdxModule::new(ModelConfig::default());
     tdx.add_memory(0, 64 * M2, PageState::Unaccepted);
     let cpu = tdx.vcpu(0);
-    let words = storage(2);
-    let bitmap = UnacceptedBitmap::new(&words, 0, M2).unwrap();
+    let mut words = storage(2);
+    let bitmap = UnacceptedBitmap::new(&mut words, 0, M2).unwrap();
     assert!(!bitmap.needs_accept(0, 64 * M2));
     // SAFETY: unaccepted model memory that nothing uses; marked twice on purpose (an
     // overlapping report), which must not count units twice.
@@ -432,11 +433,11 @@ fn from_ranges_given_memory_in_use_gets_it_zeroed() {
     tdx.add_memory(0, 2 * M2, PageState::Private);
     memory.write((M2 + K4) as usize, b"in use");
     tdx.add_memory(M2 + K4, M2 + 2 * K4, PageState::Unaccepted); // the host swaps one page
-    let words = storage(1);
+    let mut words = storage(1);
     let cpu = tdx.vcpu(0);
     // SAFETY: deliberately broken for the demonstration: the range is in use. The model writes
     // only `HostMemory`, which the test reaches through raw pointers, so nothing is UB here.
-    let bitmap = unsafe { UnacceptedBitmap::from_ranges(&cpu, &words, 0, M2, [(M2, 2 * M2)]) };
+    let bitmap = unsafe { UnacceptedBitmap::from_ranges(&cpu, &mut words, 0, M2, [(M2, 2 * M2)]) };
     bitmap.unwrap().ensure_accepted(&cpu, M2, M2 + 1).unwrap();
     assert_eq!(
         memory.read((M2 + K4) as usize, 6),

@@ -171,7 +171,7 @@ fn background_and_lazy_acceptance_share_the_bitmap() {
     let tdx = model(cpus, HostPageSize::Size2M);
     let size = 512 * M2;
     tdx.add_memory(0, size, PageState::Unaccepted);
-    let words: &'static [AtomicU64] = Box::leak(
+    let words: &'static mut [AtomicU64] = Box::leak(
         (0..UnacceptedBitmap::words_needed(0, size, M2))
             .map(|_| AtomicU64::new(0))
             .collect::<Vec<_>>()

@@ -45,10 +45,11 @@ fn from_a_memory_map_and_from_the_efi_table_agree() {
     let words_needed = UnacceptedBitmap::words_needed(0, 2 << 30, M2);
 
     let tdx = model(&map);
-    let words = storage(words_needed);
+    let mut words = storage(words_needed);
     // SAFETY: the model's memory, which the firmware (the test) added unaccepted and nothing uses.
     let from_map =
-        unsafe { UnacceptedBitmap::from_memory_map(&tdx.vcpu(0), &words, 0, M2, &map) }.unwrap();
+        unsafe { UnacceptedBitmap::from_memory_map(&tdx.vcpu(0), &mut words, 0, M2, &map) }
+            .unwrap();
     // The partial units at the edges were accepted at once; the reserved hole was not touched.
     assert_eq!(tdx.page_state((1 << 30) + 2 * K4), PageState::Private);
     assert_eq!(tdx.page_state((1 << 30) + 2 * M2 + K4), PageState::Private);
@@ -66,10 +67,10 @@ fn from_a_memory_map_and_from_the_efi_table_agree() {
         unsafe { tdx_boot::accept::accept_range(&tdx2.vcpu(0), r.start, r.end) }.unwrap();
     }
     let parsed = e820::UnacceptedBitmap::parse(&table).unwrap();
-    let words2 = storage(words_needed);
+    let mut words2 = storage(words_needed);
     // SAFETY: the model's memory, which the firmware (the test) added unaccepted and nothing uses.
     let from_table =
-        unsafe { UnacceptedBitmap::from_efi_table(&tdx2.vcpu(0), &words2, &parsed) }.unwrap();
+        unsafe { UnacceptedBitmap::from_efi_table(&tdx2.vcpu(0), &mut words2, &parsed) }.unwrap();
     assert_eq!(from_table.unaccepted_bytes(), from_map.unaccepted_bytes());
     for gpa in (0..(2u64 << 30)).step_by(M2 as usize) {
         assert_eq!(
@@ -105,10 +106,10 @@ fn an_efi_table_that_marks_memory_in_use_gets_it_zeroed() {
     let mut table = vec![0u8; e820::unaccepted_table_len(&lying, M2 as u32).unwrap()];
     e820::encode_unaccepted_table(&lying, M2 as u32, &mut table, |_| {}).unwrap();
     let parsed = e820::UnacceptedBitmap::parse(&table).unwrap();
-    let words = storage(1);
+    let mut words = storage(1);
     // SAFETY: deliberately broken for the demonstration: the table marks memory in use. The
     // model writes only `HostMemory`, which the test reaches through raw pointers.
-    let bitmap = unsafe { UnacceptedBitmap::from_efi_table(&tdx.vcpu(0), &words, &parsed) };
+    let bitmap = unsafe { UnacceptedBitmap::from_efi_table(&tdx.vcpu(0), &mut words, &parsed) };
     let bitmap = bitmap.unwrap();
     assert_eq!(bitmap.unaccepted_bytes(), M2);
     bitmap

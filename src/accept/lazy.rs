@@ -218,7 +218,24 @@ impl<'a> UnacceptedBitmap<'a> {
 
     /// An empty bitmap (everything accepted) over `storage`, covering
     /// `storage.len() * 32` units of `unit_size` from `base`. Clears `storage`.
-    pub fn new(storage: &'a [AtomicU64], base: u64, unit_size: u64) -> Result<Self, BitmapError> {
+    ///
+    /// The storage is borrowed exclusively for the bitmap's life: a second bitmap over the same
+    /// words, with another base or unit size, would read the first one's marks as units of its
+    /// own and accept GPAs nobody vouched for:
+    ///
+    /// ```compile_fail,E0499
+    /// use core::sync::atomic::AtomicU64;
+    /// use tdx_boot::accept::UnacceptedBitmap;
+    /// let mut words = [AtomicU64::new(0)];
+    /// let low = UnacceptedBitmap::new(&mut words, 0, 0x20_0000).unwrap();
+    /// let high = UnacceptedBitmap::new(&mut words, 1 << 30, 0x20_0000).unwrap();
+    /// # drop((low, high));
+    /// ```
+    pub fn new(
+        storage: &'a mut [AtomicU64],
+        base: u64,
+        unit_size: u64,
+    ) -> Result<Self, BitmapError> {
         if !unit_size.is_power_of_two() || unit_size < PAGE_SIZE {
             return Err(BitmapError::BadUnitSize(unit_size));
         }
@@ -234,7 +251,7 @@ impl<'a> UnacceptedBitmap<'a> {
             .ok_or(BitmapError::CoverageOverflow)?;
         // Relaxed: the bitmap reaches other CPUs only through however the caller shares it
         // (AP wake-up, a lock), which orders these stores before their first load.
-        for word in storage {
+        for word in storage.iter() {
             word.store(0, Ordering::Relaxed);
         }
         Ok(Self {
@@ -255,7 +272,7 @@ impl<'a> UnacceptedBitmap<'a> {
     /// Every range meets [`Self::mark_unaccepted`]'s contract.
     pub unsafe fn from_ranges(
         tdx: &impl TdCall,
-        storage: &'a [AtomicU64],
+        storage: &'a mut [AtomicU64],
         base: u64,
         unit_size: u64,
         ranges: impl IntoIterator<Item = (u64, u64)>,
@@ -280,7 +297,7 @@ impl<'a> UnacceptedBitmap<'a> {
     /// anything, so the map's type cannot vouch for it.
     pub unsafe fn from_memory_map<const N: usize>(
         tdx: &impl TdCall,
-        storage: &'a [AtomicU64],
+        storage: &'a mut [AtomicU64],
         base: u64,
         unit_size: u64,
         map: &MemoryMap<N>,
@@ -305,7 +322,7 @@ impl<'a> UnacceptedBitmap<'a> {
     /// used its marked memory since. Parsing checks the table's shape, not its truth.
     pub unsafe fn from_efi_table(
         tdx: &impl TdCall,
-        storage: &'a [AtomicU64],
+        storage: &'a mut [AtomicU64],
         table: &crate::e820::UnacceptedBitmap<'_>,
     ) -> Result<Self, BitmapError> {
         let ranges = table.ranges().map(|r| (r.start, r.end));
@@ -827,8 +844,8 @@ mod tests {
         let tdx = TdxModule::new(ModelConfig::default());
         tdx.add_memory(0, 64 * M2, PageState::Unaccepted);
         let cpu = tdx.vcpu(0);
-        let words: std::vec::Vec<AtomicU64> = (0..2).map(|_| AtomicU64::new(0)).collect();
-        let bitmap = UnacceptedBitmap::new(&words, 0, M2).unwrap();
+        let mut words: std::vec::Vec<AtomicU64> = (0..2).map(|_| AtomicU64::new(0)).collect();
+        let bitmap = UnacceptedBitmap::new(&mut words, 0, M2).unwrap();
         let consistent = |bitmap: &UnacceptedBitmap<'_>| {
             bitmap.pending_units.load(Ordering::Relaxed) == bitmap.unaccepted_bytes() / M2
         };

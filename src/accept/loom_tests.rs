@@ -60,7 +60,7 @@ impl TdCall for FakeModule {
 }
 
 fn leaked_bitmap(module: &FakeModule, units: usize) -> &'static UnacceptedBitmap<'static> {
-    let storage: &'static [BitmapWord] = Box::leak(Box::new([BitmapWord::new(0)]));
+    let storage: &'static mut [BitmapWord] = Box::leak(Box::new([BitmapWord::new(0)]));
     // SAFETY: the fake module's pages stand for unaccepted memory that nothing uses.
     let bitmap = unsafe {
         UnacceptedBitmap::from_ranges(module, storage, 0, PAGE, [(0, units as u64 * PAGE)])
@@ -178,7 +178,7 @@ fn loom_a_failure_gives_back_every_unit_claimed_after_it() {
         // first of which fails with the others claimed. Every claim must be given back, or
         // the final `ensure_accepted` would wait forever.
         let module = Arc::new(FakeModule::new(5, Some(0)));
-        let storage: &'static [BitmapWord] = Box::leak(Box::new([BitmapWord::new(0)]));
+        let storage: &'static mut [BitmapWord] = Box::leak(Box::new([BitmapWord::new(0)]));
         let pending = [(0, 3 * PAGE), (4 * PAGE, 5 * PAGE)];
         // SAFETY: the fake module's pages stand for unaccepted memory that nothing uses.
         let bitmap = unsafe { UnacceptedBitmap::from_ranges(&*module, storage, 0, PAGE, pending) };

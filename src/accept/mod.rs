@@ -38,12 +38,12 @@
 //! unsafe { accept_range(&bsp, 0, 64 << 20) }.unwrap();
 //!
 //! // Lazy: a bitmap in caller storage; accept on first use, from any CPU.
-//! let words: Vec<AtomicU64> = (0..UnacceptedBitmap::words_needed(0, 1 << 30, 2 << 20))
+//! let mut words: Vec<AtomicU64> = (0..UnacceptedBitmap::words_needed(0, 1 << 30, 2 << 20))
 //!     .map(|_| AtomicU64::new(0))
 //!     .collect();
 //! // SAFETY: the firmware's unaccepted range, not accepted or used since.
 //! let bitmap = unsafe {
-//!     UnacceptedBitmap::from_ranges(&bsp, &words, 0, 2 << 20, [(64 << 20, 1 << 30)])
+//!     UnacceptedBitmap::from_ranges(&bsp, &mut words, 0, 2 << 20, [(64 << 20, 1 << 30)])
 //! }
 //! .unwrap();
 //! bitmap.ensure_accepted(&bsp, 100 << 20, (100 << 20) + 4096).unwrap();

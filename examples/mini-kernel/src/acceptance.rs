@@ -37,7 +37,7 @@ pub unsafe fn bitmap<const N: usize>(
     let base = ranges.first()?.0 & !(DEFAULT_UNIT_SIZE - 1);
     let end = ranges.last()?.1;
     let words = UnacceptedBitmap::words_needed(base, end, DEFAULT_UNIT_SIZE);
-    let storage: &'static [AtomicU64] = (0..words)
+    let storage: &'static mut [AtomicU64] = (0..words)
         .map(|_| AtomicU64::new(0))
         .collect::<Vec<_>>()
         .leak();
