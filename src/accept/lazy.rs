@@ -544,7 +544,8 @@ impl<'a> UnacceptedBitmap<'a> {
 
     /// Accepts the units in `[start, end)` that nobody holds, without waiting for the others
     /// and without the guard unit: the building block of background and parallel acceptance.
-    /// Returns the bytes this call accepted.
+    /// Returns the bytes this call accepted. Safe for the reasons [`Self::ensure_accepted`]
+    /// is: it accepts only marked units, through the same claims.
     pub fn accept_unclaimed(
         &self,
         tdx: &impl TdCall,
