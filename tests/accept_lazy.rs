@@ -356,11 +356,7 @@ fn marking_memory_in_use_lets_a_hostile_host_zero_it() {
 fn a_map_that_calls_memory_in_use_unaccepted_gets_it_zeroed() {
     use tdx_boot::e820::{MemoryMap, RegionKind};
     let tdx = TdxModule::new(ModelConfig::default());
-    let memory = HostMemory::new(M2 as usize, 0);
-    memory.back(&tdx, 0);
-    tdx.add_memory(0, M2, PageState::Private);
-    memory.write(0x3000, b"kernel image");
-    tdx.add_memory(0x3000, 0x4000, PageState::Unaccepted); // the host swaps one page
+    let memory = common::live_data_on_a_swapped_page(&tdx, M2, 0x3000, b"kernel image");
     let mut map = MemoryMap::<8>::new();
     map.insert(0, 0x8000, RegionKind::Unaccepted).unwrap();
     let mut words = storage(1);
@@ -428,11 +424,7 @@ fn the_fast_path_follows_every_unit_state() {
 #[test]
 fn from_ranges_given_memory_in_use_gets_it_zeroed() {
     let tdx = TdxModule::new(ModelConfig::default());
-    let memory = HostMemory::new(2 * M2 as usize, 0);
-    memory.back(&tdx, 0);
-    tdx.add_memory(0, 2 * M2, PageState::Private);
-    memory.write((M2 + K4) as usize, b"in use");
-    tdx.add_memory(M2 + K4, M2 + 2 * K4, PageState::Unaccepted); // the host swaps one page
+    let memory = common::live_data_on_a_swapped_page(&tdx, 2 * M2, M2 + K4, b"in use");
     let mut words = storage(1);
     let cpu = tdx.vcpu(0);
     // SAFETY: deliberately broken for the demonstration: the range is in use. The model writes

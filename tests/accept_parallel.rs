@@ -15,7 +15,6 @@ use tdx_boot::model::{HostPageSize, ModelConfig, PageState, TdxModule};
 use tdx_boot::tdcall::leaf;
 
 mod common;
-use common::HostMemory;
 
 const K4: u64 = 0x1000;
 const M2: u64 = 0x20_0000;
@@ -290,11 +289,7 @@ mod properties {
 #[test]
 fn a_job_over_memory_in_use_lets_a_hostile_host_zero_it() {
     let tdx = model(1, HostPageSize::Size2M);
-    let memory = HostMemory::new(M2 as usize, 0);
-    memory.back(&tdx, 0);
-    tdx.add_memory(0, M2, PageState::Private);
-    memory.write(0x5000, b"a live stack");
-    tdx.add_memory(0x5000, 0x6000, PageState::Unaccepted); // the host swaps one page
+    let memory = common::live_data_on_a_swapped_page(&tdx, M2, 0x5000, b"a live stack");
     let ranges: &'static [Range<u64>] = leak([0..M2]);
     // SAFETY: deliberately broken for the demonstration: the range is in use. The model writes
     // only `HostMemory`, which the test reaches through raw pointers, so nothing is UB here.

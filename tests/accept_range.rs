@@ -384,12 +384,8 @@ fn accepting_memory_in_use_lets_a_hostile_host_zero_it() {
 #[test]
 fn accept_range_with_zeroes_a_swapped_page_as_accept_range_does() {
     let tdx = model(HostPageSize::Size4K);
-    let memory = HostMemory::new(M2 as usize, 0);
-    memory.back(&tdx, 0);
-    tdx.add_memory(0, M2, PageState::Private);
-    memory.write(0x3000, b"live");
+    let memory = common::live_data_on_a_swapped_page(&tdx, M2, 0x3000, b"live");
     let guess = HostMappingGuess::new();
-    tdx.add_memory(0x3000, 0x4000, PageState::Unaccepted);
     // SAFETY: deliberately broken for the demonstration (the range is in use); the model
     // writes only `HostMemory`, reached through raw pointers.
     let stats = unsafe { accept_range_with(&tdx.vcpu(0), 0, M2, &guess) }.unwrap();

@@ -94,11 +94,8 @@ fn from_a_memory_map_and_from_the_efi_table_agree() {
 #[test]
 fn an_efi_table_that_marks_memory_in_use_gets_it_zeroed() {
     let tdx = TdxModule::new(ModelConfig::default());
-    let memory = common::HostMemory::new((4 * M2) as usize, 0);
-    memory.back(&tdx, 0);
-    tdx.add_memory(0, 4 * M2, PageState::Private);
-    memory.write((2 * M2 + K4) as usize, b"handed-over data");
-    tdx.add_memory(2 * M2 + K4, 2 * M2 + 2 * K4, PageState::Unaccepted); // the host swaps it
+    let data = b"handed-over data";
+    let memory = common::live_data_on_a_swapped_page(&tdx, 4 * M2, 2 * M2 + K4, data);
     let mut lying = MemoryMap::<4>::new();
     lying
         .insert(2 * M2, 3 * M2, RegionKind::Unaccepted)
