@@ -1,8 +1,11 @@
 //! The public API contract of ../shared/DESIGN.md, written the way code outside the crate uses
 //! it. If a name, a field, a derive or a signature drifts, this file stops compiling; the
-//! assertions check that the pieces also work together.
+//! assertions check that the pieces also work together. `unused_unsafe` is denied so that an
+//! `unsafe fn` of the contract that became safe stops compiling too.
 
-use tdx_boot::accept::accept_range;
+#![deny(unused_unsafe)]
+
+use tdx_boot::accept::{AcceptError, accept_range};
 use tdx_boot::e820::{MemoryMap, Region, RegionKind};
 use tdx_boot::model::{HostPageSize, ModelConfig, PageState, TdxModule};
 use tdx_boot::mpwk::{Madt, MpWakeup};
@@ -74,7 +77,9 @@ fn model_items_have_the_contract_shape() {
     let vcpu = module.vcpu(0);
     is_tdcall(&vcpu);
     assert_eq!(module.page_state(0x1000), PageState::Unaccepted);
-    accept_range(&vcpu, 0, 0x40_0000).expect("accept");
+    // SAFETY: the module added this memory unaccepted and nothing uses it.
+    let accepted: Result<(), AcceptError> = unsafe { accept_range(&vcpu, 0, 0x40_0000) };
+    accepted.expect("accept");
     assert_eq!(module.page_state(0x1000), PageState::Private);
     assert_eq!(module.page_state(0x40_0000), PageState::Absent);
     // The host maps 4K here: two failed 2M attempts at most, then 4K calls.
@@ -114,7 +119,8 @@ fn e820_items_have_the_contract_shape() {
 #[test]
 fn accept_error_is_debug() {
     let module = TdxModule::new(ModelConfig::default());
-    let error = accept_range(&module.vcpu(0), 0x123, 0x2000).expect_err("unaligned");
+    // SAFETY: refused before any call (unaligned), so nothing is accepted.
+    let error = unsafe { accept_range(&module.vcpu(0), 0x123, 0x2000) }.expect_err("unaligned");
     let _ = format!("{error:?}");
 }
 

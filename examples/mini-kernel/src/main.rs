@@ -229,7 +229,10 @@ fn kernel_main(
     ve_instructions::check(&platform);
     ve_mmio::check(&platform, td.shared_mask());
 
-    let lazy = match acceptance::bitmap(&map) {
+    // SAFETY: the map's unaccepted regions are the firmware's (read from its UEFI map above) or,
+    // on the model, conventional memory past the prefix the kernel lives in; nothing has
+    // accepted or used them, and from here on only the bitmap accepts them.
+    let lazy = match unsafe { acceptance::bitmap(&map) } {
         Some(Ok(lazy)) => Some(lazy),
         Some(Err(e)) => {
             check!("lazy acceptance", false, "bitmap: {e:?}");
