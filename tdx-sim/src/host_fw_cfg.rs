@@ -70,8 +70,59 @@ pub fn find(name: &str) -> Option<File> {
     None
 }
 
-/// Reads the whole of `file` into `out` (which must be at least its size).
+/// The DMA interface's address register (big-endian halves at 0x514 and 0x518; writing the
+/// low half starts the transfer).
+const DMA_ADDRESS_HIGH: u16 = 0x514;
+const DMA_ADDRESS_LOW: u16 = 0x518;
+/// Control bits of a DMA request.
+const DMA_ERROR: u32 = 1 << 0;
+const DMA_READ: u32 = 1 << 1;
+const DMA_SELECT: u32 = 1 << 3;
+/// FW_CFG_ID bit: the DMA interface exists.
+const ID_DMA: u32 = 1 << 1;
+const ID: u16 = 0x01;
+
+/// A DMA request as the device reads it (every field big-endian).
+#[repr(C, align(16))]
+struct DmaAccess {
+    control: u32,
+    length: u32,
+    address: u64,
+}
+
+/// Reads the whole of `file` into `out` (which must be at least its size): with one DMA
+/// transfer where the device has DMA (tdx-sim's own memory is identity-mapped, so addresses are
+/// physical), byte by byte otherwise. Byte by byte, 2 MiB take tens of seconds under TCG.
 pub fn read(file: File, out: &mut [u8]) {
     let len = (file.size as usize).min(out.len());
-    read_item(file.select, &mut out[..len]);
+    let mut id = [0u8; 4];
+    read_item(ID, &mut id);
+    if u32::from_le_bytes(id) & ID_DMA == 0 {
+        read_item(file.select, &mut out[..len]);
+        return;
+    }
+    let request = DmaAccess {
+        control: ((u32::from(file.select) << 16) | DMA_SELECT | DMA_READ).to_be(),
+        length: (len as u32).to_be(),
+        address: (out.as_mut_ptr() as u64).to_be(),
+    };
+    let at = &request as *const DmaAccess as u64;
+    // SAFETY: the device writes `len` bytes into `out` (ours, identity-mapped) and then the
+    // request's control word; the request lives until the loop below sees it finished.
+    unsafe {
+        Port::<u32>::new(DMA_ADDRESS_HIGH).write(((at >> 32) as u32).to_be());
+        Port::<u32>::new(DMA_ADDRESS_LOW).write((at as u32).to_be());
+    }
+    loop {
+        // SAFETY: the device updates the control word; read it as it may change.
+        let control = u32::from_be(unsafe { core::ptr::addr_of!(request.control).read_volatile() });
+        if control & DMA_ERROR != 0 {
+            read_item(file.select, &mut out[..len]);
+            return;
+        }
+        if control == 0 {
+            return;
+        }
+        core::hint::spin_loop();
+    }
 }

@@ -28,6 +28,7 @@ pub struct Counters {
     pub ve_injected: u64,
 }
 
+pub const DEBUG_EXITS: bool = true;
 /// How often a progress line is printed.
 const PROGRESS_MS: u64 = 5_000;
 /// How long a TD may go without a TDCALL before it counts as hung.
@@ -222,6 +223,10 @@ impl Td {
                 vcpu.vmcb.write8(control::TLB_CONTROL, 0);
                 vcpu.vmcb.write64(control::EVENT_INJECTION, 0);
                 self.counters.exits += 1;
+                if DEBUG_EXITS && self.counters.exits < 40 {
+                    let v = &self.vcpus[current];
+                    crate::println!("exit {} vcpu {current} code {:#x} rip {:#x} info1 {:#x} info2 {:#x}", self.counters.exits, v.vmcb.read64(control::EXIT_CODE), v.rip(), v.vmcb.read64(control::EXIT_INFO_1), v.vmcb.read64(control::EXIT_INFO_2));
+                }
                 let expired = host_timer::take_expiry();
                 if expired && let Some(stop) = self.watchdog(current) {
                     return stop;

@@ -98,6 +98,10 @@ pub fn on_invalid_opcode(td: &mut Td, vcpu: usize) -> Outcome {
 
 fn after_vmcall(td: &mut Td, vcpu: usize, before: &Regs) -> Outcome {
     td.counters.vmcalls += 1;
+    if crate::td::DEBUG_EXITS && td.counters.vmcalls < 300 {
+        let after = regs_of(td, vcpu);
+        crate::println!("vmcall vcpu {vcpu} fn {:#x} r12 {:#x} r13 {:#x} r14 {:#x} r15 {:#x} -> r10 {:#x} r11 {:#x}", before.r11, before.r12, before.r13, before.r14, before.r15, after.r10, after.r11);
+    }
     if let Some(code) = td.debug_exit.take() {
         return Outcome::Stop(Stop::DebugExit(code));
     }
