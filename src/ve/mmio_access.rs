@@ -17,8 +17,10 @@
 //! which instruction performs it. Use these functions where the instruction must be guaranteed
 //! rather than tested: code that runs inside the #VE path's own assumptions (an early console,
 //! a device accessed before a panic handler exists), types other than plain integers (a
-//! `VolatilePtr` to a struct or array may be copied with `rep movs` or SSE moves the decoder
-//! refuses), or a toolchain or optimization level the test has not seen.
+//! `VolatilePtr` to a struct or array is copied with as many moves as the compiler likes, in the
+//! order it likes: rustc 1.95 at `-O` reads a `[u32; 8]` from its last element down, which a
+//! device whose reads have side effects cannot take), or a toolchain or optimization level the
+//! test has not seen.
 //!
 //! The templates are exposed as macros so the crate's tests assemble and decode the very
 //! instructions these functions contain.
