@@ -1,8 +1,8 @@
 //! The `acpi` feature: the same tables read by the `acpi` crate and by tdx-boot.
 //!
-//! On the tables the QEMU boot gets (QEMU's MADT as hw/i386/acpi-common.c builds it for q35,
-//! plus the wakeup entry TDVF appends in a TD) both crates see the same processors, mailbox and
-//! fixed fields. On hostile tables, what makes `acpi` loop, panic or read past an entry is
+//! On the tables the QEMU boot gets (QEMU's MADT as dumped from the mini-kernel's boot, rebuilt
+//! byte for byte for other vCPU counts as hw/i386/acpi-common.c builds it, plus the wakeup entry
+//! TDVF appends in a TD) both crates see the same processors, mailbox and fixed fields. On hostile tables, what makes `acpi` loop, panic or read past an entry is
 //! refused by tdx-boot with a typed error.
 #![cfg(feature = "acpi")]
 
@@ -106,16 +106,46 @@ fn madt(entries: &[u8]) -> Vec<u8> {
     body.extend_from_slice(&0xfee0_0000u32.to_le_bytes());
     body.extend_from_slice(&1u32.to_le_bytes()); // PCAT_COMPAT
     body.extend_from_slice(entries);
-    sdt(b"APIC", 3, &body)
+    sdt(b"APIC", 1, &body)
+}
+
+/// The MADT QEMU 7.2 gave the mini-kernel (`cargo xtask run`: q35, TCG, `-smp 4`, OVMF),
+/// dumped from the boot.
+const QEMU_Q35_4_VCPUS_MADT: &str = concat!(
+    "4150494390000000014b424f4348532042585043202020200100000042585043",
+    "010000000000e0fe010000000008000001000000000801010100000000080202",
+    "010000000008030301000000010c00000000c0fe00000000020a000002000000",
+    "0000020a0005050000000d00020a0009090000000d00020a000a0a0000000d00",
+    "020a000b0b0000000d000406ff000001",
+);
+
+fn unhex(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
+        .collect()
 }
 
 const MAILBOX: u64 = 0x7f8f_e000;
 
-/// What a TD's kernel gets: QEMU's MADT with TDVF's wakeup entry (version 0, 16 bytes).
-fn td_madt(cpus: u32) -> Vec<u8> {
+/// The wakeup entries TDVF appends: edk2-stable202311..202505 (version 0, 16 bytes) and
+/// edk2-stable202508 on (version 1, 24 bytes, with the reset vector).
+const TDVF_WAKEUP_ENTRIES: [(u16, u8); 2] = [(0, 16), (1, 24)];
+
+/// What a TD's kernel gets: QEMU's MADT with TDVF's wakeup entry of `version` and `length`.
+fn tdvf_madt(cpus: u32, (version, length): (u16, u8)) -> Vec<u8> {
     let mut entries = qemu_entries(cpus);
-    entries.extend(wakeup(0, 16, MAILBOX));
+    let mut entry = wakeup(version, length, MAILBOX);
+    if length >= 24 {
+        entry[16..24].copy_from_slice(&(MAILBOX + 0x1000).to_le_bytes());
+    }
+    entries.extend(entry);
     madt(&entries)
+}
+
+/// A TD's MADT from the TDVF releases of 2023-2025.
+fn td_madt(cpus: u32) -> Vec<u8> {
+    tdvf_madt(cpus, TDVF_WAKEUP_ENTRIES[0])
 }
 
 // ---- the acpi crate's side ----------------------------------------------------------------
@@ -273,17 +303,25 @@ fn tdx_boot_reads(madt: &Madt<'_>) -> View {
 
 #[test]
 fn both_crates_read_the_same_processors_and_mailbox_from_a_tds_madt() {
-    for cpus in [1, 4, 64, 300] {
-        let bytes = td_madt(cpus);
+    for (cpus, tdvf) in [1, 4, 64, 300]
+        .into_iter()
+        .flat_map(|cpus| TDVF_WAKEUP_ENTRIES.map(|entry| (cpus, entry)))
+    {
+        let bytes = tdvf_madt(cpus, tdvf);
         let firmware = Firmware::new(bytes.clone());
         let tables = firmware.tables();
         let mapped = MappedMadt::find(&tables).expect("a TD's MADT is valid");
         let ours = tdx_boot_reads(&mapped.madt());
         let theirs = acpi_reads(mapped.mapping().get());
-        assert_eq!(ours, theirs, "{cpus} vCPUs");
+        assert_eq!(ours, theirs, "{cpus} vCPUs, TDVF entry {tdvf:?}");
         assert_eq!(ours.enabled_apic_ids, (0..cpus).collect::<Vec<_>>());
         assert_eq!(mapped.wakeup().mailbox_address, MAILBOX);
-        assert_eq!(mapped.wakeup().version, 0);
+        assert_eq!(mapped.wakeup().version, tdvf.0);
+        // acpi's entry has no reset vector; tdx-boot reads it from a 24-byte entry.
+        assert_eq!(
+            mapped.wakeup().reset_vector,
+            (tdvf.1 >= 24).then_some(MAILBOX + 0x1000)
+        );
         assert_eq!(mapped.madt().bytes(), &bytes[..]);
         let acpi_header = mapped.mapping().get();
         assert_eq!(mapped.madt().local_apic_address(), {
@@ -303,6 +341,17 @@ fn both_crates_read_the_same_processors_and_mailbox_from_a_tds_madt() {
             firmware._madt.as_ptr() as usize
         );
     }
+}
+
+#[test]
+fn the_builder_makes_exactly_the_madt_qemu_gave_the_boot() {
+    let dumped = unhex(QEMU_Q35_4_VCPUS_MADT);
+    assert_eq!(madt(&qemu_entries(4)), dumped);
+    let madt = Madt::parse(&dumped).expect("QEMU's MADT is valid");
+    let ours = tdx_boot_reads(&madt);
+    assert_eq!(ours, acpi_reads(acpi_view(&dumped)));
+    assert_eq!(ours.enabled_apic_ids, [0, 1, 2, 3]);
+    assert_eq!(ours.entry_types, [0, 0, 0, 0, 1, 2, 2, 2, 2, 2, 4]);
 }
 
 #[test]
