@@ -76,7 +76,8 @@ fn package() -> Result<(), String> {
         .output()
         .map_err(|e| format!("git status: {e}"))?;
     let mut cmd = shell::cargo();
-    cmd.args(["package", "--package", "tdx-boot"]);
+    // Every feature: the package must build `acpi` and `uefi` from crates.io alone too.
+    cmd.args(["package", "--package", "tdx-boot", "--all-features"]);
     if !status.stdout.is_empty() {
         eprintln!("xtask: uncommitted changes: packaging with --allow-dirty");
         cmd.arg("--allow-dirty");
