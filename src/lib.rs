@@ -9,6 +9,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod accept;
+pub mod attest;
 mod bytes;
 pub mod convert;
 pub mod e820;

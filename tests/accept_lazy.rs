@@ -8,6 +8,9 @@ use tdx_boot::accept::{AcceptError, BitmapError, DEFAULT_UNIT_SIZE, UnacceptedBi
 use tdx_boot::model::{ModelConfig, PageState, TdxModule};
 use tdx_boot::tdcall::{Regs, TdCall, TdxStatus, leaf};
 
+mod common;
+use common::HostMemory;
+
 const K4: u64 = 0x1000;
 const M2: u64 = 0x20_0000;
 
@@ -23,11 +26,12 @@ fn accepts(tdx: &TdxModule) -> u64 {
 fn construction_marks_whole_units_and_accepts_partial_ones_now() {
     let tdx = TdxModule::new(ModelConfig::default());
     tdx.add_memory(0, 64 * M2, PageState::Unaccepted);
-    let words = storage(UnacceptedBitmap::words_needed(0, 64 * M2, M2));
+    let mut words = storage(UnacceptedBitmap::words_needed(0, 64 * M2, M2));
     assert_eq!(words.len(), 2);
     let (start, end) = (M2 / 2, 10 * M2 + 3 * K4);
     let bitmap =
-        UnacceptedBitmap::from_ranges(&tdx.vcpu(0), &words, 0, DEFAULT_UNIT_SIZE, [(start, end)])
+        // SAFETY: the model's memory, which the firmware (the test) added unaccepted and nothing uses.
+        unsafe { UnacceptedBitmap::from_ranges(&tdx.vcpu(0), &mut words, 0, DEFAULT_UNIT_SIZE, [(start, end)]) }
             .unwrap();
     // Head (half a unit) and tail (3 pages) accepted eagerly; units 1..10 marked.
     assert_eq!(tdx.page_state(M2 / 2), PageState::Private);
@@ -41,36 +45,39 @@ fn construction_marks_whole_units_and_accepts_partial_ones_now() {
 #[test]
 fn bad_parameters_and_ranges_are_refused() {
     let tdx = TdxModule::new(ModelConfig::default());
-    let words = storage(1);
+    let mut words = storage(1);
     let cpu = tdx.vcpu(0);
     assert_eq!(
-        UnacceptedBitmap::new(&words, 0, 3 * K4).unwrap_err(),
+        UnacceptedBitmap::new(&mut words, 0, 3 * K4).unwrap_err(),
         BitmapError::BadUnitSize(3 * K4)
     );
     assert_eq!(
-        UnacceptedBitmap::new(&words, K4, M2).unwrap_err(),
+        UnacceptedBitmap::new(&mut words, K4, M2).unwrap_err(),
         BitmapError::UnalignedBase(K4)
     );
-    let bitmap = UnacceptedBitmap::new(&words, 0, M2).unwrap();
+    let bitmap = UnacceptedBitmap::new(&mut words, 0, M2).unwrap();
     assert_eq!(bitmap.coverage_end(), 32 * M2);
     assert_eq!(
-        bitmap.mark_unaccepted(&cpu, 0, 33 * M2),
+        // SAFETY: the model's memory, which the firmware (the test) added unaccepted and nothing uses.
+        unsafe { bitmap.mark_unaccepted(&cpu, 0, 33 * M2) },
         Err(BitmapError::OutsideCoverage {
             start: 0,
             end: 33 * M2
         })
     );
     assert_eq!(
-        bitmap.mark_unaccepted(&cpu, 1, M2),
+        // SAFETY: the model's memory, which the firmware (the test) added unaccepted and nothing uses.
+        unsafe { bitmap.mark_unaccepted(&cpu, 1, M2) },
         Err(BitmapError::BadRange { start: 1, end: M2 })
     );
     assert_eq!(
-        bitmap.mark_unaccepted(&cpu, M2, 0),
+        // SAFETY: the model's memory, which the firmware (the test) added unaccepted and nothing uses.
+        unsafe { bitmap.mark_unaccepted(&cpu, M2, 0) },
         Err(BitmapError::BadRange { start: M2, end: 0 })
     );
-    let huge = storage(4);
+    let mut huge = storage(4);
     assert_eq!(
-        UnacceptedBitmap::new(&huge, u64::MAX - (M2 - 1), M2).unwrap_err(),
+        UnacceptedBitmap::new(&mut huge, u64::MAX - (M2 - 1), M2).unwrap_err(),
         BitmapError::CoverageOverflow
     );
 }
@@ -79,9 +86,11 @@ fn bad_parameters_and_ranges_are_refused() {
 fn ensure_accepted_takes_the_guard_unit_and_then_costs_no_call() {
     let tdx = TdxModule::new(ModelConfig::default());
     tdx.add_memory(0, 32 * M2, PageState::Unaccepted);
-    let words = storage(1);
+    let mut words = storage(1);
     let cpu = tdx.vcpu(0);
-    let bitmap = UnacceptedBitmap::from_ranges(&cpu, &words, 0, M2, [(0, 32 * M2)]).unwrap();
+    // SAFETY: the model's memory, which the firmware (the test) added unaccepted and nothing uses.
+    let bitmap =
+        unsafe { UnacceptedBitmap::from_ranges(&cpu, &mut words, 0, M2, [(0, 32 * M2)]) }.unwrap();
     // Ends inside unit 2: units 1 and 2 only.
     bitmap.ensure_accepted(&cpu, M2 + 5, 2 * M2 + 1).unwrap();
     assert_eq!(accepts(&tdx), 2);
@@ -110,9 +119,11 @@ fn small_units_still_get_2m_accepts_across_words() {
     let tdx = TdxModule::new(ModelConfig::default());
     tdx.add_memory(0, 4 * M2, PageState::Unaccepted);
     // 4 KiB units: one word holds 128 KiB, a 2 MiB block spans 16 words.
-    let words = storage(UnacceptedBitmap::words_needed(0, 4 * M2, K4));
+    let mut words = storage(UnacceptedBitmap::words_needed(0, 4 * M2, K4));
     let cpu = tdx.vcpu(0);
-    let bitmap = UnacceptedBitmap::from_ranges(&cpu, &words, 0, K4, [(0, 4 * M2)]).unwrap();
+    // SAFETY: the model's memory, which the firmware (the test) added unaccepted and nothing uses.
+    let bitmap =
+        unsafe { UnacceptedBitmap::from_ranges(&cpu, &mut words, 0, K4, [(0, 4 * M2)]) }.unwrap();
     bitmap.ensure_accepted(&cpu, 0, 2 * M2 + K4).unwrap();
     assert_eq!(tdx.accept_stats().accepted_2m, 2);
     assert_eq!(bitmap.unaccepted_bytes(), 2 * M2 - 2 * K4);
@@ -122,9 +133,11 @@ fn small_units_still_get_2m_accepts_across_words() {
 fn a_failed_unit_stays_unaccepted_and_a_retry_finishes_it() {
     let tdx = TdxModule::new(ModelConfig::default());
     tdx.add_memory(0, 32 * M2, PageState::Unaccepted);
-    let words = storage(1);
+    let mut words = storage(1);
     let cpu = tdx.vcpu(0);
-    let bitmap = UnacceptedBitmap::from_ranges(&cpu, &words, 0, M2, [(0, 32 * M2)]).unwrap();
+    // SAFETY: the model's memory, which the firmware (the test) added unaccepted and nothing uses.
+    let bitmap =
+        unsafe { UnacceptedBitmap::from_ranges(&cpu, &mut words, 0, M2, [(0, 32 * M2)]) }.unwrap();
     // Units 0 and 1 accept, unit 2's ACCEPT is refused.
     let cpu_failing = tdx.vcpu(1);
     bitmap.ensure_accepted(&cpu, 0, M2 / 2).unwrap();
@@ -149,10 +162,12 @@ fn many_threads_on_overlapping_ranges_accept_each_unit_once() {
         }));
         let size = 256 * M2;
         tdx.add_memory(0, size, PageState::Unaccepted);
-        let words: &'static [AtomicU64] =
+        let words: &'static mut [AtomicU64] =
             Box::leak(storage(UnacceptedBitmap::words_needed(0, size, unit)).into_boxed_slice());
         let bitmap: &'static UnacceptedBitmap<'static> = Box::leak(Box::new(
-            UnacceptedBitmap::from_ranges(&tdx.vcpu(0), words, 0, unit, [(0, size)]).unwrap(),
+            // SAFETY: the model's memory, which the firmware (the test) added unaccepted and nothing uses.
+            unsafe { UnacceptedBitmap::from_ranges(&tdx.vcpu(0), words, 0, unit, [(0, size)]) }
+                .unwrap(),
         ));
         let handles: Vec<_> = (0..8u32)
             .map(|cpu| {
@@ -214,9 +229,10 @@ mod properties {
             let size = 64u64 << 20;
             let tdx = TdxModule::new(ModelConfig::default());
             tdx.add_memory(0, size, PageState::Unaccepted);
-            let words = storage(UnacceptedBitmap::words_needed(0, size, unit));
+            let mut words = storage(UnacceptedBitmap::words_needed(0, size, unit));
             let cpu = tdx.vcpu(0);
-            let bitmap = UnacceptedBitmap::from_ranges(&cpu, &words, 0, unit, [(0, size)]).unwrap();
+            // SAFETY: the model's memory, which the firmware (the test) added unaccepted and nothing uses.
+            let bitmap = unsafe { UnacceptedBitmap::from_ranges(&cpu, &mut words, 0, unit, [(0, size)]) }.unwrap();
             let units = bitmap.coverage_end().min(size) / unit;
             let mut accepted = BTreeSet::new();
             for (start, len) in calls {
@@ -270,9 +286,10 @@ fn a_long_range_does_not_hold_units_it_is_not_yet_accepting() {
     use std::sync::atomic::Ordering::SeqCst;
     let tdx = TdxModule::new(ModelConfig::default());
     tdx.add_memory(0, 64 * M2, PageState::Unaccepted);
-    let words = storage(2);
+    let mut words = storage(2);
     let bitmap =
-        UnacceptedBitmap::from_ranges(&tdx.vcpu(0), &words, 0, M2, [(0, 64 * M2)]).unwrap();
+        // SAFETY: the model's memory, which the firmware (the test) added unaccepted and nothing uses.
+        unsafe { UnacceptedBitmap::from_ranges(&tdx.vcpu(0), &mut words, 0, M2, [(0, 64 * M2)]) }.unwrap();
     let slow = FirstAcceptWaits {
         cpu: tdx.vcpu(0),
         entered: false.into(),
@@ -294,4 +311,129 @@ fn a_long_range_does_not_hold_units_it_is_not_yet_accepting() {
     });
     assert_eq!(bitmap.unaccepted_bytes(), 0);
     assert_eq!(tdx.accept_stats().already_accepted, 0);
+}
+
+/// What `mark_unaccepted`'s `unsafe` guards against: marking memory the bitmap has already
+/// handed out. Its next `ensure_accepted` ACCEPTs it again, which an honest host answers with
+/// ALREADY_ACCEPTED; but if the host has swapped the page for a pending one meanwhile, the
+/// ACCEPT zeroes data in use.
+#[test]
+fn marking_memory_in_use_lets_a_hostile_host_zero_it() {
+    let tdx = TdxModule::new(ModelConfig::default());
+    let memory = HostMemory::new(2 * M2 as usize, 0);
+    memory.back(&tdx, 0);
+    tdx.add_memory(0, 2 * M2, PageState::Unaccepted);
+    let cpu = tdx.vcpu(0);
+    let mut words = storage(1);
+    // SAFETY: the firmware (the test) added this memory unaccepted and nothing uses it.
+    let bitmap = unsafe { UnacceptedBitmap::from_ranges(&cpu, &mut words, 0, M2, [(0, 2 * M2)]) };
+    let bitmap = bitmap.unwrap();
+    bitmap.ensure_accepted(&cpu, 0, 0x2000).unwrap();
+    memory.write(0x1000, b"allocated and in use");
+
+    tdx.add_memory(0x1000, 0x2000, PageState::Unaccepted); // the host swaps one page
+    // Safe code cannot make the bitmap accept unit 0 again: the data survives (touching the
+    // swapped page would fault, a denial of service the host can always cause).
+    bitmap.ensure_accepted(&cpu, 0, 0x2000).unwrap();
+    assert_eq!(memory.read(0x1000, 20), b"allocated and in use");
+    assert_eq!(tdx.page_state(0x1000), PageState::Unaccepted);
+
+    // SAFETY: deliberately broken for the demonstration: unit 0 is in use. The model writes
+    // only `HostMemory`, which the test reaches through raw pointers, so nothing is UB here.
+    unsafe { bitmap.mark_unaccepted(&cpu, 0, M2) }.unwrap();
+    bitmap.ensure_accepted(&cpu, 0, 0x2000).unwrap();
+    assert_eq!(
+        memory.read(0x1000, 20),
+        vec![0; 20],
+        "the re-marked unit was accepted again and its live data zeroed"
+    );
+}
+
+/// The constructors take the same promise for every range they are given: a memory map (or
+/// an EFI table) that calls memory in use "unaccepted" has it zeroed the same way, here even
+/// before anything asks for it (the partial unit at the range's end is accepted at once).
+#[test]
+fn a_map_that_calls_memory_in_use_unaccepted_gets_it_zeroed() {
+    use tdx_boot::e820::{MemoryMap, RegionKind};
+    let tdx = TdxModule::new(ModelConfig::default());
+    let memory = common::live_data_on_a_swapped_page(&tdx, M2, 0x3000, b"kernel image");
+    let mut map = MemoryMap::<8>::new();
+    map.insert(0, 0x8000, RegionKind::Unaccepted).unwrap();
+    let mut words = storage(1);
+    // SAFETY: deliberately broken for the demonstration: the map's "unaccepted" region holds
+    // the kernel. The model writes only `HostMemory`, reached through raw pointers.
+    let bitmap =
+        unsafe { UnacceptedBitmap::from_memory_map(&tdx.vcpu(0), &mut words, 0, M2, &map) };
+    assert_eq!(bitmap.unwrap().unaccepted_bytes(), 0);
+    assert_eq!(memory.read(0x3000, 12), vec![0; 12], "live data zeroed");
+}
+
+/// The pending count behind the fast path is exact through marking (twice), accepting and
+/// failures: the fast path never reports an unaccepted unit accepted, and once everything is
+/// accepted it answers without touching the words (here: without any ACCEPT).
+#[test]
+fn the_fast_path_follows_every_unit_state() {
+    let tdx = TdxModule::new(ModelConfig::default());
+    tdx.add_memory(0, 64 * M2, PageState::Unaccepted);
+    let cpu = tdx.vcpu(0);
+    let mut words = storage(2);
+    let bitmap = UnacceptedBitmap::new(&mut words, 0, M2).unwrap();
+    assert!(!bitmap.needs_accept(0, 64 * M2));
+    // SAFETY: unaccepted model memory that nothing uses; marked twice on purpose (an
+    // overlapping report), which must not count units twice.
+    unsafe {
+        bitmap.mark_unaccepted(&cpu, 30 * M2, 34 * M2).unwrap();
+        bitmap.mark_unaccepted(&cpu, 31 * M2, 33 * M2).unwrap();
+    }
+    assert_eq!(bitmap.unaccepted_bytes(), 4 * M2);
+    // Accepted units next to pending ones in the same word, and a range across two words.
+    assert!(!bitmap.needs_accept(29 * M2, 29 * M2 + K4));
+    assert!(
+        bitmap.needs_accept(29 * M2, 30 * M2),
+        "the guard unit 30 is pending"
+    );
+    assert!(bitmap.needs_accept(31 * M2 + K4, 32 * M2 + K4));
+    assert!(!bitmap.needs_accept(34 * M2, 34 * M2 + K4));
+    assert!(bitmap.needs_accept(0, 64 * M2));
+    // A failure leaves its unit pending and the count with it.
+    tdx.inject_tdcall_status(leaf::MEM_PAGE_ACCEPT, TdxStatus::EPT_WALK_FAILED, 1);
+    assert!(bitmap.ensure_accepted(&cpu, 30 * M2, 30 * M2 + 1).is_err());
+    assert!(bitmap.needs_accept(30 * M2, 30 * M2 + 1));
+    bitmap.ensure_accepted(&cpu, 30 * M2, 33 * M2 + 1).unwrap();
+    assert!(!bitmap.needs_accept(0, 64 * M2));
+    let calls = accepts(&tdx);
+    for gpa in (0..64 * M2).step_by(M2 as usize / 2) {
+        bitmap.ensure_accepted(&cpu, gpa, gpa + 3 * K4).unwrap();
+    }
+    assert_eq!(accepts(&tdx), calls);
+    assert_eq!(
+        bitmap.ensure_accepted(&cpu, 2, 1),
+        Err(AcceptError::Reversed { start: 2, end: 1 }),
+        "the fast path still refuses a reversed range"
+    );
+    // Marking again after everything was accepted turns the fast path off again.
+    // SAFETY: unit 40 was accepted by nobody (never marked) and nothing uses it.
+    unsafe { bitmap.mark_unaccepted(&cpu, 40 * M2, 41 * M2) }.unwrap();
+    assert!(bitmap.needs_accept(40 * M2, 40 * M2 + 1));
+    bitmap.ensure_accepted(&cpu, 40 * M2, 40 * M2 + 1).unwrap();
+    assert_eq!(tdx.page_state(40 * M2), PageState::Private);
+}
+
+/// `from_ranges` takes `mark_unaccepted`'s promise for every range: a range in use that the
+/// caller passes as "unaccepted" is zeroed on first use once the host swaps a page in it.
+#[test]
+fn from_ranges_given_memory_in_use_gets_it_zeroed() {
+    let tdx = TdxModule::new(ModelConfig::default());
+    let memory = common::live_data_on_a_swapped_page(&tdx, 2 * M2, M2 + K4, b"in use");
+    let mut words = storage(1);
+    let cpu = tdx.vcpu(0);
+    // SAFETY: deliberately broken for the demonstration: the range is in use. The model writes
+    // only `HostMemory`, which the test reaches through raw pointers, so nothing is UB here.
+    let bitmap = unsafe { UnacceptedBitmap::from_ranges(&cpu, &mut words, 0, M2, [(M2, 2 * M2)]) };
+    bitmap.unwrap().ensure_accepted(&cpu, M2, M2 + 1).unwrap();
+    assert_eq!(
+        memory.read((M2 + K4) as usize, 6),
+        vec![0; 6],
+        "live data zeroed"
+    );
 }

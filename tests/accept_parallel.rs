@@ -14,6 +14,8 @@ use tdx_boot::accept::{
 use tdx_boot::model::{HostPageSize, ModelConfig, PageState, TdxModule};
 use tdx_boot::tdcall::leaf;
 
+mod common;
+
 const K4: u64 = 0x1000;
 const M2: u64 = 0x20_0000;
 
@@ -52,7 +54,8 @@ fn every_cpu_shares_the_job_and_each_page_is_accepted_once() {
     for r in ranges {
         tdx.add_memory(r.start, r.end, PageState::Unaccepted);
     }
-    let job = leak(AcceptJob::new(ranges, ItemSizing::Guided { cpus }).unwrap());
+    // SAFETY: the model's memory, which the firmware (the test) added unaccepted and nothing uses.
+    let job = leak(unsafe { AcceptJob::new(ranges, ItemSizing::Guided { cpus }) }.unwrap());
     let shares = run_on_all(&tdx, job, cpus);
     assert_eq!(job.wait(), Ok(()));
     let total: u64 = ranges.iter().map(|r| r.end - r.start).sum();
@@ -82,7 +85,8 @@ fn a_4k_host_job_learns_once_for_all_cpus() {
     let tdx = model(cpus, HostPageSize::Size4K);
     let ranges: &'static [Range<u64>] = leak([0..(128 * M2)]);
     tdx.add_memory(0, 128 * M2, PageState::Unaccepted);
-    let job = leak(AcceptJob::new(ranges, ItemSizing::Guided { cpus }).unwrap());
+    // SAFETY: the model's memory, which the firmware (the test) added unaccepted and nothing uses.
+    let job = leak(unsafe { AcceptJob::new(ranges, ItemSizing::Guided { cpus }) }.unwrap());
     let shares = run_on_all(&tdx, job, cpus);
     let mismatches: u64 = shares.iter().map(|s| s.stats.size_mismatches).sum();
     assert_eq!(mismatches, tdx.accept_stats().size_mismatch);
@@ -99,7 +103,8 @@ fn a_failed_item_is_reported_by_wait() {
     let ranges: &'static [Range<u64>] = leak([0..(64 * M2)]);
     tdx.add_memory(0, 64 * M2, PageState::Unaccepted);
     tdx.add_memory(33 * M2, 33 * M2 + K4, PageState::Absent);
-    let job = leak(AcceptJob::new(ranges, ItemSizing::Fixed(4 * M2)).unwrap());
+    // SAFETY: the model's memory, which the firmware (the test) added unaccepted and nothing uses.
+    let job = leak(unsafe { AcceptJob::new(ranges, ItemSizing::Fixed(4 * M2)) }.unwrap());
     let a = job.run(&tdx.vcpu(0));
     let b = job.run(&tdx.vcpu(1));
     assert!(a.is_err() || b.is_err());
@@ -112,7 +117,8 @@ fn one_cpu_goes_on_past_a_failed_item_so_wait_returns() {
     let ranges: &'static [Range<u64>] = leak([0..(16 * M2)]);
     tdx.add_memory(0, 16 * M2, PageState::Unaccepted);
     tdx.add_memory(3 * M2, 3 * M2 + K4, PageState::Absent);
-    let job = AcceptJob::new(ranges, ItemSizing::Fixed(2 * M2)).unwrap();
+    // SAFETY: the model's memory, which the firmware (the test) added unaccepted and nothing uses.
+    let job = unsafe { AcceptJob::new(ranges, ItemSizing::Fixed(2 * M2)) }.unwrap();
     let err = job.run(&tdx.vcpu(0)).unwrap_err();
     assert!(matches!(err, AcceptError::Refused { gpa, .. } if gpa == 3 * M2));
     assert_eq!(job.wait(), Err(3 * M2));
@@ -128,16 +134,22 @@ fn one_cpu_goes_on_past_a_failed_item_so_wait_returns() {
 
 #[test]
 fn bad_ranges_are_refused() {
-    assert!(AcceptJob::new(&[1..M2], ItemSizing::Guided { cpus: 2 }).is_err());
+    // SAFETY: the model's memory, which the firmware (the test) added unaccepted and nothing uses.
+    assert!(unsafe { AcceptJob::new(&[1..M2], ItemSizing::Guided { cpus: 2 }) }.is_err());
     assert!(
-        AcceptJob::new(
-            &[Range { start: M2, end: 0 }],
-            ItemSizing::Guided { cpus: 2 }
-        )
+        // SAFETY: the model's memory, which the firmware (the test) added unaccepted and nothing uses.
+        unsafe {
+            AcceptJob::new(
+                &[Range { start: M2, end: 0 }],
+                ItemSizing::Guided { cpus: 2 },
+            )
+        }
         .is_err()
     );
-    assert!(AcceptJob::new(&[0..M2], ItemSizing::Fixed(100)).is_err());
-    assert!(AcceptJob::new(&[0..!0xfff], ItemSizing::Guided { cpus: 2 }).is_err());
+    // SAFETY: the model's memory, which the firmware (the test) added unaccepted and nothing uses.
+    assert!(unsafe { AcceptJob::new(&[0..M2], ItemSizing::Fixed(100)) }.is_err());
+    // SAFETY: the model's memory, which the firmware (the test) added unaccepted and nothing uses.
+    assert!(unsafe { AcceptJob::new(&[0..!0xfff], ItemSizing::Guided { cpus: 2 }) }.is_err());
 }
 
 #[test]
@@ -145,7 +157,8 @@ fn an_oversized_fixed_item_is_one_item() {
     let tdx = model(1, HostPageSize::Size2M);
     tdx.add_memory(0, 4 * M2, PageState::Unaccepted);
     let ranges: &'static [Range<u64>] = leak([0..(4 * M2)]);
-    let job = AcceptJob::new(ranges, ItemSizing::Fixed(!0xfff)).unwrap();
+    // SAFETY: the model's memory, which the firmware (the test) added unaccepted and nothing uses.
+    let job = unsafe { AcceptJob::new(ranges, ItemSizing::Fixed(!0xfff)) }.unwrap();
     let share = job.run(&tdx.vcpu(0)).unwrap();
     assert_eq!((share.items, share.bytes), (1, 4 * M2));
     assert_eq!(tdx.accept_stats().accepted_2m, 4);
@@ -157,14 +170,15 @@ fn background_and_lazy_acceptance_share_the_bitmap() {
     let tdx = model(cpus, HostPageSize::Size2M);
     let size = 512 * M2;
     tdx.add_memory(0, size, PageState::Unaccepted);
-    let words: &'static [AtomicU64] = Box::leak(
+    let words: &'static mut [AtomicU64] = Box::leak(
         (0..UnacceptedBitmap::words_needed(0, size, M2))
             .map(|_| AtomicU64::new(0))
             .collect::<Vec<_>>()
             .into_boxed_slice(),
     );
     let bitmap =
-        leak(UnacceptedBitmap::from_ranges(&tdx.vcpu(0), words, 0, M2, [(0, size)]).unwrap());
+        // SAFETY: the model's memory, which the firmware (the test) added unaccepted and nothing uses.
+        leak(unsafe { UnacceptedBitmap::from_ranges(&tdx.vcpu(0), words, 0, M2, [(0, size)]) }.unwrap());
     let background = leak(BackgroundAcceptor::new(bitmap).unwrap());
     // One slice of one item accepts at most one unit.
     let mut share = CpuShare::default();
@@ -240,7 +254,8 @@ mod properties {
                 Some(p) => ItemSizing::Fixed(p * K4),
                 None => ItemSizing::Guided { cpus },
             };
-            let job = AcceptJob::new(&ranges, sizing).unwrap();
+            // SAFETY: the model's memory, which the firmware (the test) added unaccepted and nothing uses.
+            let job = unsafe { AcceptJob::new(&ranges, sizing) }.unwrap();
             let mut shares = vec![CpuShare::default(); cpus as usize];
             let mut turn = schedule.iter().cycle();
             loop {
@@ -266,4 +281,21 @@ mod properties {
             }
         }
     }
+}
+
+/// What `AcceptJob::new`'s `unsafe` guards against: a job given memory in use. Its runs are
+/// safe calls, so the promise has to be taken where the ranges are: here a job whose range
+/// holds live data on a page the host swapped zeroes that data when any CPU runs it.
+#[test]
+fn a_job_over_memory_in_use_lets_a_hostile_host_zero_it() {
+    let tdx = model(1, HostPageSize::Size2M);
+    let memory = common::live_data_on_a_swapped_page(&tdx, M2, 0x5000, b"a live stack");
+    let ranges: &'static [Range<u64>] = leak([0..M2]);
+    // SAFETY: deliberately broken for the demonstration: the range is in use. The model writes
+    // only `HostMemory`, which the test reaches through raw pointers, so nothing is UB here.
+    let job = unsafe { AcceptJob::new(ranges, ItemSizing::Guided { cpus: 1 }) }.unwrap();
+    let share = job.run(&tdx.vcpu(0)).unwrap();
+    assert_eq!(job.wait(), Ok(()));
+    assert_eq!(share.stats.already_accepted, 511);
+    assert_eq!(memory.read(0x5000, 12), vec![0; 12], "live data zeroed");
 }

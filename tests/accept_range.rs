@@ -8,6 +8,9 @@ use tdx_boot::accept::{
 use tdx_boot::model::{HostPageSize, ModelConfig, PageState, TdxModule};
 use tdx_boot::tdcall::{PageLevel, TdxStatus, leaf};
 
+mod common;
+use common::HostMemory;
+
 const K4: u64 = 0x1000;
 const M2: u64 = 0x20_0000;
 
@@ -48,7 +51,8 @@ fn optimum_2m(start: u64, end: u64) -> u64 {
 fn a_2m_host_gets_one_call_per_block() {
     let tdx = model(HostPageSize::Size2M);
     tdx.add_memory(0, 64 << 20, PageState::Unaccepted);
-    accept_range(&tdx.vcpu(0), 0, 64 << 20).unwrap();
+    // SAFETY: model memory that nothing in this test uses.
+    unsafe { accept_range(&tdx.vcpu(0), 0, 64 << 20) }.unwrap();
     assert!(all_private(&tdx, 0, 64 << 20));
     assert_eq!(accepts(&tdx), 32);
     assert_eq!(tdx.accept_stats().accepted_2m, 32);
@@ -59,7 +63,8 @@ fn unaligned_edges_are_accepted_at_4k_and_the_middle_at_2m() {
     let tdx = model(HostPageSize::Size2M);
     tdx.add_memory(0, 8 << 20, PageState::Unaccepted);
     let (start, end) = (K4, 6 * M2 / 2 + 2 * K4);
-    accept_range(&tdx.vcpu(0), start, end).unwrap();
+    // SAFETY: model memory that nothing in this test uses.
+    unsafe { accept_range(&tdx.vcpu(0), start, end) }.unwrap();
     assert!(all_private(&tdx, start, end));
     assert_eq!(tdx.page_state(0), PageState::Unaccepted);
     assert_eq!(tdx.page_state(end), PageState::Unaccepted);
@@ -73,7 +78,8 @@ fn a_4k_host_stops_paying_for_2m_attempts() {
     let size = 256u64 << 20;
     tdx.add_memory(0, size, PageState::Unaccepted);
     let guess = HostMappingGuess::new();
-    let stats = accept_range_with(&tdx.vcpu(0), 0, size, &guess).unwrap();
+    // SAFETY: model memory that nothing in this test uses.
+    let stats = unsafe { accept_range_with(&tdx.vcpu(0), 0, size, &guess) }.unwrap();
     assert!(all_private(&tdx, 0, size));
     assert!(guess.assumes_4k_only());
     let pages = size / K4;
@@ -99,7 +105,8 @@ fn a_probe_notices_when_the_host_maps_2m_again() {
     // The first 256 MiB at 4K (long enough to be taken for a 4K-only host), the rest at 2M.
     tdx.set_host_page_size(0, 256 << 20, HostPageSize::Size4K);
     let guess = HostMappingGuess::new();
-    let stats = accept_range_with(&tdx.vcpu(0), 0, size, &guess).unwrap();
+    // SAFETY: model memory that nothing in this test uses.
+    let stats = unsafe { accept_range_with(&tdx.vcpu(0), 0, size, &guess) }.unwrap();
     assert!(all_private(&tdx, 0, size));
     assert!(!guess.assumes_4k_only());
     // At most MAX_PROBE_INTERVAL blocks of the 2M part go at 4K before a probe succeeds.
@@ -118,8 +125,11 @@ fn a_probe_notices_when_the_host_maps_2m_again() {
 fn size_mismatch_on_a_partly_accepted_block_falls_back_to_4k() {
     let tdx = model(HostPageSize::Size2M);
     tdx.add_memory(0, 2 * M2, PageState::Unaccepted);
-    accept_range(&tdx.vcpu(0), M2 + 5 * K4, M2 + 6 * K4).unwrap();
-    let stats = accept_range_with(&tdx.vcpu(0), 0, 2 * M2, &HostMappingGuess::new()).unwrap();
+    // SAFETY: model memory that nothing in this test uses.
+    unsafe { accept_range(&tdx.vcpu(0), M2 + 5 * K4, M2 + 6 * K4) }.unwrap();
+    // SAFETY: model memory that nothing in this test uses.
+    let stats =
+        unsafe { accept_range_with(&tdx.vcpu(0), 0, 2 * M2, &HostMappingGuess::new()) }.unwrap();
     assert!(all_private(&tdx, 0, 2 * M2));
     assert_eq!(stats.accepted_2m, 1);
     assert_eq!(stats.size_mismatches, 1);
@@ -135,7 +145,9 @@ fn already_accepted_is_success_and_keeps_contents() {
     assert!(unsafe { tdx.add_backing(0, memory.as_mut_ptr(), 4 * M2) });
     tdx.add_memory(0, 2 * M2, PageState::Private);
     tdx.add_memory(2 * M2, 4 * M2, PageState::Unaccepted);
-    accept_range(&tdx.vcpu(0), 0, 4 * M2).unwrap();
+    // SAFETY: the model writes `memory` only under `add_backing`'s contract and the test reads
+    // it only afterwards; the accepted first half stands for memory the kernel gave up.
+    unsafe { accept_range(&tdx.vcpu(0), 0, 4 * M2) }.unwrap();
     assert!(all_private(&tdx, 0, 4 * M2));
     assert_eq!(tdx.accept_stats().already_accepted, 2);
     let (kept, zeroed) = memory.split_at((2 * M2) as usize);
@@ -154,12 +166,15 @@ fn busy_is_retried_a_bounded_number_of_times() {
     let tdx = model(HostPageSize::Size2M);
     tdx.add_memory(0, 2 * M2, PageState::Unaccepted);
     tdx.inject_busy(u64::from(MAX_BUSY_RETRIES));
-    let stats = accept_range_with(&tdx.vcpu(0), 0, M2, &HostMappingGuess::new()).unwrap();
+    // SAFETY: model memory that nothing in this test uses.
+    let stats =
+        unsafe { accept_range_with(&tdx.vcpu(0), 0, M2, &HostMappingGuess::new()) }.unwrap();
     assert_eq!(stats.busy_retries, u64::from(MAX_BUSY_RETRIES));
     assert!(all_private(&tdx, 0, M2));
 
     tdx.inject_busy(u64::from(MAX_BUSY_RETRIES) + 1);
-    let err = accept_range(&tdx.vcpu(0), M2, 2 * M2).unwrap_err();
+    // SAFETY: model memory that nothing in this test uses.
+    let err = unsafe { accept_range(&tdx.vcpu(0), M2, 2 * M2) }.unwrap_err();
     assert_eq!(
         err,
         AcceptError::Busy {
@@ -175,7 +190,8 @@ fn a_refusal_names_the_gpa_and_leaves_the_rest_untouched() {
     let tdx = model(HostPageSize::Size4K);
     tdx.add_memory(0, 16 * K4, PageState::Unaccepted);
     tdx.add_memory(20 * K4, 32 * K4, PageState::Unaccepted);
-    let err = accept_range(&tdx.vcpu(0), 0, 32 * K4).unwrap_err();
+    // SAFETY: model memory that nothing in this test uses.
+    let err = unsafe { accept_range(&tdx.vcpu(0), 0, 32 * K4) }.unwrap_err();
     match err {
         AcceptError::Refused { gpa, level, status } => {
             assert_eq!(gpa, 16 * K4);
@@ -193,14 +209,16 @@ fn injected_statuses_come_back_typed() {
     let tdx = model(HostPageSize::Size2M);
     tdx.add_memory(0, M2, PageState::Unaccepted);
     tdx.inject_tdcall_status(leaf::MEM_PAGE_ACCEPT, TdxStatus::OPERAND_INVALID, 1);
-    let err = accept_range(&tdx.vcpu(0), 0, M2).unwrap_err();
+    // SAFETY: model memory that nothing in this test uses.
+    let err = unsafe { accept_range(&tdx.vcpu(0), 0, M2) }.unwrap_err();
     assert!(matches!(
         err,
         AcceptError::Refused { gpa: 0, level: PageLevel::Size2M, status } if status == TdxStatus::OPERAND_INVALID
     ));
     // A 4K SIZE_MISMATCH cannot be fallen back from.
     tdx.inject_tdcall_status(leaf::MEM_PAGE_ACCEPT, TdxStatus::PAGE_SIZE_MISMATCH, 2);
-    let err = accept_range(&tdx.vcpu(0), 0, M2).unwrap_err();
+    // SAFETY: model memory that nothing in this test uses.
+    let err = unsafe { accept_range(&tdx.vcpu(0), 0, M2) }.unwrap_err();
     assert!(matches!(
         err,
         AcceptError::Refused { gpa: 0, level: PageLevel::Size4K, status } if status == TdxStatus::PAGE_SIZE_MISMATCH
@@ -213,21 +231,25 @@ fn bounds_are_checked_before_any_call() {
     tdx.add_memory(0, M2, PageState::Unaccepted);
     let cpu = tdx.vcpu(0);
     assert_eq!(
-        accept_range(&cpu, 1, M2),
+        // SAFETY: model memory that nothing in this test uses.
+        unsafe { accept_range(&cpu, 1, M2) },
         Err(AcceptError::Unaligned { start: 1, end: M2 })
     );
     assert_eq!(
-        accept_range(&cpu, 0, M2 - 1),
+        // SAFETY: model memory that nothing in this test uses.
+        unsafe { accept_range(&cpu, 0, M2 - 1) },
         Err(AcceptError::Unaligned {
             start: 0,
             end: M2 - 1
         })
     );
     assert_eq!(
-        accept_range(&cpu, M2, 0),
+        // SAFETY: model memory that nothing in this test uses.
+        unsafe { accept_range(&cpu, M2, 0) },
         Err(AcceptError::Reversed { start: M2, end: 0 })
     );
-    assert_eq!(accept_range(&cpu, K4, K4), Ok(()));
+    // SAFETY: model memory that nothing in this test uses.
+    assert_eq!(unsafe { accept_range(&cpu, K4, K4) }, Ok(()));
     assert_eq!(accepts(&tdx), 0);
 }
 
@@ -236,7 +258,8 @@ fn never_asks_for_1g() {
     let tdx = model(HostPageSize::Size2M);
     tdx.add_memory(0, 2 << 30, PageState::Unaccepted);
     tdx.enable_trace(true);
-    accept_range(&tdx.vcpu(0), 0, 2 << 30).unwrap();
+    // SAFETY: model memory that nothing in this test uses.
+    unsafe { accept_range(&tdx.vcpu(0), 0, 2 << 30) }.unwrap();
     let trace = tdx.trace();
     assert_eq!(trace.len(), 1024);
     assert!(
@@ -266,7 +289,8 @@ proptest! {
         for p in &accepted_pages {
             tdx.add_memory(p * K4, (p + 1) * K4, PageState::Private);
         }
-        let stats = accept_range_with(&tdx.vcpu(0), start, end, &HostMappingGuess::new()).unwrap();
+        // SAFETY: model memory that nothing in this test uses.
+        let stats = unsafe { accept_range_with(&tdx.vcpu(0), start, end, &HostMappingGuess::new()) }.unwrap();
         prop_assert!(all_private(&tdx, start, end));
         prop_assert_eq!(stats.calls(), accepts(&tdx));
         if host_4k_blocks.is_empty() && accepted_pages.is_empty() {
@@ -292,7 +316,10 @@ fn the_top_of_the_address_space_neither_overflows_nor_loops() {
     let cpu = tdx.vcpu(0);
     let top = 1u64 << 51;
     tdx.add_memory(top - 4 * M2, top, PageState::Unaccepted);
-    let stats = accept_range_with(&cpu, top - 3 * M2 - K4, top, &HostMappingGuess::new()).unwrap();
+    // SAFETY: model memory that nothing in this test uses.
+    let stats =
+        unsafe { accept_range_with(&cpu, top - 3 * M2 - K4, top, &HostMappingGuess::new()) }
+            .unwrap();
     assert_eq!((stats.accepted_2m, stats.accepted_4k), (3, 1));
     assert!(all_private(&tdx, top - 3 * M2 - K4, top));
 
@@ -305,11 +332,63 @@ fn the_top_of_the_address_space_neither_overflows_nor_loops() {
     ] {
         let end = u64::MAX - K4 + 1;
         let before = accepts(&tdx);
-        let err = accept_range(&cpu, start, end).unwrap_err();
+        // SAFETY: model memory that nothing in this test uses.
+        let err = unsafe { accept_range(&cpu, start, end) }.unwrap_err();
         assert!(
             matches!(err, AcceptError::Refused { gpa, .. } if gpa == start),
             "{start:#x}: {err:?}"
         );
         assert!(accepts(&tdx) - before <= 2, "{start:#x}");
     }
+}
+
+/// What `accept_range`'s `unsafe` guards against. Accepting memory that is already accepted is
+/// harmless while the host plays fair (`ALREADY_ACCEPTED`, contents kept), so a safe
+/// `accept_range` would look fine in every honest test. But a host can remove an accepted page
+/// and add a pending one at the same GPA (TDH.MEM.PAGE.REMOVE + AUG, here `add_memory`); the
+/// next ACCEPT of that GPA succeeds and zeroes the kernel's live data.
+#[test]
+fn accepting_memory_in_use_lets_a_hostile_host_zero_it() {
+    let tdx = model(HostPageSize::Size2M);
+    let memory = HostMemory::new(M2 as usize, 0xEE);
+    memory.back(&tdx, 0);
+    tdx.add_memory(0, M2, PageState::Unaccepted);
+    let cpu = tdx.vcpu(0);
+    // SAFETY: the firmware left this memory unaccepted and nothing uses it yet.
+    unsafe { accept_range(&cpu, 0, M2) }.unwrap();
+    let live = b"the kernel's page tables live here";
+    memory.write(0x1000, live);
+
+    // SAFETY: deliberately broken for the demonstration: the range is in use. The model writes
+    // only `HostMemory`, which the test reaches through raw pointers, so nothing is UB here.
+    unsafe { accept_range(&cpu, 0, M2) }.unwrap();
+    assert_eq!(
+        memory.read(0x1000, live.len()),
+        live,
+        "an honest host keeps the data"
+    );
+    assert_eq!(tdx.accept_stats().already_accepted, 1);
+
+    tdx.add_memory(0x1000, 0x2000, PageState::Unaccepted); // the host swaps one page
+    // SAFETY: as above, deliberately broken.
+    unsafe { accept_range(&cpu, 0, M2) }.unwrap();
+    assert_eq!(
+        memory.read(0x1000, live.len()),
+        vec![0; live.len()],
+        "the swapped page was accepted, and the live data zeroed"
+    );
+}
+
+/// `accept_range_with` is the same call with a guess that outlives it; the guess changes page
+/// sizes, not what is zeroed, so the same swap zeroes live data through it too.
+#[test]
+fn accept_range_with_zeroes_a_swapped_page_as_accept_range_does() {
+    let tdx = model(HostPageSize::Size4K);
+    let memory = common::live_data_on_a_swapped_page(&tdx, M2, 0x3000, b"live");
+    let guess = HostMappingGuess::new();
+    // SAFETY: deliberately broken for the demonstration (the range is in use); the model
+    // writes only `HostMemory`, reached through raw pointers.
+    let stats = unsafe { accept_range_with(&tdx.vcpu(0), 0, M2, &guess) }.unwrap();
+    assert_eq!(stats.already_accepted, 511);
+    assert_eq!(memory.read(0x3000, 4), vec![0; 4], "live data zeroed");
 }

@@ -308,7 +308,8 @@ fn a_failed_accept_leaves_the_range_pending_and_accept_range_finishes_it() {
         ConvertCause::Accept(AcceptError::Refused { gpa: 0, .. })
     ));
     assert_eq!(states(&tdx, 0, M2), [PageState::Unaccepted]);
-    accept_range(&cpu, 0, M2).unwrap();
+    // SAFETY: a conversion left it pending; nothing uses the model's memory.
+    unsafe { accept_range(&cpu, 0, M2) }.unwrap();
     assert_eq!(states(&tdx, 0, M2), [PageState::Private]);
 }
 
@@ -674,7 +675,8 @@ fn a_failed_accept_mid_range_is_reported_page_exactly() {
             "{host:?}"
         );
         assert!(mapper.all(false));
-        accept_range(&tdx.vcpu(0), refused, 3 * M2).unwrap();
+        // SAFETY: a conversion left it pending; nothing uses the model's memory.
+        unsafe { accept_range(&tdx.vcpu(0), refused, 3 * M2) }.unwrap();
         assert_eq!(states(&tdx, 0, 3 * M2), [PageState::Private]);
     }
 }

@@ -12,9 +12,9 @@ use common::{HostMemory, call};
 use sha2::{Digest, Sha384};
 use std::collections::BTreeSet;
 use tdx_boot::model::{
-    FOREVER, HostPageSize, MODEL_QUOTE_TAG, MapGpaFault, ModelConfig, PageState,
-    QUOTE_STATUS_ERROR, QUOTE_STATUS_IN_FLIGHT, QUOTE_STATUS_SERVICE_UNAVAILABLE,
-    QUOTE_STATUS_SUCCESS, RegisterFile, TDCALL_STATUSES, TdxModule, VMCALL_STATUSES, VMM_GARBAGE,
+    FOREVER, HostPageSize, MapGpaFault, ModelConfig, PageState, QUOTE_STATUS_ERROR,
+    QUOTE_STATUS_IN_FLIGHT, QUOTE_STATUS_SERVICE_UNAVAILABLE, QUOTE_STATUS_SUCCESS, RegisterFile,
+    TDCALL_STATUSES, TdxModule, VMCALL_STATUSES, VMM_GARBAGE,
 };
 use tdx_boot::tdcall::vmcall::{CpuidResult, expose, function};
 use tdx_boot::tdcall::{
@@ -1613,20 +1613,31 @@ fn header(version: u64, status: u64, in_len: u32, out_len: u32) -> Vec<u8> {
     h
 }
 
+/// A TDREPORT binding `data`, made by the module in the private page at 0x80_2000.
+fn model_tdreport(tdx: &TdxModule, mem: &HostMemory, data: &[u8; 64]) -> Vec<u8> {
+    mem.write(0x2400, data);
+    assert_eq!(report_raw(tdx, 0x80_2000, 0x80_2400, 0), TdxStatus::SUCCESS);
+    mem.read(0x2000, 1024)
+}
+
 #[test]
 fn get_quote_fills_the_shared_buffer() {
     let (tdx, mem) = quote_model();
+    let report = model_tdreport(&tdx, &mem, &[0x42; 64]);
     mem.write(0, &header(1, 0, 1024, 0));
-    mem.write(24, &[0x42; 1024]);
+    mem.write(24, &report);
     let out = get_quote(&tdx, SHARED | 0x80_0000, 2 * PAGE);
     assert_eq!(vmm_status(&out), VmcallStatus::Success);
-    let quote_len = MODEL_QUOTE_TAG.len() + 1024;
+    let out_len = u32::from_le_bytes(mem.read(20, 4).try_into().unwrap());
     assert_eq!(
         mem.read(0, 24),
-        header(1, QUOTE_STATUS_SUCCESS, 1024, quote_len as u32)
+        header(1, QUOTE_STATUS_SUCCESS, 1024, out_len)
     );
-    assert_eq!(mem.read(24, MODEL_QUOTE_TAG.len()), MODEL_QUOTE_TAG);
-    assert_eq!(mem.read(24 + MODEL_QUOTE_TAG.len(), 1024), vec![0x42; 1024]);
+    let bytes = mem.read(24, out_len as usize);
+    let quote = tdx_boot::attest::Quote::parse(&bytes).expect("a TDX quote");
+    assert_eq!(quote.len(), out_len as usize);
+    assert_eq!(quote.report_data(), &[0x42; 64]);
+    assert_eq!(quote.mr_td()[..], report[528..576]);
 }
 
 #[test]
@@ -1693,18 +1704,21 @@ fn deferred_quotes_are_in_flight_until_completed_and_then_notified() {
         },
     );
     assert_eq!(vmm_status(&out), VmcallStatus::Success);
-    mem.write(0, &header(1, 0, 64, 0));
-    mem.write(24, &[0x13; 64]);
+    let report = model_tdreport(&tdx, &mem, &[0x13; 64]);
+    mem.write(0, &header(1, 0, 1024, 0));
+    mem.write(24, &report);
     assert_eq!(
-        vmm_status(&get_quote(&tdx, SHARED | 0x80_0000, PAGE)),
+        vmm_status(&get_quote(&tdx, SHARED | 0x80_0000, 2 * PAGE)),
         VmcallStatus::Success
     );
     assert_eq!(mem.read(8, 8), QUOTE_STATUS_IN_FLIGHT.to_le_bytes());
-    assert_eq!(mem.read(24, 8), [0x13; 8], "nothing written yet");
+    assert_eq!(mem.read(24, 1024), report, "nothing written yet");
     assert_eq!(tdx.event_notifications(), 0);
     assert_eq!(tdx.complete_quotes(), 1);
     assert_eq!(mem.read(8, 8), QUOTE_STATUS_SUCCESS.to_le_bytes());
-    assert_eq!(mem.read(24, MODEL_QUOTE_TAG.len()), MODEL_QUOTE_TAG);
+    let quote = mem.read(24, 2 * PAGE as usize - 24);
+    let quote = tdx_boot::attest::Quote::parse(&quote).expect("a TDX quote");
+    assert_eq!(quote.report_data(), &[0x13; 64]);
     assert_eq!(tdx.event_notifications(), 1);
     assert_eq!(tdx.complete_quotes(), 0);
 }

@@ -624,3 +624,28 @@ fn garbage_in_the_reserved_half_is_cleared_by_the_post() {
     );
     assert_eq!(h.finish(aps), vec![Some(expected_arrival(12))]);
 }
+
+/// `ApBoot::mark_started` is safe, so a block can reach `wake` already marked. If `wake`
+/// trusted that flag it would report the AP started while the AP has not yet read the
+/// trampoline slot, and the next wake would overwrite the slot under it (two APs on one stack).
+/// `wake` clears the flag when it takes the block.
+#[test]
+fn a_block_marked_started_beforehand_does_not_fool_the_waker() {
+    let page = leak_mailbox();
+    let mut waker = MpWaker::new(Mailbox::new(page), leak_trampoline());
+    let boot = block(3);
+    boot.mark_started();
+    // A firmware that acknowledges the wakeup but never starts the AP.
+    let firmware = thread::spawn(move || {
+        let mailbox = Mailbox::new(page);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while mailbox.is_idle() && Instant::now() < deadline {
+            thread::yield_now();
+        }
+        mailbox.firmware_acknowledge();
+    });
+    let result = waker.wake(boot, started_within(page, 0.2));
+    firmware.join().expect("firmware thread");
+    assert_eq!(result.unwrap_err(), WakeError::NotStarted { apic_id: 3 });
+    assert_eq!(waker.pending(), Some(3), "the slot stays the AP's");
+}

@@ -1,8 +1,11 @@
 //! The public API contract of ../shared/DESIGN.md, written the way code outside the crate uses
 //! it. If a name, a field, a derive or a signature drifts, this file stops compiling; the
-//! assertions check that the pieces also work together.
+//! assertions check that the pieces also work together. `unused_unsafe` is denied so that an
+//! `unsafe fn` of the contract that became safe stops compiling too.
 
-use tdx_boot::accept::accept_range;
+#![deny(unused_unsafe)]
+
+use tdx_boot::accept::{AcceptError, accept_range};
 use tdx_boot::e820::{MemoryMap, Region, RegionKind};
 use tdx_boot::model::{HostPageSize, ModelConfig, PageState, TdxModule};
 use tdx_boot::mpwk::{Madt, MpWakeup};
@@ -74,7 +77,9 @@ fn model_items_have_the_contract_shape() {
     let vcpu = module.vcpu(0);
     is_tdcall(&vcpu);
     assert_eq!(module.page_state(0x1000), PageState::Unaccepted);
-    accept_range(&vcpu, 0, 0x40_0000).expect("accept");
+    // SAFETY: the module added this memory unaccepted and nothing uses it.
+    let accepted: Result<(), AcceptError> = unsafe { accept_range(&vcpu, 0, 0x40_0000) };
+    accepted.expect("accept");
     assert_eq!(module.page_state(0x1000), PageState::Private);
     assert_eq!(module.page_state(0x40_0000), PageState::Absent);
     // The host maps 4K here: two failed 2M attempts at most, then 4K calls.
@@ -114,7 +119,8 @@ fn e820_items_have_the_contract_shape() {
 #[test]
 fn accept_error_is_debug() {
     let module = TdxModule::new(ModelConfig::default());
-    let error = accept_range(&module.vcpu(0), 0x123, 0x2000).expect_err("unaligned");
+    // SAFETY: refused before any call (unaligned), so nothing is accepted.
+    let error = unsafe { accept_range(&module.vcpu(0), 0x123, 0x2000) }.expect_err("unaligned");
     let _ = format!("{error:?}");
 }
 
@@ -201,4 +207,37 @@ fn every_public_error_is_a_std_error() {
     is_error::<tdcall::vmcall::VmcallError>();
     is_error::<ve::VeError>();
     is_error::<ve::mmio::MmioError>();
+}
+
+#[test]
+fn attest_items_have_the_contract_shape() {
+    use tdx_boot::attest::{self, Ccel, Event, EventLog, Quote};
+    let ccel = Ccel::parse(&[0u8; 56]).expect_err("no signature");
+    let _ = format!("{ccel:?} {ccel}");
+    fn ccel_fields(c: &Ccel) -> (u8, u8, u64, u64) {
+        (
+            c.cc_type,
+            c.cc_subtype,
+            c.log_area_minimum_length,
+            c.log_area_start_address,
+        )
+    }
+    fn log_api<'a>(log: &EventLog<'a>) -> (impl Iterator<Item = Event<'a>>, [[u8; 48]; 4]) {
+        (log.events(), log.replay().unwrap_or([[0; 48]; 4]))
+    }
+    fn quote_api<'a>(
+        q: &Quote<'a>,
+    ) -> (u16, &'a [u8; 48], Option<&'a [u8; 48]>, &'a [u8; 64], usize) {
+        (q.version(), q.mr_td(), q.rtmr(0), q.report_data(), q.len())
+    }
+    let _ = (ccel_fields, log_api, quote_api);
+    let _: Result<EventLog<'_>, attest::EventLogError> = EventLog::parse(&[]);
+    let _: Result<Quote<'_>, attest::QuoteError> = Quote::parse(&[]);
+    is_error::<attest::CcelError>();
+    is_error::<attest::EventLogError>();
+    is_error::<attest::ReplayError>();
+    is_error::<attest::QuoteError>();
+    is_error::<attest::GetQuoteError>();
+    is_error::<attest::LogWriteError>();
+    is_error::<attest::MeasureEventError>();
 }

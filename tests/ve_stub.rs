@@ -209,11 +209,87 @@ fn entry_stub_macro_saves_calls_and_restores() {
     check(test_entry);
 }
 
+/// `install_handler` sets one handler for the whole process; the tests that install one take
+/// turns.
+static HANDLER_SLOT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn ve_entry_calls_the_installed_handler() {
     fn installed(frame: &mut Frame) {
         record_and_change(frame);
     }
-    install_handler(installed);
+    let _slot = HANDLER_SLOT.lock().unwrap_or_else(|e| e.into_inner());
+    // SAFETY: `record_and_change` only skips the `ud2` that `run_through` places at RIP and
+    // changes general-purpose registers, which `run_through` expects.
+    unsafe { install_handler(installed) };
     check(ve_entry);
+}
+
+/// Enters `ve_entry` with RIP at a `ud2` (the instruction that "raised" the #VE) that is
+/// followed by `mov {ran}, 1`, and RBX holding the address after that `mov`. Returns whether
+/// the `mov` ran.
+fn ran_the_instruction_after_the_ve() -> bool {
+    let ran: u64;
+    // SAFETY: the asm saves RBX and RBP, builds a same-privilege IRET frame on a 16-aligned
+    // stack whose RIP is label `2` and whose RSP is the stack pointer before the frame, and
+    // enters `ve_entry` through `ret`; the handlers below resume at label `2` + 2 or at label
+    // `3` (RBX), and both paths restore RSP from RBP and pop what was saved.
+    unsafe {
+        asm!(
+            "push rbx",
+            "push rbp",
+            "mov rbp, rsp",
+            "and rsp, -16",
+            "mov rax, rsp",
+            "xor ecx, ecx",
+            "mov cx, ss",
+            "push rcx",
+            "push rax",
+            "pushfq",
+            "mov cx, cs",
+            "push rcx",
+            "lea rcx, [rip + 2f]",
+            "push rcx",
+            "lea rbx, [rip + 3f]",
+            "push {entry}",
+            "ret",
+            "2:",
+            "ud2",
+            "mov {ran}, 1",
+            "3:",
+            "mov rsp, rbp",
+            "pop rbp",
+            "pop rbx",
+            entry = in(reg) ve_entry as *const () as usize,
+            ran = inout(reg) 0u64 => ran,
+            out("rax") _, out("rcx") _,
+        );
+    }
+    ran == 1
+}
+
+/// What `install_handler`'s `unsafe` guards against: the CPU resumes wherever the handler
+/// leaves the frame. A handler that writes RIP from a register (as one trusting a value the
+/// VMM returned might) silently skips the interrupted code's next instruction; with another
+/// value it would run any code at all.
+#[test]
+fn the_installed_handler_decides_where_the_interrupted_code_resumes() {
+    fn skips_the_faulting_instruction(frame: &mut Frame) {
+        frame.rip += 2;
+    }
+    fn resumes_where_rbx_points(frame: &mut Frame) {
+        frame.rip = frame.rbx;
+    }
+    let _slot = HANDLER_SLOT.lock().unwrap_or_else(|e| e.into_inner());
+    // SAFETY: resumes right after the `ud2` that `ran_the_instruction_after_the_ve` places at
+    // RIP, as a #VE handler emulating it would.
+    unsafe { install_handler(skips_the_faulting_instruction) };
+    assert!(ran_the_instruction_after_the_ve());
+    // SAFETY: deliberately breaks the contract for the demonstration; the asm's label `3` is
+    // still a sound place to resume (it restores the stack itself), so nothing is UB here.
+    unsafe { install_handler(resumes_where_rbx_points) };
+    assert!(
+        !ran_the_instruction_after_the_ve(),
+        "the handler's RIP decided what the interrupted code executes"
+    );
 }

@@ -22,7 +22,9 @@ impl<'a> BackgroundAcceptor<'a> {
     /// The smallest background item: one 2 MiB block, so background work keeps 2 MiB ACCEPTs.
     pub const MIN_ITEM: u64 = 0x20_0000;
 
-    /// A background acceptor for `bitmap`.
+    /// A background acceptor for `bitmap`. Safe: it accepts through the bitmap's claim
+    /// protocol only, i.e. units the bitmap's unsafe constructors were promised are unused,
+    /// each once, and never a unit the bitmap has handed out.
     pub fn new(bitmap: &'a UnacceptedBitmap<'a>) -> Result<Self, AcceptError> {
         let item = bitmap.unit_size().max(Self::MIN_ITEM);
         Ok(Self {

@@ -122,9 +122,16 @@ impl core::fmt::Debug for AcceptJob<'_> {
 
 impl<'a> AcceptJob<'a> {
     /// A job accepting the disjoint, 4 KiB-aligned `ranges` directly (eager acceptance at
-    /// boot: nothing else may accept them meanwhile, and, as for [`super::accept_range`], they
-    /// hold no memory in use).
-    pub fn new(ranges: &'a [Range<u64>], sizing: ItemSizing) -> Result<Self, AcceptError> {
+    /// boot).
+    ///
+    /// # Safety
+    ///
+    /// Every range meets [`super::accept_range`]'s contract, and goes on meeting it until
+    /// [`Self::wait`] has returned: the job's CPUs accept it item by item, in any order, at
+    /// any time until then, so nothing may read or write any of it, or hand it out, before the
+    /// whole job is done; no other acceptance path (a bitmap, another job) is given it. The
+    /// runs ([`Self::run`], [`Self::run_for`]) are safe because this promise covers them.
+    pub unsafe fn new(ranges: &'a [Range<u64>], sizing: ItemSizing) -> Result<Self, AcceptError> {
         let granule = Self::checked_granule(sizing)?;
         let mut total: u64 = 0;
         for r in ranges {
@@ -152,7 +159,9 @@ impl<'a> AcceptJob<'a> {
         ))
     }
 
-    /// A job accepting every unit still unaccepted in `bitmap`, through its claim protocol:
+    /// A job accepting every unit still unaccepted in `bitmap`, through its claim protocol
+    /// (safe: the bitmap accepts only what its unsafe constructors were promised is unused,
+    /// each unit once):
     /// safe to run while other CPUs call [`UnacceptedBitmap::ensure_accepted`], and a unit
     /// another CPU holds is skipped, not waited for. So when [`Self::wait`] returns, every unit
     /// was either accepted by the job or held by another CPU at the time; a unit that CPU then
@@ -349,7 +358,11 @@ impl<'a> AcceptJob<'a> {
                         let start = (padded_start + (lo - space_offset)).max(r.start);
                         let end = (padded_start + (hi - space_offset)).min(r.end);
                         if start < end {
-                            let stats = accept_range_with(tdx, start, end, &self.guess)?;
+                            // SAFETY: `[start, end)` is part of one of the job's ranges, which
+                            // `new`'s caller promised hold nothing in use until the job is done;
+                            // the cursor hands each job offset to one item, so no GPA is
+                            // accepted twice by the job.
+                            let stats = unsafe { accept_range_with(tdx, start, end, &self.guess) }?;
                             share.stats.add(&stats);
                             share.bytes += end - start;
                         }

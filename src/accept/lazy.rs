@@ -9,8 +9,10 @@
 //! | 1       | 0       | unaccepted: the first CPU to set `claimed` accepts it         |
 //! | 1       | 1       | a CPU is accepting it; it clears both bits when done          |
 //!
-//! Accepted is all-zero, so the fast path of [`UnacceptedBitmap::ensure_accepted`] is one
-//! acquire load and a mask test per 32 units (64 MiB with 2 MiB units). A CPU claims with one
+//! Accepted is all-zero, and a count of the pending units sits beside the words, so the fast
+//! path of [`UnacceptedBitmap::ensure_accepted`] is one load of the count once everything is
+//! accepted (most of a TD's life), and otherwise one more load and a mask test for a range
+//! within one word (32 units, 64 MiB with 2 MiB units). A CPU claims with one
 //! compare-and-swap every unaccepted unit of a word that nobody holds, accepts what it claimed
 //! (consecutive units as one range, so 2 MiB ACCEPTs stay possible with small units) before
 //! claiming the next word's, releases the units with a release `fetch_and`, and only then
@@ -30,6 +32,26 @@
 //! happens-before any access through [`UnacceptedBitmap::ensure_accepted`]'s return. Giving
 //! a unit back after a failure is a release and the claim an acquire, so a partial ACCEPT by
 //! the failed CPU is ordered before whatever the next holder publishes.
+//!
+//! The count is raised before a unit's pending bit is set and lowered (a release) only after
+//! the bit is cleared, so it is never below the number of pending units; a count read as zero
+//! (an acquire) therefore means every unit is accepted, and the release sequence of the
+//! decrements orders every CPU's ACCEPT before the reader's access, as the word's own
+//! acquire would. A reader that sees a stale non-zero count only takes the word path.
+//!
+//! # Soundness: who promises what
+//!
+//! Accepting a page that holds live data zeroes it if the host has swapped it for a pending
+//! one (see [`super::accept_range`]). The bitmap accepts only units it was told are
+//! unaccepted, and tells it with `unsafe` calls: [`UnacceptedBitmap::from_ranges`],
+//! [`UnacceptedBitmap::from_memory_map`], [`UnacceptedBitmap::from_efi_table`] and
+//! [`UnacceptedBitmap::mark_unaccepted`], whose callers promise that the memory is unaccepted
+//! (or given up), that nothing in use lies in it, and that nothing will use it before the
+//! bitmap has accepted it. Every other method is safe on the strength of that promise: a
+//! unit is accepted by one CPU, once (the claim protocol), its bits are cleared after that
+//! ACCEPT, and no safe method sets them again, so the bitmap never accepts a GPA after it has
+//! handed it out, whatever the host does. A page the host takes away after that merely
+//! faults on access (a denial of service, which the host can always inflict).
 //!
 //! # Waiting
 //!
@@ -73,6 +95,26 @@ pub const UNITS_PER_WORD: u64 = 32;
 pub const DEFAULT_UNIT_SIZE: u64 = 0x20_0000;
 
 const PENDING_BITS: u64 = 0x5555_5555_5555_5555;
+/// `UNITS_FROM[i]`: both bits of units `i..32` of a word.
+const UNITS_FROM: [u64; 32] = {
+    let mut table = [0; 32];
+    let mut i = 0;
+    while i < 32 {
+        table[i] = u64::MAX << (2 * i);
+        i += 1;
+    }
+    table
+};
+/// `UNITS_UP_TO[i]`: both bits of units `0..=i` of a word.
+const UNITS_UP_TO: [u64; 32] = {
+    let mut table = [0; 32];
+    let mut i = 0;
+    while i < 32 {
+        table[i] = u64::MAX >> (62 - 2 * i);
+        i += 1;
+    }
+    table
+};
 const CLAIM_BITS: u64 = PENDING_BITS << 1;
 const PAGE_SIZE: u64 = 0x1000;
 /// The largest page one ACCEPT takes: claimed runs are kept whole up to its boundaries.
@@ -139,6 +181,9 @@ impl From<AcceptError> for BitmapError {
 /// counts as accepted.
 pub struct UnacceptedBitmap<'a> {
     words: &'a [AtomicU64],
+    /// At least the number of pending units (see the module documentation); zero only when
+    /// every unit is accepted.
+    pending_units: AtomicU64,
     base: u64,
     unit_shift: u32,
     guess: HostMappingGuess,
@@ -173,7 +218,24 @@ impl<'a> UnacceptedBitmap<'a> {
 
     /// An empty bitmap (everything accepted) over `storage`, covering
     /// `storage.len() * 32` units of `unit_size` from `base`. Clears `storage`.
-    pub fn new(storage: &'a [AtomicU64], base: u64, unit_size: u64) -> Result<Self, BitmapError> {
+    ///
+    /// The storage is borrowed exclusively for the bitmap's life: a second bitmap over the same
+    /// words, with another base or unit size, would read the first one's marks as units of its
+    /// own and accept GPAs nobody vouched for:
+    ///
+    /// ```compile_fail,E0499
+    /// use core::sync::atomic::AtomicU64;
+    /// use tdx_boot::accept::UnacceptedBitmap;
+    /// let mut words = [AtomicU64::new(0)];
+    /// let low = UnacceptedBitmap::new(&mut words, 0, 0x20_0000).unwrap();
+    /// let high = UnacceptedBitmap::new(&mut words, 1 << 30, 0x20_0000).unwrap();
+    /// # drop((low, high));
+    /// ```
+    pub fn new(
+        storage: &'a mut [AtomicU64],
+        base: u64,
+        unit_size: u64,
+    ) -> Result<Self, BitmapError> {
         if !unit_size.is_power_of_two() || unit_size < PAGE_SIZE {
             return Err(BitmapError::BadUnitSize(unit_size));
         }
@@ -189,11 +251,12 @@ impl<'a> UnacceptedBitmap<'a> {
             .ok_or(BitmapError::CoverageOverflow)?;
         // Relaxed: the bitmap reaches other CPUs only through however the caller shares it
         // (AP wake-up, a lock), which orders these stores before their first load.
-        for word in storage {
+        for word in storage.iter() {
             word.store(0, Ordering::Relaxed);
         }
         Ok(Self {
             words: storage,
+            pending_units: AtomicU64::new(0),
             base,
             unit_shift: unit_size.trailing_zeros(),
             guess: HostMappingGuess::new(),
@@ -203,25 +266,38 @@ impl<'a> UnacceptedBitmap<'a> {
     /// A bitmap recording the unaccepted `ranges` (from the UEFI memory map's type-15 regions,
     /// a TD HOB, or Linux's EFI unaccepted-memory table), as [`Self::new`] then
     /// [`Self::mark_unaccepted`] for each range.
-    pub fn from_ranges(
+    ///
+    /// # Safety
+    ///
+    /// Every range meets [`Self::mark_unaccepted`]'s contract.
+    pub unsafe fn from_ranges(
         tdx: &impl TdCall,
-        storage: &'a [AtomicU64],
+        storage: &'a mut [AtomicU64],
         base: u64,
         unit_size: u64,
         ranges: impl IntoIterator<Item = (u64, u64)>,
     ) -> Result<Self, BitmapError> {
         let bitmap = Self::new(storage, base, unit_size)?;
         for (start, end) in ranges {
-            bitmap.mark_unaccepted(tdx, start, end)?;
+            // SAFETY: the caller promises `mark_unaccepted`'s contract for every range.
+            unsafe { bitmap.mark_unaccepted(tdx, start, end) }?;
         }
         Ok(bitmap)
     }
 
     /// A bitmap of the [`RegionKind::Unaccepted`] regions of a sanitized memory map, with
     /// units of `unit_size` from `base` (unit aligned, at or below the first such region).
-    pub fn from_memory_map<const N: usize>(
+    ///
+    /// # Safety
+    ///
+    /// Every `Unaccepted` region of `map` meets [`Self::mark_unaccepted`]'s contract: the map
+    /// is the firmware's report (e.g. [`crate::e820::read_uefi_memory_map`] or
+    /// [`crate::e820::read_td_hob`]), not widened by the kernel, and nothing has accepted or
+    /// used those regions since. A [`MemoryMap`] is plain data that safe code can fill with
+    /// anything, so the map's type cannot vouch for it.
+    pub unsafe fn from_memory_map<const N: usize>(
         tdx: &impl TdCall,
-        storage: &'a [AtomicU64],
+        storage: &'a mut [AtomicU64],
         base: u64,
         unit_size: u64,
         map: &MemoryMap<N>,
@@ -231,19 +307,27 @@ impl<'a> UnacceptedBitmap<'a> {
             .iter()
             .filter(|r| r.kind == RegionKind::Unaccepted)
             .map(|r| (r.start, r.end));
-        Self::from_ranges(tdx, storage, base, unit_size, unaccepted)
+        // SAFETY: the caller promises the contract for every unaccepted region.
+        unsafe { Self::from_ranges(tdx, storage, base, unit_size, unaccepted) }
     }
 
     /// A bitmap with the units and ranges of Linux's EFI unaccepted-memory table (as the EFI
     /// stub leaves it; parsed and validated by [`crate::e820::UnacceptedBitmap::parse`]): its
     /// base and unit size, its set bits as unaccepted ranges.
-    pub fn from_efi_table(
+    ///
+    /// # Safety
+    ///
+    /// Every range the table marks meets [`Self::mark_unaccepted`]'s contract: the table is the
+    /// one the previous stage (EFI stub, previous kernel) left, and nothing has accepted or
+    /// used its marked memory since. Parsing checks the table's shape, not its truth.
+    pub unsafe fn from_efi_table(
         tdx: &impl TdCall,
-        storage: &'a [AtomicU64],
+        storage: &'a mut [AtomicU64],
         table: &crate::e820::UnacceptedBitmap<'_>,
     ) -> Result<Self, BitmapError> {
         let ranges = table.ranges().map(|r| (r.start, r.end));
-        Self::from_ranges(tdx, storage, table.phys_base(), table.unit_size(), ranges)
+        // SAFETY: the caller promises the contract for every marked range.
+        unsafe { Self::from_ranges(tdx, storage, table.phys_base(), table.unit_size(), ranges) }
     }
 
     /// Records `[start, end)` (4 KiB aligned, from the firmware: validated) as unaccepted.
@@ -254,9 +338,22 @@ impl<'a> UnacceptedBitmap<'a> {
     ///
     /// Meant for building the bitmap: while other CPUs may call [`Self::ensure_accepted`] on
     /// the same units, only mark whole units (the eager edges would race with their ACCEPTs).
-    /// Never mark memory in use: a marked unit is accepted again on its next use, which zeroes
-    /// it if the host swapped the page for a pending one (see [`super::accept_range`]).
-    pub fn mark_unaccepted(
+    ///
+    /// # Safety
+    ///
+    /// Marked memory is accepted (by ACCEPT, which zeroes it if the host has swapped its pages
+    /// for pending ones) on its next use through the bitmap, and the edges right now. So the
+    /// caller promises that `[start, end)`:
+    ///
+    /// - is unaccepted (the firmware reported it unaccepted and nothing has accepted it
+    ///   since) or has been given up by the kernel;
+    /// - holds nothing anyone will read, and nothing (no CPU, device or other acceptance
+    ///   path: another bitmap, an [`super::AcceptJob`], [`super::accept_range`]) reads, writes
+    ///   or accepts it until this bitmap's [`Self::ensure_accepted`] (or a job or
+    ///   [`super::BackgroundAcceptor`] over this bitmap) has accepted it;
+    /// - is not memory the bitmap has already handed out: marking a unit again after its use
+    ///   began is exactly the misuse that lets a hostile host zero it.
+    pub unsafe fn mark_unaccepted(
         &self,
         tdx: &impl TdCall,
         start: u64,
@@ -273,17 +370,31 @@ impl<'a> UnacceptedBitmap<'a> {
         let first_whole = start.next_multiple_of(unit);
         let end_whole = end - end % unit;
         if first_whole >= end_whole {
-            accept_range_with(tdx, start, end, &self.guess)?;
+            // SAFETY: inside the range the caller promises is unaccepted and unused.
+            unsafe { accept_range_with(tdx, start, end, &self.guess) }?;
             return Ok(());
         }
-        accept_range_with(tdx, start, first_whole, &self.guess)?;
-        accept_range_with(tdx, end_whole, end, &self.guess)?;
+        // SAFETY: as above; both pieces lie inside `[start, end)`.
+        unsafe {
+            accept_range_with(tdx, start, first_whole, &self.guess)?;
+            accept_range_with(tdx, end_whole, end, &self.guess)?;
+        }
         let first = self.unit_of(first_whole);
         let last = self.unit_of(end_whole);
         for span in self.word_spans(first, last) {
             if let Some(word) = self.words.get(span.word) {
+                let units = spread(span.units);
+                // Count first, as if every unit were new, so the count never falls below the
+                // pending units; then take back the units that were pending already.
+                // Relaxed: a count raised early only sends readers down the word path.
+                self.pending_units
+                    .fetch_add(u64::from(span.units.count_ones()), Ordering::Relaxed);
                 // Release, as every write of a word; marking publishes no memory of its own.
-                word.fetch_or(spread(span.units), Ordering::Release);
+                let before = word.fetch_or(units, Ordering::Release);
+                let already = u64::from((before & units).count_ones());
+                if already != 0 {
+                    self.pending_units.fetch_sub(already, Ordering::Relaxed);
+                }
             }
         }
         Ok(())
@@ -326,6 +437,9 @@ impl<'a> UnacceptedBitmap<'a> {
     /// included) is still unaccepted. A few atomic loads.
     #[inline]
     pub fn needs_accept(&self, start: u64, end: u64) -> bool {
+        if start >= end || self.known_accepted(start, end) {
+            return false;
+        }
         match self.guarded_units(start, end) {
             Some((first, last)) => !self.all_accepted(first, last),
             None => false,
@@ -339,6 +453,13 @@ impl<'a> UnacceptedBitmap<'a> {
     /// for the protocol and for the rules on interrupts. Returns once every unit is accepted,
     /// by this CPU or another; if this CPU fails to accept a unit, the error names the GPA and
     /// the units it did not accept are left unaccepted for a later retry.
+    ///
+    /// Safe whatever the arguments and whatever the host does: it accepts only units the
+    /// unsafe constructors or [`Self::mark_unaccepted`] marked, each once (see "Soundness" in
+    /// the module documentation).
+    ///
+    /// Cost when nothing needs accepting: one load once the whole bitmap is accepted; two loads
+    /// and a mask test for a range inside one storage word; a loop over the words otherwise.
     #[inline]
     pub fn ensure_accepted(
         &self,
@@ -349,6 +470,56 @@ impl<'a> UnacceptedBitmap<'a> {
         if start > end {
             return Err(AcceptError::Reversed { start, end });
         }
+        if self.known_accepted(start, end) {
+            return Ok(());
+        }
+        self.ensure_accepted_slow(tdx, start, end)
+    }
+
+    /// The fast path for `start <= end`: true when every unit is accepted or when the guarded
+    /// units of `[start, end)` lie in one word and are accepted. False says nothing (the slow
+    /// path decides).
+    ///
+    /// The guarded units are `unit_of(start) ..= unit_of(end)`: when `end` is unit aligned,
+    /// `unit_of(end)` is the guard unit; otherwise it is the unit holding `end - 1`.
+    #[inline(always)]
+    fn known_accepted(&self, start: u64, end: u64) -> bool {
+        // Acquire, pairing with the release decrements in `complete_units`: zero means every
+        // ACCEPT happened-before this load (see the module documentation).
+        if self.pending_units.load(Ordering::Acquire) == 0 {
+            return true;
+        }
+        // Wrapping: a start below the base gives a huge unit that fails the same-word test.
+        let first = start.wrapping_sub(self.base) >> self.unit_shift;
+        let last = end.wrapping_sub(self.base) >> self.unit_shift;
+        if first ^ last >= UNITS_PER_WORD {
+            return false;
+        }
+        let Some(word) = usize::try_from(last / UNITS_PER_WORD)
+            .ok()
+            .and_then(|index| self.words.get(index))
+        else {
+            return false;
+        };
+        // Both bits of units `first % 32 ..= last % 32`, from two tables rather than shifts by
+        // a variable count (several micro-ops each on x86 without BMI2, which the crate cannot
+        // assume).
+        let in_word = |unit: u64| (unit % UNITS_PER_WORD) as usize;
+        let mask = UNITS_FROM[in_word(first)] & UNITS_UP_TO[in_word(last)];
+        // Acquire, pairing with `complete_units`: the ACCEPT of every unit seen accepted
+        // happens-before the caller touches it.
+        word.load(Ordering::Acquire) & mask == 0
+    }
+
+    /// Everything [`Self::ensure_accepted`] does past its fast path, out of line so that the
+    /// fast path inlines into allocators.
+    #[inline(never)]
+    fn ensure_accepted_slow(
+        &self,
+        tdx: &impl TdCall,
+        start: u64,
+        end: u64,
+    ) -> Result<(), AcceptError> {
         let Some((first, last)) = self.guarded_units(start, end) else {
             return Ok(());
         };
@@ -358,8 +529,7 @@ impl<'a> UnacceptedBitmap<'a> {
         self.accept_and_wait(tdx, first, last)
     }
 
-    /// The slow path of [`Self::ensure_accepted`], kept out of line so the fast path inlines.
-    #[inline(never)]
+    /// Claims, accepts and waits until every unit of `[first, last)` is accepted.
     fn accept_and_wait(&self, tdx: &impl TdCall, first: u64, last: u64) -> Result<(), AcceptError> {
         loop {
             self.claim_and_accept(tdx, first, last)?;
@@ -374,7 +544,8 @@ impl<'a> UnacceptedBitmap<'a> {
 
     /// Accepts the units in `[start, end)` that nobody holds, without waiting for the others
     /// and without the guard unit: the building block of background and parallel acceptance.
-    /// Returns the bytes this call accepted.
+    /// Returns the bytes this call accepted. Safe for the reasons [`Self::ensure_accepted`]
+    /// is: it accepts only marked units, through the same claims.
     pub fn accept_unclaimed(
         &self,
         tdx: &impl TdCall,
@@ -555,7 +726,11 @@ impl<'a> UnacceptedBitmap<'a> {
         accepted: &mut u64,
     ) -> Result<(), AcceptError> {
         let (start, end) = (self.gpa_of(first), self.gpa_of(last));
-        match accept_range_with(tdx, start, end, &self.guess) {
+        // SAFETY: this CPU holds the claim on units `[first, last)`, which were marked
+        // unaccepted under `mark_unaccepted`'s contract (nothing uses them before they are
+        // accepted) and are accepted only here, by their one claimant; their bits are cleared
+        // only after this ACCEPT, so no one has been told they are usable.
+        match unsafe { accept_range_with(tdx, start, end, &self.guess) } {
             Ok(_) => {
                 self.complete_units(first, last);
                 *accepted += end - start;
@@ -578,11 +753,15 @@ impl<'a> UnacceptedBitmap<'a> {
         }
     }
 
-    /// Marks claimed units accepted (release: the ACCEPT happens-before any CPU that sees it).
+    /// Marks claimed units accepted (release: the ACCEPT happens-before any CPU that sees it),
+    /// then lowers the pending count by as many (release: the same, for readers of the count).
     fn complete_units(&self, first: u64, last: u64) {
         for span in self.word_spans(first, last) {
             if let Some(w) = self.words.get(span.word) {
-                w.fetch_and(!(spread(span.units) * 0b11), Ordering::Release);
+                let units = spread(span.units);
+                let before = w.fetch_and(!(units * 0b11), Ordering::Release);
+                let cleared = u64::from((before & units).count_ones());
+                self.pending_units.fetch_sub(cleared, Ordering::Release);
             }
         }
     }
@@ -643,6 +822,50 @@ mod tests {
             assert_eq!(spread(x).count_ones(), x.count_ones());
         }
         assert_eq!(spread(0b101), 0b010001);
+    }
+
+    #[test]
+    fn unit_tables_hold_both_bits_of_their_units() {
+        for i in 0..32u64 {
+            let from: u64 = (i..32).map(|u| 0b11 << (2 * u)).sum();
+            let up_to: u64 = (0..=i).map(|u| 0b11 << (2 * u)).sum();
+            assert_eq!(UNITS_FROM[i as usize], from);
+            assert_eq!(UNITS_UP_TO[i as usize], up_to);
+        }
+    }
+
+    /// The count the fast path trusts equals the pending bits after marking (overlapping and
+    /// repeated), accepting and a failure.
+    #[cfg(feature = "model")]
+    #[test]
+    fn the_pending_count_matches_the_pending_bits() {
+        use crate::model::{ModelConfig, PageState, TdxModule};
+        use crate::tdcall::{TdxStatus, leaf};
+        const M2: u64 = 0x20_0000;
+        let tdx = TdxModule::new(ModelConfig::default());
+        tdx.add_memory(0, 64 * M2, PageState::Unaccepted);
+        let cpu = tdx.vcpu(0);
+        let mut words: std::vec::Vec<AtomicU64> = (0..2).map(|_| AtomicU64::new(0)).collect();
+        let bitmap = UnacceptedBitmap::new(&mut words, 0, M2).unwrap();
+        let consistent = |bitmap: &UnacceptedBitmap<'_>| {
+            bitmap.pending_units.load(Ordering::Relaxed) == bitmap.unaccepted_bytes() / M2
+        };
+        // SAFETY: unaccepted model memory that nothing uses.
+        unsafe {
+            bitmap.mark_unaccepted(&cpu, 30 * M2, 40 * M2).unwrap();
+            bitmap.mark_unaccepted(&cpu, 35 * M2, 45 * M2).unwrap();
+            bitmap.mark_unaccepted(&cpu, 30 * M2, 40 * M2).unwrap();
+        }
+        assert!(consistent(&bitmap));
+        assert_eq!(bitmap.pending_units.load(Ordering::Relaxed), 15);
+        bitmap.ensure_accepted(&cpu, 31 * M2, 33 * M2).unwrap();
+        assert!(consistent(&bitmap));
+        tdx.inject_tdcall_status(leaf::MEM_PAGE_ACCEPT, TdxStatus::EPT_WALK_FAILED, 1);
+        assert!(bitmap.ensure_accepted(&cpu, 36 * M2, 37 * M2).is_err());
+        assert!(consistent(&bitmap));
+        bitmap.ensure_accepted(&cpu, 0, 64 * M2).unwrap();
+        assert_eq!(bitmap.pending_units.load(Ordering::Relaxed), 0);
+        assert!(bitmap.known_accepted(0, 64 * M2));
     }
 
     #[test]

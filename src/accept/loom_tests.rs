@@ -60,10 +60,12 @@ impl TdCall for FakeModule {
 }
 
 fn leaked_bitmap(module: &FakeModule, units: usize) -> &'static UnacceptedBitmap<'static> {
-    let storage: &'static [BitmapWord] = Box::leak(Box::new([BitmapWord::new(0)]));
-    let bitmap =
+    let storage: &'static mut [BitmapWord] = Box::leak(Box::new([BitmapWord::new(0)]));
+    // SAFETY: the fake module's pages stand for unaccepted memory that nothing uses.
+    let bitmap = unsafe {
         UnacceptedBitmap::from_ranges(module, storage, 0, PAGE, [(0, units as u64 * PAGE)])
-            .expect("bitmap");
+    }
+    .expect("bitmap");
     Box::leak(Box::new(bitmap))
 }
 
@@ -121,9 +123,9 @@ fn loom_job_cursor_hands_out_each_item_once() {
     loom::model(|| {
         let module = Arc::new(FakeModule::new(3, None));
         let ranges: &'static [core::ops::Range<u64>] = Box::leak(Box::new([0..3 * PAGE]));
-        let job: &'static AcceptJob<'static> = Box::leak(Box::new(
-            AcceptJob::new(ranges, ItemSizing::Fixed(PAGE)).expect("job"),
-        ));
+        // SAFETY: the fake module's pages stand for unaccepted memory that nothing uses.
+        let job = unsafe { AcceptJob::new(ranges, ItemSizing::Fixed(PAGE)) };
+        let job: &'static AcceptJob<'static> = Box::leak(Box::new(job.expect("job")));
         let other = {
             let module = module.clone();
             thread::spawn(move || job.run(&*module).expect("run").bytes)
@@ -176,11 +178,12 @@ fn loom_a_failure_gives_back_every_unit_claimed_after_it() {
         // first of which fails with the others claimed. Every claim must be given back, or
         // the final `ensure_accepted` would wait forever.
         let module = Arc::new(FakeModule::new(5, Some(0)));
-        let storage: &'static [BitmapWord] = Box::leak(Box::new([BitmapWord::new(0)]));
+        let storage: &'static mut [BitmapWord] = Box::leak(Box::new([BitmapWord::new(0)]));
         let pending = [(0, 3 * PAGE), (4 * PAGE, 5 * PAGE)];
-        let bitmap: &'static UnacceptedBitmap<'static> = Box::leak(Box::new(
-            UnacceptedBitmap::from_ranges(&*module, storage, 0, PAGE, pending).expect("bitmap"),
-        ));
+        // SAFETY: the fake module's pages stand for unaccepted memory that nothing uses.
+        let bitmap = unsafe { UnacceptedBitmap::from_ranges(&*module, storage, 0, PAGE, pending) };
+        let bitmap: &'static UnacceptedBitmap<'static> =
+            Box::leak(Box::new(bitmap.expect("bitmap")));
         let other = {
             let module = module.clone();
             thread::spawn(move || bitmap.ensure_accepted(&*module, PAGE, PAGE + 1).is_ok())
@@ -203,9 +206,9 @@ fn loom_wait_reports_a_failure_on_another_cpu() {
     loom::model(|| {
         let module = Arc::new(FakeModule::new(2, Some(1)));
         let ranges: &'static [core::ops::Range<u64>] = Box::leak(Box::new([0..2 * PAGE]));
-        let job: &'static AcceptJob<'static> = Box::leak(Box::new(
-            AcceptJob::new(ranges, ItemSizing::Fixed(PAGE)).expect("job"),
-        ));
+        // SAFETY: the fake module's pages stand for unaccepted memory that nothing uses.
+        let job = unsafe { AcceptJob::new(ranges, ItemSizing::Fixed(PAGE)) };
+        let job: &'static AcceptJob<'static> = Box::leak(Box::new(job.expect("job")));
         let other = {
             let module = module.clone();
             thread::spawn(move || job.run(&*module).is_err())
@@ -214,5 +217,35 @@ fn loom_wait_reports_a_failure_on_another_cpu() {
         // Whichever CPU took page 1 failed; `wait` sees it even if the other CPU did.
         assert_eq!(job.wait(), Err(PAGE));
         assert!(mine_failed != other.join().expect("thread"));
+    });
+}
+
+#[test]
+fn loom_a_zero_pending_count_publishes_every_accept() {
+    // Two units: this CPU accepts both (unit 1 as the guard unit), which takes the count to
+    // zero; the other CPU needs unit 1 and may find it claimed, accept it itself, or see the
+    // count at zero and return at once. Whichever way it returns, the ACCEPT of unit 1 must
+    // happen-before its return (the fake module's page flags are relaxed atomics, so a return
+    // that is not synchronized with the accepting CPU can read the flag stale).
+    loom::model(|| {
+        let module = Arc::new(FakeModule::new(2, None));
+        let bitmap = leaked_bitmap(&module, 2);
+        let other = {
+            let module = module.clone();
+            thread::spawn(move || {
+                bitmap
+                    .ensure_accepted(&*module, PAGE, PAGE + 1)
+                    .expect("accept");
+                module.is_accepted(1)
+            })
+        };
+        bitmap.ensure_accepted(&*module, 0, PAGE).expect("accept");
+        assert!(module.is_accepted(0) && module.is_accepted(1));
+        assert!(
+            other.join().expect("thread"),
+            "returned before unit 1 was accepted"
+        );
+        assert!(!bitmap.needs_accept(0, 2 * PAGE));
+        assert_eq!(bitmap.unaccepted_bytes(), 0);
     });
 }

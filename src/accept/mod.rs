@@ -11,6 +11,18 @@
 //! - [`AcceptJob`]: split ranges (or a bitmap) into work items every CPU takes from one atomic
 //!   cursor; [`BackgroundAcceptor`] runs the same job in bounded slices from an idle loop.
 //!
+//! # What is `unsafe`, and why
+//!
+//! ACCEPT zeroes a page that the host has made pending, and a hostile host can make pending a
+//! page the kernel is using (it removes the accepted page and adds a fresh one at the GPA).
+//! So whatever hands a GPA to ACCEPT must know the memory is not in use: [`accept_range`],
+//! [`accept_range_with`] and [`AcceptJob::new`] take the caller's word for it per call, the
+//! bitmap's constructors and [`UnacceptedBitmap::mark_unaccepted`] once per range. The rest is
+//! safe because it accepts only what those promises cover, each GPA once, and never after
+//! handing it out: [`UnacceptedBitmap::ensure_accepted`],
+//! [`UnacceptedBitmap::accept_unclaimed`], [`AcceptJob::over_bitmap`] and its runs,
+//! [`BackgroundAcceptor`].
+//!
 //! ```
 //! # #[cfg(feature = "model")] {
 //! use core::sync::atomic::AtomicU64;
@@ -22,14 +34,18 @@
 //! let bsp = tdx.vcpu(0);
 //!
 //! // Eager: one range, 2 MiB calls where possible.
-//! accept_range(&bsp, 0, 64 << 20).unwrap();
+//! // SAFETY: the firmware left this range unaccepted and nothing uses it yet.
+//! unsafe { accept_range(&bsp, 0, 64 << 20) }.unwrap();
 //!
 //! // Lazy: a bitmap in caller storage; accept on first use, from any CPU.
-//! let words: Vec<AtomicU64> = (0..UnacceptedBitmap::words_needed(0, 1 << 30, 2 << 20))
+//! let mut words: Vec<AtomicU64> = (0..UnacceptedBitmap::words_needed(0, 1 << 30, 2 << 20))
 //!     .map(|_| AtomicU64::new(0))
 //!     .collect();
-//! let bitmap =
-//!     UnacceptedBitmap::from_ranges(&bsp, &words, 0, 2 << 20, [(64 << 20, 1 << 30)]).unwrap();
+//! // SAFETY: the firmware's unaccepted range, not accepted or used since.
+//! let bitmap = unsafe {
+//!     UnacceptedBitmap::from_ranges(&bsp, &mut words, 0, 2 << 20, [(64 << 20, 1 << 30)])
+//! }
+//! .unwrap();
 //! bitmap.ensure_accepted(&bsp, 100 << 20, (100 << 20) + 4096).unwrap();
 //!
 //! // Parallel: every CPU runs the same job over what is left.

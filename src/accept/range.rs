@@ -194,29 +194,38 @@ impl HostMappingGuess {
 /// same Secure-EPT entries (`TDX_OPERAND_BUSY`) and do the work twice. [`super::UnacceptedBitmap`]
 /// and [`super::AcceptJob`] hand out disjoint ranges.
 ///
-/// # Why this function is safe, and what it still requires
+/// # Safety
 ///
-/// ACCEPT zeroes a page only when it moves from pending to accepted. A pending page cannot hold
-/// data anyone relies on: the TD cannot read or write it before it is accepted. A page that is
-/// already accepted, and so may hold live data, is answered with `TDX_PAGE_ALREADY_ACCEPTED`
-/// and NOT zeroed (the TDX module's rule, in its `tdg_mem_page_accept.c`).
+/// ACCEPT zeroes a page when it moves from pending to accepted. A page that is already
+/// accepted is answered with `TDX_PAGE_ALREADY_ACCEPTED` and left intact (the TDX module's
+/// rule, in its `tdg_mem_page_accept.c`), but a hostile host can remove an accepted page
+/// (TDH.MEM.PAGE.REMOVE) and add a pending one at the same GPA (TDH.MEM.PAGE.AUG): touching it
+/// then merely faults, whereas ACCEPTing it succeeds and replaces live data with zeroes. The
+/// caller therefore promises that `[start, end)`:
 ///
-/// That is not the whole story against a hostile host: it can remove an accepted page
-/// (TDH.MEM.PAGE.REMOVE) and add a pending one at the same GPA (TDH.MEM.PAGE.AUG). Touching it
-/// then faults, which is only the denial of service the host can always inflict; but ACCEPTing
-/// it succeeds and silently replaces the live data with zeroes. So pass only memory the TD
-/// has never accepted or has given back (the firmware's unaccepted ranges, the
-/// [`super::UnacceptedBitmap`]'s units, pages made private again): never memory in use. This
-/// is why Linux never accepts memory twice and requires `SEPT_VE_DISABLE` (no accepting from
-/// the #VE handler). The signature does not say so with `unsafe` (it is part of the crate's
-/// stable API): the rule is a precondition the caller keeps, not one the type system checks.
-pub fn accept_range(tdx: &impl TdCall, start: u64, end: u64) -> Result<(), AcceptError> {
-    accept_range_with(tdx, start, end, &HostMappingGuess::new()).map(|_| ())
+/// - was reported unaccepted by the firmware (UEFI type 15, a TD HOB's unaccepted resource,
+///   Linux's EFI table) and has not been accepted since, or is memory the kernel has given up
+///   (made private again, or freed and never to be read);
+/// - holds nothing anyone will read: no Rust reference, page table, code, stack or DMA buffer
+///   points into it, and nothing reads or writes it until this call has returned;
+/// - is not being accepted by another path at the same time that could hand it out first
+///   (an [`super::UnacceptedBitmap`] or [`super::AcceptJob`] given the same memory).
+///
+/// This is why Linux never accepts memory twice and requires `SEPT_VE_DISABLE` (no accepting
+/// from the #VE handler). The safe ways to accept are [`super::UnacceptedBitmap`]'s methods
+/// and jobs over it, whose unsafe constructors take this promise once.
+pub unsafe fn accept_range(tdx: &impl TdCall, start: u64, end: u64) -> Result<(), AcceptError> {
+    // SAFETY: forwarded; the caller upholds the contract.
+    unsafe { accept_range_with(tdx, start, end, &HostMappingGuess::new()) }.map(|_| ())
 }
 
 /// [`accept_range`] with a [`HostMappingGuess`] that outlives the call (share one per TD so
 /// later ranges start with what earlier ones learnt), returning what it cost.
-pub fn accept_range_with(
+///
+/// # Safety
+///
+/// As for [`accept_range`]. The guess only picks page sizes; it cannot make a call unsafe.
+pub unsafe fn accept_range_with(
     tdx: &impl TdCall,
     start: u64,
     end: u64,
@@ -234,7 +243,8 @@ pub fn accept_range_with(
         // Both sides are 4 KiB aligned and gpa < end, so `end - gpa >= SIZE_4K`.
         let block_fits = gpa.is_multiple_of(SIZE_2M) && end - gpa >= SIZE_2M;
         if block_fits && guess.should_try_2m() {
-            match accept_one(tdx, gpa, PageLevel::Size2M, &mut stats)? {
+            // SAFETY: `[gpa, gpa + 2 MiB)` lies in `[start, end)`, the caller's range.
+            match unsafe { accept_one(tdx, gpa, PageLevel::Size2M, &mut stats) }? {
                 Step::Done => {
                     guess.record_2m(false);
                     stats.accepted_2m += 1;
@@ -253,7 +263,8 @@ pub fn accept_range_with(
             gpa + SIZE_4K
         };
         while gpa < chunk_end {
-            match accept_one(tdx, gpa, PageLevel::Size4K, &mut stats)? {
+            // SAFETY: `[gpa, gpa + 4 KiB)` lies in `[start, end)`, the caller's range.
+            match unsafe { accept_one(tdx, gpa, PageLevel::Size4K, &mut stats) }? {
                 Step::Done => stats.accepted_4k += 1,
                 Step::SizeMismatch => {
                     return Err(AcceptError::Refused {
@@ -275,7 +286,11 @@ enum Step {
 }
 
 /// One page at one level, busy retries included.
-fn accept_one(
+///
+/// # Safety
+///
+/// The page at `gpa` lies in a range that meets [`accept_range`]'s contract.
+unsafe fn accept_one(
     tdx: &impl TdCall,
     gpa: u64,
     level: PageLevel,
@@ -283,9 +298,8 @@ fn accept_one(
 ) -> Result<Step, AcceptError> {
     let mut retries = 0;
     loop {
-        // SAFETY: see "Why this function is safe" on `accept_range`: ACCEPT changes only pages
-        // that are pending, whose contents nobody can have observed; the caller passes no
-        // memory in use, so a page the host swapped for a pending one holds nothing live.
+        // SAFETY: `gpa` lies in a range that holds nothing in use (this function's contract),
+        // so zeroing a page the host swapped for a pending one destroys nothing live.
         match unsafe { accept_page(tdx, gpa, level) } {
             AcceptOutcome::Accepted => return Ok(Step::Done),
             AcceptOutcome::AlreadyAccepted => {

@@ -180,18 +180,18 @@ pub unsafe fn make_private(
     // SAFETY: forwarded; the caller upholds the contract.
     let stats = unsafe { convert(tdx, mapper, shared_mask, range, false) }?;
     let end = range.gpa + range.len;
-    let accepted =
-        accept_range_with(tdx, range.gpa, end, &HostMappingGuess::new()).map_err(|e| {
-            ConvertError {
-                state: RangeState::PrivatePendingAccept {
-                    accepted_upto: match e {
-                        AcceptError::Busy { gpa, .. } | AcceptError::Refused { gpa, .. } => gpa,
-                        _ => range.gpa,
-                    },
-                },
-                cause: ConvertCause::Accept(e),
-            }
-        })?;
+    // SAFETY: the caller promises the range is unused and its contents expendable (this
+    // function's contract): `accept_range`'s contract for memory the kernel has given up.
+    let accept = unsafe { accept_range_with(tdx, range.gpa, end, &HostMappingGuess::new()) };
+    let accepted = accept.map_err(|e| ConvertError {
+        state: RangeState::PrivatePendingAccept {
+            accepted_upto: match e {
+                AcceptError::Busy { gpa, .. } | AcceptError::Refused { gpa, .. } => gpa,
+                _ => range.gpa,
+            },
+        },
+        cause: ConvertCause::Accept(e),
+    })?;
     // `accept_range` takes "already accepted" as success, which is right for memory that was
     // never shared; here it means the page was not zeroed, breaking this function's promise.
     if accepted.already_accepted != 0 {

@@ -106,6 +106,11 @@ impl<'a> SharedPool<'a> {
     /// Takes `pages` (1..=[`Self::MAX_RUN`]) contiguous shared pages, or `None` if no run that
     /// long is free. The contents are whatever the last user or the VMM left: clear them if
     /// that matters.
+    ///
+    /// Safe: the pool hands out addresses and never dereferences them; the pages were made
+    /// shared once, under [`Self::new`]'s contract, and a run is given to one owner at a time
+    /// (the value is not `Clone`). The VMM can change a buffer's contents at any moment, so a
+    /// driver reading it needs `unsafe` of its own and must treat what it reads as untrusted.
     pub fn alloc(&self, pages: u32) -> Option<SharedBuffer> {
         if pages == 0 || pages > Self::MAX_RUN {
             return None;
@@ -138,6 +143,8 @@ impl<'a> SharedPool<'a> {
     }
 
     /// Gives `buffer` back. `Err(buffer)` if it does not come from this pool.
+    ///
+    /// Safe for the reasons [`Self::alloc`] is: bookkeeping over pages that stay shared.
     pub fn free(&self, buffer: SharedBuffer) -> Result<(), SharedBuffer> {
         let Some(offset) = buffer.va.checked_sub(self.va) else {
             return Err(buffer);

@@ -138,6 +138,12 @@ pub struct TdxSerial<'a, T: TdCall + ?Sized> {
 impl<'a, T: TdCall + ?Sized> TdxSerial<'a, T> {
     /// A console on [`COM1`]. Assumes firmware configured the UART, as TDVF does; see
     /// [`TdxSerial::configure`] otherwise.
+    ///
+    /// Safe, as is everything the console does: it writes bytes to the VMM through port-IO
+    /// TDVMCALLs (which cannot reach private memory; see [`crate::tdcall::vmcall`]) and reads
+    /// back only line-status values, which it bounds: a VMM that never reports room costs a
+    /// bounded number of polls per byte, not a hang. The bytes written are exposed to the host
+    /// by design: write nothing secret to a console.
     pub const fn new(tdx: &'a T) -> Self {
         Self {
             tdx,

@@ -147,14 +147,21 @@ impl TdxModule {
             .map(Sha384::digest)
             .unwrap_or_default();
         put(&mut report, 80, &tee_info_hash);
-        // A stand-in for the CPU's MAC over REPORTMACSTRUCT's first 224 bytes.
-        let mut mac = Sha384::new();
-        mac.update(b"tdx-boot model report MAC");
-        mac.update(report.get(..224).unwrap_or_default());
-        let mac = mac.finalize();
-        put(&mut report, 224, mac.get(..32).unwrap_or_default());
+        let mac = report_mac(&report);
+        put(&mut report, 224, &mac);
         report
     }
+}
+
+/// The model's stand-in for the CPU's MAC over REPORTMACSTRUCT's first 224 bytes (which bind
+/// TEE_TCB_INFO and TDINFO through their hashes); its quoting enclave checks it.
+pub(super) fn report_mac(report: &[u8]) -> [u8; 32] {
+    let mut mac = Sha384::new();
+    mac.update(b"tdx-boot model report MAC");
+    mac.update(report.get(..224).unwrap_or_default());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(mac.finalize().get(..32).unwrap_or(&[0; 32]));
+    out
 }
 
 impl TdxModule {

@@ -60,6 +60,7 @@ mod measurement;
 mod memory;
 mod page_map;
 mod quote;
+mod quoting_enclave;
 mod stats;
 mod td_fields;
 mod ve;
@@ -70,9 +71,10 @@ mod vp_info;
 pub use config::{HostPageSize, ModelConfig};
 pub use faults::{FOREVER, MapGpaFault, Times};
 pub use quote::{
-    MODEL_QUOTE_TAG, QUOTE_STATUS_ERROR, QUOTE_STATUS_IN_FLIGHT, QUOTE_STATUS_SERVICE_UNAVAILABLE,
+    QUOTE_STATUS_ERROR, QUOTE_STATUS_IN_FLIGHT, QUOTE_STATUS_SERVICE_UNAVAILABLE,
     QUOTE_STATUS_SUCCESS,
 };
+pub use quoting_enclave::{MODEL_ATTESTATION_KEY, MODEL_PCK_KEY, model_public_key};
 pub use stats::{AcceptStats, TraceEvent};
 pub use vmcall::VMM_GARBAGE;
 pub use vmm::{Halt, MmioDevice, PortDevice, RegisterFile};

@@ -12,10 +12,13 @@
 //!
 //! The buffer starts with the GHCI header
 //! `{ u64 version, u64 status, u32 in_len, u32 out_len }` followed by the data: a TDREPORT of
-//! `in_len` bytes on input, the quote of `out_len` bytes on output. The model's "quote" is
-//! recognisable and checkable: the tag `TDX-BOOT-MODEL-QUOTE`, then the TDREPORT as given.
+//! `in_len` bytes on input, the quote of `out_len` bytes on output. The quote is a real
+//! version-4 TDX quote from the model's quoting enclave ([`super::quoting_enclave`]), signed
+//! with test keys; a request whose data is not a TDREPORT of this module's making is answered
+//! with [`QUOTE_STATUS_ERROR`], as a real quoting enclave refuses a report it cannot verify.
 
 use super::memory::PAGE_4K;
+use super::quoting_enclave::quote_for;
 use super::vmcall::{R12, R13, VmmRegs, VmmReply};
 use super::{PageState, TdxModule};
 use crate::tdcall::VmcallStatus;
@@ -24,8 +27,6 @@ use alloc::vec::Vec;
 
 /// The size of the GetQuote header.
 pub(crate) const QUOTE_HEADER_SIZE: usize = 24;
-/// The tag the model's quotes start with.
-pub const MODEL_QUOTE_TAG: &[u8] = b"TDX-BOOT-MODEL-QUOTE";
 /// Buffer status: the quote is ready.
 pub const QUOTE_STATUS_SUCCESS: u64 = 0;
 /// Buffer status: the request is malformed (bad lengths).
@@ -146,11 +147,8 @@ impl TdxModule {
         let in_len = field(16, 4) as usize;
         let mut out = buffer.to_vec();
         let report = buffer.get(QUOTE_HEADER_SIZE..QUOTE_HEADER_SIZE.saturating_add(in_len));
-        let quote_len = MODEL_QUOTE_TAG.len() + in_len;
-        let (status, quote) = match report {
-            Some(report) if QUOTE_HEADER_SIZE + quote_len <= buffer.len() && in_len > 0 => {
-                let mut quote = MODEL_QUOTE_TAG.to_vec();
-                quote.extend_from_slice(report);
+        let (status, quote) = match report.and_then(quote_for) {
+            Some(quote) if QUOTE_HEADER_SIZE + quote.len() <= buffer.len() => {
                 (QUOTE_STATUS_SUCCESS, quote)
             }
             _ => (QUOTE_STATUS_ERROR, Vec::new()),

@@ -89,8 +89,17 @@ impl ApBoot {
     /// What the trampoline does right before calling `entry`. For test harnesses that play the AP
     /// and for kernels with their own trampoline; after this, the AP must not read the trampoline
     /// page again (the BSP reuses it for the next AP).
+    ///
+    /// Safe: [`super::MpWaker::wake`] clears the flag when it takes the block, so a flag set
+    /// beforehand cannot make it reuse the trampoline page under an AP still reading it; while
+    /// the AP runs, only the AP holds the block.
     pub fn mark_started(&self) {
         self.started.store(STARTED, Ordering::Release);
+    }
+
+    /// Clears the started flag (the block is exclusively borrowed: no AP runs on it).
+    pub(crate) fn clear_started(&mut self) {
+        *self.started.get_mut() = 0;
     }
 }
 

@@ -108,7 +108,10 @@ impl Mailbox<'static> {
     /// used with this mailbox was installed at its true physical address, and that every
     /// `ApBoot` woken through it describes kernel state that is valid for that AP (page tables
     /// that map what the trampoline module lists, a stack used by no one else, an entry function
-    /// that is sound to run on it). Nothing in the safe API can check these.
+    /// that is sound to run on it), and that one [`super::MpWaker`] at a time wakes through this
+    /// mailbox and through each trampoline (a waker remembers the AP that timed out still owning
+    /// its trampoline's slot; a second waker over the same trampoline would not know, and could
+    /// overwrite the slot under that AP). Nothing in the safe API can check these.
     pub unsafe fn from_address(address: u64) -> Mailbox<'static> {
         let pointer = address as usize as *const MailboxPage;
         // SAFETY: the caller guarantees a live, aligned, 4096-byte mapping for 'static; every
@@ -122,6 +125,12 @@ impl Mailbox<'static> {
 
 impl<'a> Mailbox<'a> {
     /// A mailbox over memory the caller owns (tests, or a kernel playing the firmware).
+    ///
+    /// Safe, and so are [`Self::post`] and the firmware-side methods: they only read and write
+    /// the page's atomics. A post starts a CPU only if firmware polls the page, and the
+    /// firmware's page is reached only through the `unsafe` [`Mailbox::from_address`], whose
+    /// contract covers every wake posted through it; a kernel loop that plays the firmware
+    /// jumps to a posted vector in its own `unsafe` code, which must trust only its own posts.
     pub fn new(page: &'a MailboxPage) -> Self {
         Mailbox { page }
     }

@@ -163,6 +163,12 @@ pub struct Trampoline<'a> {
 
 /// Copies the trampoline into `page`, whose physical address is `physical_address`, and zeroes the
 /// rest of the page. The page must be 4 KiB aligned (both addresses) and below 4 GiB.
+///
+/// Safe although `physical_address` is not checked against the page tables: nothing safe
+/// jumps to it. It matters only once an AP is woken into the trampoline through a firmware
+/// mailbox, which only the `unsafe` [`super::Mailbox::from_address`] provides, and that
+/// contract includes "every trampoline used with this mailbox was installed at its true
+/// physical address" (as it includes the [`super::ApBoot`] state an AP loads).
 pub fn install_trampoline(
     page: &mut [u8; TRAMPOLINE_PAGE_SIZE],
     physical_address: u64,

@@ -71,6 +71,11 @@ pub struct MpWaker<'a> {
 
 impl<'a> MpWaker<'a> {
     /// A waker over `mailbox` (from the MADT's [`super::MpWakeup`]) and an installed trampoline.
+    ///
+    /// Safe, with [`Self::wake`] and [`Self::wake_all`]: waking starts real CPUs only through a
+    /// firmware mailbox, which only the `unsafe` [`super::Mailbox::from_address`] provides; its
+    /// contract covers the trampoline's address and every [`ApBoot`] woken through it. What the
+    /// mailbox page reads back (it is VMM-writable) is only compared, never used as an address.
     pub fn new(mailbox: Mailbox<'a>, trampoline: &'a Trampoline<'a>) -> Self {
         MpWaker {
             mailbox,
@@ -118,6 +123,9 @@ impl<'a> MpWaker<'a> {
         if command != Command::Noop as u16 {
             return Err(WakeError::MailboxBusy { command });
         }
+        // A flag set before the wake (e.g. by a stray `mark_started`) would let the wait below
+        // succeed at once and the next wake overwrite the slot this AP is about to read.
+        boot.clear_started();
         let boot: &'static ApBoot = boot;
         self.trampoline.publish(boot);
         self.mailbox

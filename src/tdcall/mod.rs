@@ -53,6 +53,11 @@ pub struct Regs {
 /// Something that executes TDCALL: the hardware or a model of the TDX module.
 ///
 /// Implementations must be usable from several CPUs (`&self`); the model is `Sync`.
+///
+/// Implementing it is safe: the crate treats every answer as data to validate, never as an
+/// address to dereference, so a wrong implementation makes calls fail or report states the
+/// memory is not in (touching memory a lying "module" claimed accepted faults), but cannot
+/// make safe code corrupt memory. Calling it is `unsafe` because a real TDCALL can.
 pub trait TdCall {
     /// Executes one TDCALL with `regs` as the register file: the leaf in `regs.rax` on entry,
     /// the completion status in `regs.rax` and the leaf's outputs in the other fields on return.

@@ -48,6 +48,13 @@ pub fn vm_rd(tdx: &impl TdCall, field: u64) -> Result<u64, TdxError> {
 /// Executes TDG.VM.WR: writes the bits of `value` selected by `mask` into `field` and returns
 /// the field's previous value.
 ///
+/// Safe: the TD-scope fields a guest may write (TD_CTLS, NOTIFY_ENABLES) choose which events
+/// the module reports or handles itself, not what memory holds. The most sensitive, clearing
+/// TD_CTLS.PENDING_VE_DISABLE, lets the host turn an access to a page it made pending into a
+/// #VE instead of a TD exit; [`crate::ve::handle`] refuses such a #VE (`PrivateGpa`: it never
+/// accepts from #VE context), and on its own IST stack no instruction
+/// boundary is unsafe to take it at (a kernel gives [`crate::ve::ve_entry`] an IST stack).
+///
 /// # Errors
 ///
 /// The module's status: `TDX_METADATA_FIELD_ID_INCORRECT` (unknown field),

@@ -36,9 +36,28 @@ crate::entry_stub!(
 ///     }
 /// }
 ///
-/// install_handler(on_ve);
+/// // SAFETY: `on_ve` resumes the interrupted code only as `handle` leaves the frame (RIP past
+/// // the emulated instruction, its results in registers) and stops the TD otherwise; it raises
+/// // no #VE and takes no lock.
+/// unsafe { install_handler(on_ve) };
 /// ```
-pub fn install_handler(handler: fn(&mut Frame)) {
+///
+/// # Safety
+///
+/// The CPU resumes the interrupted code exactly as `handler` leaves the [`Frame`]: `iretq`
+/// jumps to its RIP with its RSP, CS, SS and RFLAGS, and the stub restores its general-purpose
+/// registers. A safe `fn(&mut Frame)` can write anything there, and a handler that, say,
+/// trusts a value from the VMM for RIP or RSP would let the host redirect the kernel. So
+/// the caller promises that, for every #VE, `handler`:
+///
+/// - leaves RIP, RSP, CS, SS and RFLAGS as the interrupted code can continue from (unchanged,
+///   or RIP advanced past the instruction that raised the #VE, as [`handle`] does), or
+///   diverts to a kernel path built for it (e.g. delivering #GP), and changes only registers
+///   the emulated instruction would have written;
+/// - is sound to run in exception context at any instruction boundary of the kernel: it
+///   raises no #VE itself, takes no lock the interrupted code may hold, and does not
+///   unwind.
+pub unsafe fn install_handler(handler: fn(&mut Frame)) {
     HANDLER.store(handler as *mut (), Ordering::Release);
 }
 

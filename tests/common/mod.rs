@@ -54,6 +54,19 @@ impl HostMemory {
     }
 }
 
+/// Private memory `[0, len)` backed by host memory, holding `data` at `at`, whose page a
+/// hostile host has then swapped for a pending one (TDH.MEM.PAGE.REMOVE + AUG): the setting in
+/// which accepting memory in use zeroes it.
+pub fn live_data_on_a_swapped_page(tdx: &TdxModule, len: u64, at: u64, data: &[u8]) -> HostMemory {
+    let memory = HostMemory::new(len as usize, 0);
+    memory.back(tdx, 0);
+    tdx.add_memory(0, len, tdx_boot::model::PageState::Private);
+    memory.write(at as usize, data);
+    let page = at & !0xfff;
+    tdx.add_memory(page, page + 0x1000, tdx_boot::model::PageState::Unaccepted);
+    memory
+}
+
 /// Executes one raw TDCALL on `cpu`.
 pub fn call(cpu: &impl TdCall, regs: Regs) -> Regs {
     let mut regs = regs;

@@ -1,7 +1,8 @@
 //! The example mini-kernel: build, convert to PE32+, boot in QEMU, check the boot log.
 
 mod pe;
-mod qemu;
+pub mod qemu;
+
 mod redzone;
 
 use crate::shell;
@@ -18,19 +19,25 @@ const QEMU_EXIT_FAILURE: i32 = 35;
 const FINAL_LINE: &str = "mini-kernel: checks:";
 
 /// The target dir of the image build: separate, so the host build is never invalidated.
-fn target_dir() -> PathBuf {
+pub fn target_dir() -> PathBuf {
     shell::root().join("target/kernel")
 }
 
 /// Builds the kernel ELF and converts it; returns (ELF path, PE path).
 fn build() -> Result<(PathBuf, PathBuf), String> {
+    build_image("mini-kernel", "--cfg mini_kernel_image")
+}
+
+/// Builds the bare-metal image of `package` (with `extra_cfg` besides `bare_metal_image`) and
+/// converts it to PE32+; returns (ELF path, PE path).
+pub fn build_image(package: &str, extra_cfg: &str) -> Result<(PathBuf, PathBuf), String> {
     let target_dir = target_dir();
     shell::run(
         shell::cargo()
             .args([
                 "build",
                 "-p",
-                "mini-kernel",
+                package,
                 "--release",
                 "--target",
                 "x86_64-unknown-linux-gnu",
@@ -39,17 +46,19 @@ fn build() -> Result<(PathBuf, PathBuf), String> {
             // not build scripts. They make a freestanding static PIE without a red zone.
             .env(
                 "RUSTFLAGS",
-                "--cfg mini_kernel_image -C relocation-model=pie -C no-redzone=yes \
-                 -C target-feature=+crt-static -C panic=abort",
+                format!(
+                    "{extra_cfg} --cfg bare_metal_image -C relocation-model=pie \
+                     -C no-redzone=yes -C target-feature=+crt-static -C panic=abort"
+                ),
             )
             // It would take precedence over RUSTFLAGS.
             .env_remove("CARGO_ENCODED_RUSTFLAGS")
             .env("CARGO_TARGET_DIR", &target_dir),
     )?;
-    let elf = target_dir.join("x86_64-unknown-linux-gnu/release/mini-kernel");
+    let elf = target_dir.join(format!("x86_64-unknown-linux-gnu/release/{package}"));
     let data = std::fs::read(&elf).map_err(|e| format!("{}: {e}", elf.display()))?;
     let (image, summary) = pe::elf_to_pe(&data)?;
-    let efi = target_dir.join("mini-kernel.efi");
+    let efi = target_dir.join(format!("{package}.efi"));
     std::fs::write(&efi, image).map_err(|e| format!("{}: {e}", efi.display()))?;
     eprintln!(
         "xtask: {} ({} sections, {} base relocations, entry {:#x})",
@@ -74,20 +83,29 @@ fn loader_from_args() -> qemu::Loader {
     }
 }
 
-/// `cargo xtask run [--esp]`: build the image and boot it, serial console on stdout.
+/// `cargo xtask run [--esp | --tdvf]`: build the image and boot it, serial console on stdout.
 pub fn run() -> Result<(), String> {
+    if std::env::args().any(|a| a == "--tdvf") {
+        return crate::software_td::run();
+    }
     let (elf, efi) = build()?;
     if let Err(e) = red_zone_check(&elf) {
         eprintln!("xtask: warning: {e}");
     }
     let ovmf = qemu::ensure_installed()?;
-    let boot = qemu::boot(&efi, &target_dir(), &ovmf, loader_from_args(), BOOT_TIMEOUT)?;
+    let boot = qemu::boot(
+        &efi,
+        &target_dir(),
+        &ovmf,
+        &loader_from_args(),
+        BOOT_TIMEOUT,
+    )?;
     judge(&boot).map(|summary| eprintln!("xtask: {summary}"))
 }
 
 /// The checks a boot in plain QEMU must report as passed: every capability, so a step that was
 /// silently skipped fails the test as surely as one that failed.
-const REQUIRED_CHECKS: [&str; 13] = [
+const REQUIRED_CHECKS: [&str; 16] = [
     "memory map",
     "ACPI tables",
     "descriptor tables",
@@ -100,7 +118,10 @@ const REQUIRED_CHECKS: [&str; 13] = [
     "APs woken through the mailbox",
     "parallel acceptance",
     "shared conversion round trip",
-    "RTMR extend and TDREPORT",
+    "firmware event log",
+    "kernel measurements",
+    "event log",
+    "quote",
 ];
 
 /// Decides from the exit status and the final line whether the boot passed: QEMU's success
@@ -143,7 +164,7 @@ fn judge(boot: &qemu::Boot) -> Result<String, String> {
 }
 
 /// Fails if any function in the image accesses memory below RSP.
-fn red_zone_check(elf: &std::path::Path) -> Result<(), String> {
+pub fn red_zone_check(elf: &std::path::Path) -> Result<(), String> {
     let uses = redzone::check_image(elf)?;
     if !uses.is_empty() {
         let list: Vec<String> = uses
@@ -167,7 +188,7 @@ pub fn boot_test() -> Result<(), String> {
     red_zone_check(&elf)?;
     let ovmf = qemu::ensure_installed()?;
     for loader in [qemu::Loader::Kernel, qemu::Loader::Esp] {
-        let boot = qemu::boot(&efi, &target_dir(), &ovmf, loader, BOOT_TIMEOUT)?;
+        let boot = qemu::boot(&efi, &target_dir(), &ovmf, &loader, BOOT_TIMEOUT)?;
         let summary = judge(&boot).map_err(|e| format!("boot with {loader:?}: {e}"))?;
         eprintln!("xtask: boot with {loader:?}: {summary}");
     }

@@ -9,6 +9,7 @@ mod checks;
 mod fuzz;
 mod kernel;
 mod shell;
+mod software_td;
 
 use std::process::ExitCode;
 

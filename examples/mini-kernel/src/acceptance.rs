@@ -24,18 +24,25 @@ pub struct Lazy {
 }
 
 /// Builds the bitmap from the map's unaccepted regions; `None` if there are none.
-pub fn bitmap<const N: usize>(
+///
+/// # Safety
+///
+/// The map's unaccepted regions are what the firmware reported unaccepted (or, on the model,
+/// conventional memory the kernel does not use), not accepted or used since, and nothing uses
+/// them until the bitmap has accepted them: `UnacceptedBitmap::from_ranges`'s contract.
+pub unsafe fn bitmap<const N: usize>(
     map: &MemoryMap<N>,
 ) -> Option<Result<Lazy, tdx_boot::accept::BitmapError>> {
     let ranges: Vec<(u64, u64)> = map.unaccepted_ranges().map(|r| (r.start, r.end)).collect();
     let base = ranges.first()?.0 & !(DEFAULT_UNIT_SIZE - 1);
     let end = ranges.last()?.1;
     let words = UnacceptedBitmap::words_needed(base, end, DEFAULT_UNIT_SIZE);
-    let storage: &'static [AtomicU64] = (0..words)
+    let storage: &'static mut [AtomicU64] = (0..words)
         .map(|_| AtomicU64::new(0))
         .collect::<Vec<_>>()
         .leak();
-    Some(
+    // SAFETY: forwarded: the caller promises the ranges meet the contract.
+    let bitmap = unsafe {
         UnacceptedBitmap::from_ranges(
             &Hardware,
             storage,
@@ -43,11 +50,11 @@ pub fn bitmap<const N: usize>(
             DEFAULT_UNIT_SIZE,
             ranges.iter().copied(),
         )
-        .map(|bitmap| Lazy {
-            bitmap: alloc::boxed::Box::leak(alloc::boxed::Box::new(bitmap)),
-            ranges,
-        }),
-    )
+    };
+    Some(bitmap.map(|bitmap| Lazy {
+        bitmap: alloc::boxed::Box::leak(alloc::boxed::Box::new(bitmap)),
+        ranges,
+    }))
 }
 
 /// What the parallel run did.

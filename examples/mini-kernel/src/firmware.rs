@@ -10,7 +10,7 @@
 //! [`BootServices::exit`] leaves boot services with a fresh map (uefi-rs retries if the firmware
 //! changed it, as Linux does) and hands that map to the kernel.
 
-use crate::{heap, kprintln, tsc};
+use crate::{kprintln, tsc};
 use core::time::Duration;
 use uefi::boot::{self, AllocateType, MemoryType};
 use uefi::mem::memory_map::{MemoryMap, MemoryMapOwned};
@@ -144,7 +144,7 @@ pub unsafe fn prepare() -> Result<BootServices, &'static str> {
         fake_firmware,
     };
     // SAFETY: the heap pages were just allocated as loader data; nothing else uses them.
-    unsafe { heap::init(heap_start, HEAP_BYTES) };
+    unsafe { metal::heap::init(heap_start, HEAP_BYTES) };
     let map = boot::memory_map(MemoryType::LOADER_DATA).map_err(|_| "GetMemoryMap failed")?;
     Ok(BootServices {
         map,

@@ -15,12 +15,12 @@
 extern crate alloc;
 
 mod acceptance;
+mod attestation;
 mod checks;
 mod conversion;
 mod fake_firmware;
 mod firmware;
 mod gdt;
-mod heap;
 mod interrupts;
 mod measurement;
 mod memory;
@@ -29,8 +29,6 @@ mod paging;
 mod percpu;
 mod platform;
 mod qemu_exit;
-#[cfg(mini_kernel_image)]
-mod runtime;
 mod serial;
 mod smp;
 mod td_model;
@@ -45,6 +43,14 @@ use qemu_exit::{ExitCode, exit};
 use tdx_boot::early::{self, Policy, TdxSerial};
 use tdx_boot::mpwk::{self, Madt};
 use tdx_boot::tdcall::Hardware;
+
+#[cfg(mini_kernel_image)]
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    // Not `kprintln!`: the panicking code may hold the console lock.
+    serial::emergency_print(format_args!("mini-kernel: PANIC: {info}\n"));
+    exit(ExitCode::Failure)
+}
 
 #[cfg(not(mini_kernel_image))]
 fn main() {
@@ -212,7 +218,10 @@ fn kernel_main(
     ve_instructions::check(&platform);
     ve_mmio::check(&platform, td.shared_mask());
 
-    let lazy = match acceptance::bitmap(&map) {
+    // SAFETY: the map's unaccepted regions are the firmware's (read from its UEFI map above) or,
+    // on the model, conventional memory past the prefix the kernel lives in; nothing has
+    // accepted or used them, and from here on only the bitmap accepts them.
+    let lazy = match unsafe { acceptance::bitmap(&map) } {
         Some(Ok(lazy)) => Some(lazy),
         Some(Err(e)) => {
             check!("lazy acceptance", false, "bitmap: {e:?}");
@@ -280,14 +289,14 @@ fn kernel_main(
 
     conversion::check(&platform, td.shared_mask());
 
-    measurement::check(&platform);
+    attestation::check(&platform, &mut map, rsdp, td.shared_mask());
 
     if let Some(module) = platform.model() {
         kprintln!(
             "mini-kernel: the model answered {} TDCALLs through #UD ({} TDG.VP.VMCALLs); heap {} MiB free",
             ud_tdcall::emulated_count(),
             module.tdcall_count(tdx_boot::tdcall::leaf::VP_VMCALL),
-            heap::HEAP.free() >> 20
+            metal::heap::HEAP.free() >> 20
         );
     }
     let (_, failed) = checks::totals();

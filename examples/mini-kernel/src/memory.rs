@@ -47,16 +47,30 @@ pub fn acpi_table_bytes<const N: usize>(
     address: u64,
     length: usize,
 ) -> Option<&'static [u8]> {
+    firmware_bytes(
+        map,
+        address,
+        length,
+        &[RegionKind::AcpiReclaimable, RegionKind::AcpiNvs],
+    )
+}
+
+/// The `length` bytes at `address`, if one region of the map whose kind is in `kinds` (firmware
+/// memory: ACPI or reserved) holds them all.
+pub fn firmware_bytes<const N: usize>(
+    map: &MemoryMap<N>,
+    address: u64,
+    length: usize,
+    kinds: &[RegionKind],
+) -> Option<&'static [u8]> {
+    debug_assert!(!kinds.contains(&RegionKind::Usable), "not firmware memory");
     let end = address.checked_add(u64::try_from(length).ok()?)?;
     let region = map.region_containing(address)?;
-    let acpi = matches!(
-        region.kind,
-        RegionKind::AcpiReclaimable | RegionKind::AcpiNvs
-    );
-    (acpi && end <= region.end).then(|| {
-        // SAFETY: the range lies in one ACPI region of the map: firmware memory, accepted,
-        // identity-mapped by the firmware's and the kernel's tables alike, and never reused by
-        // the kernel, so it stays valid and unchanged for the rest of the run.
+    (kinds.contains(&region.kind) && end <= region.end).then(|| {
+        // SAFETY: the range lies in one firmware region of the map (ACPI or reserved): memory
+        // the firmware accepted, identity-mapped by the firmware's and the kernel's tables
+        // alike, and never reused by the kernel, so it stays valid and unchanged for the rest
+        // of the run.
         unsafe { core::slice::from_raw_parts(address as *const u8, length) }
     })
 }

@@ -5,6 +5,17 @@
 //! and statuses decoded into [`VmcallError`]. [`Hardware`](super::Hardware) zeroes every register
 //! the VMM could have written once the results are stored.
 //!
+//! # Why these are safe functions
+//!
+//! A TDVMCALL hands values to the VMM and gets values back; it never lets the VMM read or
+//! write private memory. Port IO, MMIO, MSR, CPUID, HLT and WBINVD requests reach only the
+//! VMM's emulation (a device it controls can DMA into shared memory only, which the VMM
+//! controls anyway), so whatever port, GPA, MSR or value a caller passes, the worst outcome is
+//! a VMM that misbehaves, which it may do regardless; what comes back is validated data,
+//! never an address. The exceptions take a GPA the VMM or the module then acts on and are
+//! `unsafe`: [`map_gpa`] (it remaps memory between private and shared) and [`get_quote`]
+//! (the VMM writes the buffer); [`safe_halt`] re-enables interrupts.
+//!
 //! # Errors
 //!
 //! Every function here fails the same three ways:

@@ -106,12 +106,41 @@ pub fn ensure_installed() -> Result<Ovmf, String> {
 }
 
 /// How the firmware finds the image.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Loader {
     /// `-kernel image.efi`: OVMF loads it from QEMU's fw_cfg.
     Kernel,
     /// A FAT directory with `EFI/BOOT/BOOTX64.EFI`, the removable-media boot path.
     Esp,
+    /// The image is tdx-sim (loaded with `-kernel`), which runs `tdvf` as a TD with `kernel` as
+    /// the TD's kernel, both passed as fw_cfg files. The machine gets 48 physical address bits
+    /// (the TD's shared bit is bit 47) and the memory the TD and tdx-sim need.
+    TdxSim {
+        /// The TDVF image (OVMF.fd with TDVF metadata).
+        tdvf: PathBuf,
+        /// The TD's kernel.
+        kernel: PathBuf,
+    },
+}
+
+/// Where Debian (and derivatives) install the OVMF image that carries TDVF metadata.
+const TDVF_CANDIDATES: [&str; 2] = ["/usr/share/ovmf/OVMF.fd", "/usr/share/qemu/OVMF.fd"];
+
+/// The TDVF image: `TDVF` from the environment, or Debian's `ovmf` package's `OVMF.fd`.
+pub fn find_tdvf() -> Result<PathBuf, String> {
+    if let Some(path) = std::env::var_os("TDVF") {
+        return Ok(path.into());
+    }
+    TDVF_CANDIDATES
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            format!(
+                "no TDVF image: install the `ovmf` package (it has {}) or set TDVF",
+                TDVF_CANDIDATES[0]
+            )
+        })
 }
 
 /// What one boot printed and how QEMU ended.
@@ -126,43 +155,53 @@ pub fn boot(
     image: &Path,
     work: &Path,
     ovmf: &Ovmf,
-    loader: Loader,
+    loader: &Loader,
     timeout: Duration,
 ) -> Result<Boot, String> {
     let vars = work.join("OVMF_VARS.fd");
     std::fs::copy(&ovmf.vars, &vars).map_err(|e| format!("{}: {e}", ovmf.vars.display()))?;
     let mut cmd = Command::new(QEMU);
-    cmd.args([
-        "-machine", "q35", "-accel", "tcg", "-cpu", "max", "-smp", "4", "-m", "1G",
-    ])
-    .arg("-drive")
-    .arg(format!(
-        "if=pflash,format=raw,unit=0,readonly=on,file={}",
-        ovmf.code.display()
-    ))
-    .arg("-drive")
-    .arg(format!(
-        "if=pflash,format=raw,unit=1,file={}",
-        vars.display()
-    ))
-    .args([
-        "-serial",
-        "stdio",
-        "-display",
-        "none",
-        "-monitor",
-        "none",
-        "-no-reboot",
-    ])
-    .args([
-        "-device",
-        "isa-debug-exit,iobase=0xf4,iosize=0x04",
-        "-net",
-        "none",
-    ]);
+    let (cpu, memory) = match loader {
+        Loader::TdxSim { .. } => ("max,phys-bits=48", "4G"),
+        _ => ("max", "1G"),
+    };
+    cmd.args(["-machine", "q35", "-accel", "tcg", "-smp", "4"])
+        .args(["-cpu", cpu, "-m", memory])
+        .arg("-drive")
+        .arg(format!(
+            "if=pflash,format=raw,unit=0,readonly=on,file={}",
+            ovmf.code.display()
+        ))
+        .arg("-drive")
+        .arg(format!(
+            "if=pflash,format=raw,unit=1,file={}",
+            vars.display()
+        ))
+        .args([
+            "-serial",
+            "stdio",
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-no-reboot",
+        ])
+        .args([
+            "-device",
+            "isa-debug-exit,iobase=0xf4,iosize=0x04",
+            "-net",
+            "none",
+        ]);
     match loader {
         Loader::Kernel => {
             cmd.arg("-kernel").arg(image);
+        }
+        Loader::TdxSim { tdvf, kernel } => {
+            cmd.arg("-kernel").arg(image);
+            cmd.arg("-fw_cfg")
+                .arg(format!("name=opt/tdx-sim/tdvf,file={}", tdvf.display()));
+            cmd.arg("-fw_cfg")
+                .arg(format!("name=opt/tdx-sim/kernel,file={}", kernel.display()));
         }
         Loader::Esp => {
             let esp = work.join("esp");

@@ -7,6 +7,7 @@
 //! and the multiprocessor wakeup entry. From there the kernel wakes the APs with tdx-boot's
 //! `mpwk` exactly as it would in a TD.
 
+pub mod ccel;
 mod local_apic;
 pub mod madt;
 pub mod parking;

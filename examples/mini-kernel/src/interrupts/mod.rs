@@ -70,7 +70,10 @@ pub fn on_virtualization_exception(frame: &mut Frame) {
 
 /// Builds and loads the IDT on this CPU and routes #VE to [`on_virtualization_exception`].
 pub fn init() {
-    tdx_boot::ve::install_handler(on_virtualization_exception);
+    // SAFETY: the handler resumes only as `ve::handle` leaves the frame (RIP past the emulated
+    // instruction) and otherwise stops the TD or exits QEMU; it raises no #VE (its console
+    // output goes through the TDVMCALL/emergency path) and takes no lock.
+    unsafe { tdx_boot::ve::install_handler(on_virtualization_exception) };
     idt::load();
 }
 

@@ -1,5 +1,6 @@
-//! What a freestanding image must provide itself: the memory intrinsics the compiler calls, the
-//! unwinding personality the precompiled `core` refers to, and the panic handler.
+//! What a freestanding image must provide itself: the memory intrinsics the compiler calls and
+//! the unwinding symbols the precompiled `core` refers to. (The panic handler is each image's
+//! own: it reports on that image's console.)
 //!
 //! The intrinsics are written in `rep movsb`/`rep stosb` assembly so the compiler cannot turn
 //! their bodies back into calls to themselves.
@@ -133,17 +134,13 @@ pub unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
 #[unsafe(no_mangle)]
 pub extern "C" fn rust_eh_personality() {}
 
-#[panic_handler]
-fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    // Not `kprintln!`: the panicking code may hold the console lock.
-    crate::serial::emergency_print(format_args!("mini-kernel: PANIC: {info}\n"));
-    crate::qemu_exit::exit(crate::qemu_exit::ExitCode::Failure)
-}
-
 /// Referenced by landing pads in the precompiled `alloc`/`core` (built with unwinding). With
-/// panic=abort nothing unwinds, so this is never reached; if it were, stop loudly.
+/// panic=abort nothing unwinds, so this is never reached; if it were, stop loudly with an invalid
+/// opcode, which every image's IDT reports.
 #[unsafe(no_mangle)]
 pub extern "C" fn _Unwind_Resume() -> ! {
-    crate::serial::emergency_print(format_args!("mini-kernel: _Unwind_Resume called\n"));
-    crate::qemu_exit::exit(crate::qemu_exit::ExitCode::Failure)
+    loop {
+        // SAFETY: `ud2` only raises #UD; nothing is changed.
+        unsafe { core::arch::asm!("ud2", options(nomem, nostack)) };
+    }
 }

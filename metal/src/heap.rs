@@ -1,10 +1,10 @@
-//! The kernel heap: a bump allocator over pages the firmware gave us before ExitBootServices.
+//! The image's heap: a bump allocator over pages the firmware gave it before ExitBootServices.
 //!
-//! The kernel allocates once and keeps (per-CPU structures, stacks, the software TDX module's
+//! The images allocate once and keep (per-CPU structures, stacks, the software TDX module's
 //! tables); a bump allocator that can only take back the most recent allocation is enough and
-//! has nothing to go wrong. No interrupt handler allocates while the main flow holds the lock:
-//! interrupts are off and the only exceptions are taken synchronously (TDCALL, `int 20`), never
-//! from inside the allocator.
+//! has nothing to go wrong. No interrupt handler may allocate while the main flow holds the
+//! lock: in both images interrupts are off whenever the heap is used and the exceptions they
+//! take synchronously (TDCALL, `int 20`, VM exits) never come from inside the allocator.
 
 use core::alloc::{GlobalAlloc, Layout};
 use spin::Mutex;
@@ -35,14 +35,15 @@ impl Heap {
     }
 }
 
-#[cfg_attr(mini_kernel_image, global_allocator)]
+/// The global allocator of an image (`--cfg bare_metal_image`).
+#[cfg_attr(bare_metal_image, global_allocator)]
 pub static HEAP: Heap = Heap::empty();
 
-/// Hands `[start, start + size)` to the kernel heap.
+/// Hands `[start, start + size)` to the heap.
 ///
 /// # Safety
 ///
-/// The range is memory the kernel owns, used for nothing else, for the rest of the run.
+/// The range is memory the image owns, used for nothing else, for the rest of the run.
 pub unsafe fn init(start: u64, size: u64) {
     // SAFETY: forwarded.
     unsafe { HEAP.give(start as usize, size as usize) };

@@ -1,0 +1,277 @@
+//! What each VM exit means for a TD, following the TDX module's rules: TDCALL (a #UD here) is
+//! served by the module; CPUID, HLT, IN/OUT, MSRs, WBINVD and MONITOR/MWAIT become the #VE a
+//! TD gets; a nested page fault on a shared GPA is an EPT-violation #VE, one on a private page
+//! the TD has not accepted ends the TD (SEPT_VE_DISABLE); the reset vector's CR writes are
+//! played as paging-off (see [`crate::boot_paging`]).
+
+use crate::boot_paging::{self, CrWrite};
+use crate::guest_walk::{self, Paging};
+use crate::layout::SHARED_BIT;
+use crate::td::Td;
+use crate::td_cpuid;
+use crate::tdcall_service;
+use crate::vcpu::{CR_WRITE_INTERCEPTS, EFER_SVME};
+use crate::vmcb::{control, exit, save};
+use tdx_boot::tdcall::VeInfo;
+
+/// How the TD ended.
+#[derive(Clone, Debug)]
+pub enum Stop {
+    /// The TD wrote the debug-exit port with this value.
+    DebugExit(u32),
+    /// TDG.VP.VMCALL<ReportFatalError>: the error code and the message.
+    FatalError(u32, alloc::vec::Vec<u8>),
+    /// A vCPU shut down (a triple fault).
+    Shutdown {
+        /// The vCPU.
+        vcpu: u32,
+        /// Its RIP.
+        rip: u64,
+    },
+    /// Something a TD cannot survive, or that tdx-sim does not implement.
+    Died {
+        /// The vCPU.
+        vcpu: u32,
+        /// Its RIP.
+        rip: u64,
+        /// What happened.
+        why: alloc::string::String,
+    },
+    /// Every vCPU halted with nothing to wake it.
+    AllHalted,
+    /// The TD made its first TDCALL, and the run was asked to stop there.
+    FirstTdcall {
+        /// The vCPU.
+        vcpu: u32,
+        /// The leaf.
+        leaf: u64,
+    },
+}
+
+/// What the scheduler does after an exit.
+pub enum Outcome {
+    /// Resume the same vCPU.
+    Continue,
+    /// Move to the next vCPU.
+    Yield,
+    /// The TD is over.
+    Stop(Stop),
+}
+
+fn died(td: &Td, vcpu: usize, why: alloc::string::String) -> Outcome {
+    Outcome::Stop(Stop::Died {
+        vcpu: vcpu as u32,
+        rip: td.vcpus[vcpu].rip(),
+        why,
+    })
+}
+
+/// The paging registers of `vcpu`.
+pub fn paging(td: &Td, vcpu: usize) -> Paging {
+    let vmcb = &td.vcpus[vcpu].vmcb;
+    Paging {
+        cr0: vmcb.read64(save::CR0),
+        cr3: vmcb.read64(save::CR3),
+        cr4: vmcb.read64(save::CR4),
+        efer: vmcb.read64(save::EFER),
+    }
+}
+
+/// The instruction bytes at `vcpu`'s RIP (CS base included).
+pub fn instruction_bytes(td: &mut Td, vcpu: usize, out: &mut [u8]) -> bool {
+    let paging = paging(td, vcpu);
+    let v = &td.vcpus[vcpu];
+    let rip = v.vmcb.segment_base(save::CS).wrapping_add(v.rip());
+    guest_walk::read(&mut td.npt, paging, rip, out)
+}
+
+/// Makes a #VE with `info` pending on `vcpu` and delivers vector 20.
+pub fn inject_ve(td: &mut Td, vcpu: usize, info: VeInfo) -> Outcome {
+    if !td.module.inject_ve(vcpu as u32, info) {
+        // The previous #VE's information was never read: a TD takes a double fault there.
+        return died(
+            td,
+            vcpu,
+            alloc::format!(
+                "#VE (exit reason {}) while the previous #VE was unread: a double fault in a TD",
+                info.exit_reason
+            ),
+        );
+    }
+    td.counters.ve_injected += 1;
+    td.vcpus[vcpu].inject_exception(20);
+    Outcome::Continue
+}
+
+fn instruction_ve(
+    td: &mut Td,
+    vcpu: usize,
+    exit_reason: u32,
+    len: u32,
+    qualification: u64,
+) -> Outcome {
+    let info = VeInfo {
+        exit_reason,
+        exit_qualification: qualification,
+        instruction_length: len,
+        ..VeInfo::default()
+    };
+    inject_ve(td, vcpu, info)
+}
+
+/// Handles the exit `td.vcpus[vcpu]` just made.
+pub fn handle(td: &mut Td, vcpu: usize) -> Outcome {
+    let code = td.vcpus[vcpu].vmcb.read64(control::EXIT_CODE);
+    let info1 = td.vcpus[vcpu].vmcb.read64(control::EXIT_INFO_1);
+    let info2 = td.vcpus[vcpu].vmcb.read64(control::EXIT_INFO_2);
+    match code {
+        exit::INTR => Outcome::Continue,
+        exit::CR0_WRITE | exit::CR3_WRITE | exit::CR4_WRITE => {
+            cr_write(td, vcpu, (code - exit::CR0_WRITE) as u8)
+        }
+        c if c == exit::EXCEPTION + 6 => tdcall_service::on_invalid_opcode(td, vcpu),
+        exit::CPUID => cpuid(td, vcpu),
+        exit::MSR => msr(td, vcpu, info1 != 0),
+        exit::HLT => instruction_ve(td, vcpu, VeInfo::EXIT_REASON_HLT, 1, 0),
+        exit::IOIO => {
+            // EXITINFO1: bit 0 IN, bit 2 string, bit 3 REP, bits 6:4 size (one-hot), 31:16 port.
+            let input = info1 & 1;
+            let size = match (info1 >> 4) & 7 {
+                1 => 1,
+                2 => 2,
+                _ => 4,
+            };
+            let qualification = (size - 1)
+                | input << 3
+                | ((info1 >> 2) & 1) << 4
+                | ((info1 >> 3) & 1) << 5
+                | (info1 >> 16) << 16;
+            let len = info2.wrapping_sub(td.vcpus[vcpu].rip()) as u32;
+            instruction_ve(td, vcpu, VeInfo::EXIT_REASON_IO, len, qualification)
+        }
+        exit::NPF => nested_page_fault(td, vcpu, info1, info2),
+        exit::SHUTDOWN => Outcome::Stop(Stop::Shutdown {
+            vcpu: vcpu as u32,
+            rip: td.vcpus[vcpu].rip(),
+        }),
+        exit::INVALID => died(
+            td,
+            vcpu,
+            alloc::format!(
+                "VMRUN refused the vCPU state (EFER {:#x}, CR0 {:#x}, CR4 {:#x})",
+                td.vcpus[vcpu].vmcb.read64(save::EFER),
+                td.vcpus[vcpu].vmcb.read64(save::CR0),
+                td.vcpus[vcpu].vmcb.read64(save::CR4)
+            ),
+        ),
+        other => died(
+            td,
+            vcpu,
+            alloc::format!(
+                "VM exit {other:#x} (info {info1:#x}, {info2:#x}) that a TD does not make or tdx-sim does not handle"
+            ),
+        ),
+    }
+}
+
+/// `mov crN, reg` in the reset vector: `0F 22 /r`, register operand in ModRM.rm.
+fn cr_write(td: &mut Td, vcpu: usize, cr: u8) -> Outcome {
+    let mut bytes = [0u8; 3];
+    if !instruction_bytes(td, vcpu, &mut bytes) || bytes[0] != 0x0f || bytes[1] != 0x22 {
+        return died(
+            td,
+            vcpu,
+            alloc::format!("a CR{cr} write that is not MOV to CR ({bytes:02x?})"),
+        );
+    }
+    let value = td.vcpus[vcpu].gpr(bytes[2] & 7);
+    let v = &mut td.vcpus[vcpu];
+    match boot_paging::write_cr(&mut v.phase, &mut v.vmcb, cr, value) {
+        CrWrite::Done => {
+            v.skip(3);
+            Outcome::Continue
+        }
+        CrWrite::EnteredOwnPaging => {
+            v.skip(3);
+            let intercepts = v.vmcb.read32(control::CR_INTERCEPTS) & !CR_WRITE_INTERCEPTS;
+            v.vmcb.write32(control::CR_INTERCEPTS, intercepts);
+            v.vmcb.write8(control::TLB_CONTROL, 1);
+            Outcome::Continue
+        }
+        CrWrite::Unsupported => died(
+            td,
+            vcpu,
+            alloc::format!("CR{cr} write of {value:#x} that tdx-sim does not play"),
+        ),
+    }
+}
+
+fn cpuid(td: &mut Td, vcpu: usize) -> Outcome {
+    let leaf = td.vcpus[vcpu].gpr(0) as u32;
+    let subleaf = td.vcpus[vcpu].gpr(1) as u32;
+    match td_cpuid::module_answer(leaf, subleaf, vcpu as u32) {
+        Some([eax, ebx, ecx, edx]) => {
+            let v = &mut td.vcpus[vcpu];
+            v.set_gpr(0, eax.into());
+            v.set_gpr(3, ebx.into());
+            v.set_gpr(1, ecx.into());
+            v.set_gpr(2, edx.into());
+            v.skip(2);
+            Outcome::Continue
+        }
+        None => instruction_ve(td, vcpu, VeInfo::EXIT_REASON_CPUID, 2, 0),
+    }
+}
+
+const IA32_EFER: u32 = 0xc000_0080;
+
+fn msr(td: &mut Td, vcpu: usize, write: bool) -> Outcome {
+    let index = td.vcpus[vcpu].gpr(1) as u32;
+    let v = &mut td.vcpus[vcpu];
+    match (index, write) {
+        // The module lets a TD read EFER; SVME is tdx-sim's and stays hidden.
+        (IA32_EFER, false) => {
+            let efer = v.vmcb.read64(save::EFER) & !EFER_SVME;
+            v.set_gpr(0, efer & 0xffff_ffff);
+            v.set_gpr(2, efer >> 32);
+            v.skip(2);
+            Outcome::Continue
+        }
+        (IA32_EFER, true) => {
+            let value = (v.gpr(2) << 32) | (v.gpr(0) & 0xffff_ffff);
+            v.vmcb.write64(save::EFER, value | EFER_SVME);
+            v.skip(2);
+            Outcome::Continue
+        }
+        (_, false) => instruction_ve(td, vcpu, VeInfo::EXIT_REASON_RDMSR, 2, 0),
+        (_, true) => instruction_ve(td, vcpu, VeInfo::EXIT_REASON_WRMSR, 2, 0),
+    }
+}
+
+fn nested_page_fault(td: &mut Td, vcpu: usize, error: u64, gpa: u64) -> Outcome {
+    if gpa & SHARED_BIT != 0 {
+        // EPT violation qualification: bit 0 read, bit 1 write, bit 2 fetch.
+        let qualification = if error & 0x10 != 0 {
+            4
+        } else if error & 2 != 0 {
+            2
+        } else {
+            1
+        };
+        let info = VeInfo {
+            exit_reason: VeInfo::EXIT_REASON_EPT_VIOLATION,
+            exit_qualification: qualification,
+            guest_physical_address: gpa,
+            ..VeInfo::default()
+        };
+        return inject_ve(td, vcpu, info);
+    }
+    let state = td.module.page_state(gpa);
+    died(
+        td,
+        vcpu,
+        alloc::format!(
+            "access to private GPA {gpa:#x} in state {state:?} (error code {error:#x}): with SEPT_VE_DISABLE the TD cannot continue"
+        ),
+    )
+}

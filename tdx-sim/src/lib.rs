@@ -1,0 +1,25 @@
+//! tdx-sim's host-independent logic: what a VMM and the TDX module do to build and run a TD,
+//! written as plain functions over bytes and state so that it is tested on the host and linked
+//! unchanged into the bare-metal hypervisor.
+//!
+//! - [`tdvf`]: the TDVF metadata of a firmware image (where each section goes, what is measured).
+//! - [`td_hob`]: the TD HOB a VMM hands TDVF, built as QEMU builds it.
+//! - [`mrtd`]: MRTD as the TDX module accumulates it while the VMM adds the initial pages.
+//! - [`cpuid_rules`]: what the TDX module answers for CPUID, and what raises #VE.
+//! - [`msr_rules`]: what the TDX module does for RDMSR/WRMSR: native, emulated, #VE or #GP.
+//! - [`x2apic`]: a software x2APIC per TD vCPU (registers, priority, EOI, timer, IPIs).
+//!
+//! Everything read from a firmware image is untrusted: parsers return typed errors and never
+//! panic or overflow.
+
+#![cfg_attr(not(test), no_std)]
+
+pub mod cpuid_rules;
+pub mod mrtd;
+pub mod msr_rules;
+pub mod td_hob;
+pub mod tdvf;
+pub mod x2apic;
+
+#[cfg(test)]
+mod testing;
