@@ -11,6 +11,7 @@
 //! | source | reader |
 //! |---|---|
 //! | UEFI `GetMemoryMap()` | [`read_uefi_memory_map`], [`UefiMemoryMap`] |
+//! | uefi-rs `MemoryMapOwned` / `MemoryMapRef` (feature `uefi`) | `read_uefi_rs_memory_map`, `UefiMemoryMap::from_uefi_rs` |
 //! | TD HOB list (TDVF, TD-shim) | [`read_td_hob`], [`HobList`] |
 //! | Linux boot-protocol E820 table | [`read_e820_table`], [`read_zero_page_e820`] (writers: [`write_e820_table`], [`write_zero_page_e820`]) |
 //! | Linux EFI unaccepted-memory table | [`UnacceptedBitmap`] (producer: [`encode_unaccepted_table`]) |
@@ -46,6 +47,8 @@ mod paint;
 mod query;
 mod region;
 mod uefi;
+#[cfg(feature = "uefi")]
+mod uefi_rs;
 mod unaccepted_table;
 
 pub use e820_table::{
@@ -69,6 +72,9 @@ pub use uefi::{
     MemoryDescriptor, UEFI_PAGE_SIZE, UefiMapError, UefiMemoryMap, UefiMemoryType,
     read_uefi_memory_map, uefi_kind,
 };
+#[cfg(feature = "uefi")]
+#[cfg_attr(docsrs, doc(cfg(feature = "uefi")))]
+pub use uefi_rs::read_uefi_rs_memory_map;
 pub use unaccepted_table::{
     UNACCEPTED_TABLE_GUID, UNACCEPTED_TABLE_HEADER_LEN, UNACCEPTED_TABLE_VERSION,
     UNACCEPTED_UNIT_SIZE, UnacceptedBitmap, UnacceptedTableError, encode_unaccepted_table,

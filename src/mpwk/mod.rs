@@ -15,6 +15,7 @@
 //! | [`ap_boot`] | the per-AP boot block (CR3, GDT, IDT, selectors, stack, entry, argument) |
 //! | [`trampoline`] | the AP's 64-bit code from firmware state to kernel state, and its handshake |
 //! | [`wake`] | the BSP's protocol: one AP at a time, bounded waits, no reuse after a timeout |
+//! | `from_acpi` | feature `acpi`: the MADT and mailbox from the `acpi` crate's tables |
 //!
 //! # Using it
 //! ```no_run
@@ -38,6 +39,9 @@
 //! ```
 
 pub mod ap_boot;
+#[cfg(feature = "acpi")]
+#[cfg_attr(docsrs, doc(cfg(feature = "acpi")))]
+pub mod from_acpi;
 pub mod madt;
 pub mod mailbox;
 pub mod placement;

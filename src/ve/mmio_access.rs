@@ -6,6 +6,22 @@
 //! a general-purpose register and `[register]`, which is what both the hardware and the #VE path
 //! need: one access of the stated width, never elided or combined.
 //!
+//! # These or `volatile::VolatilePtr`?
+//!
+//! A driver written the rust-osdev way (`volatile::VolatilePtr` over a register block, as the
+//! mini-kernel's IOAPIC driver is) works in a TD as it is: `tests/ve_volatile.rs` runs
+//! `VolatilePtr::read`/`write` for `u8`, `u16`, `u32` and `u64`, in debug and release builds,
+//! against a page that faults, and checks that [`mmio::decode`](super::mmio::decode) takes and
+//! emulates each instruction the compiler emitted. That is a tested property of today's
+//! compiler, not a promise: `read_volatile` only guarantees one access of the type's size, not
+//! which instruction performs it. Use these functions where the instruction must be guaranteed
+//! rather than tested: code that runs inside the #VE path's own assumptions (an early console,
+//! a device accessed before a panic handler exists), types other than plain integers (a
+//! `VolatilePtr` to a struct or array is copied with as many moves as the compiler likes, in the
+//! order it likes: rustc 1.95 at `-O` reads a `[u32; 8]` from its last element down, which a
+//! device whose reads have side effects cannot take), or a toolchain or optimization level the
+//! test has not seen.
+//!
 //! The templates are exposed as macros so the crate's tests assemble and decode the very
 //! instructions these functions contain.
 

@@ -11,6 +11,7 @@ const STEPS: &[Step] = &[
     ("clippy", clippy),
     ("unit and integration tests", tests),
     ("docs", docs),
+    ("cargo package", package),
     ("loom model checks", loom),
     ("fuzz smoke runs", fuzz::smoke_all),
     ("mini-kernel boot in QEMU", kernel::boot_test),
@@ -44,6 +45,15 @@ fn clippy() -> Result<(), String> {
 
 fn tests() -> Result<(), String> {
     shell::run(shell::cargo().args(["test", "--workspace", "--all-features"]))?;
+    // What volatile::VolatilePtr compiles to differs between profiles; a kernel is built in both.
+    shell::run(shell::cargo().args([
+        "test",
+        "--release",
+        "--features",
+        "model",
+        "--test",
+        "ve_volatile",
+    ]))?;
     // The crate must also build and pass without the model.
     shell::run(shell::cargo().args(["test", "--lib"]))
 }
@@ -51,9 +61,28 @@ fn tests() -> Result<(), String> {
 fn docs() -> Result<(), String> {
     shell::run(
         shell::cargo()
-            .args(["doc", "--no-deps", "--features", "model,log"])
+            .args(["doc", "--no-deps", "--all-features"])
             .env("RUSTDOCFLAGS", "-D warnings"),
     )
+}
+
+/// The crate as crates.io would get it: packaged (no path dependency, nothing outside `include`
+/// it needs) and built from the package alone. A work tree with uncommitted changes is packaged
+/// as it is (`--allow-dirty`); CI's fresh clone is clean, so there the check is the real one.
+fn package() -> Result<(), String> {
+    let status = std::process::Command::new("git")
+        .args(["status", "--porcelain"])
+        .current_dir(shell::root())
+        .output()
+        .map_err(|e| format!("git status: {e}"))?;
+    let mut cmd = shell::cargo();
+    // Every feature: the package must build `acpi` and `uefi` from crates.io alone too.
+    cmd.args(["package", "--package", "tdx-boot", "--all-features"]);
+    if !status.stdout.is_empty() {
+        eprintln!("xtask: uncommitted changes: packaging with --allow-dirty");
+        cmd.arg("--allow-dirty");
+    }
+    shell::run(&mut cmd)
 }
 
 /// The loom model checks (tests named `loom_*` compiled with `--cfg loom`), in their own target

@@ -1,12 +1,20 @@
-//! The UEFI phase: what the kernel takes from boot services, then ExitBootServices.
+//! The UEFI phase, through the `uefi` crate: what the kernel takes from boot services, then
+//! ExitBootServices.
 //!
-//! Two steps, so the kernel can read the memory map and the ACPI tables while boot services
-//! still run (as the boot order says) without invalidating the map key: [`prepare`] allocates
-//! everything, gives the heap to the kernel and reads the memory map; the kernel then parses
-//! what it needs (no boot-service calls, no firmware allocation); [`BootServices::exit`] exits
-//! with that map's key, re-reading the map if the firmware changed it in between.
+//! As a uefi-rs kernel does it: `#[uefi::entry]` records the image handle and system table,
+//! `uefi::boot` allocates pages, stalls, reads the memory map and exits boot services,
+//! `uefi::system` finds the ACPI RSDP in the configuration table. Two steps, so the kernel can
+//! read the memory map and the ACPI tables while boot services still run (as the boot order
+//! says): [`prepare`] allocates everything, gives the heap to the kernel and reads the memory
+//! map; the kernel then parses what it needs (no boot-service calls, no firmware allocation);
+//! [`BootServices::exit`] leaves boot services with a fresh map (uefi-rs retries if the firmware
+//! changed it, as Linux does) and hands that map to the kernel.
 
-use crate::{kprintln, tsc, uefi};
+use crate::{kprintln, tsc};
+use core::time::Duration;
+use uefi::boot::{self, AllocateType, MemoryType};
+use uefi::mem::memory_map::{MemoryMap, MemoryMapOwned};
+use uefi::table::cfg::ConfigTableEntry;
 
 /// Pages the kernel keeps after ExitBootServices.
 #[derive(Clone, Copy)]
@@ -27,19 +35,32 @@ pub struct FakeFirmwarePages {
     pub mailbox_page: u64,
 }
 
-/// A UEFI memory map exactly as GetMemoryMap wrote it.
+/// A UEFI memory map exactly as GetMemoryMap wrote it: the uefi-rs map, and its buffer in place.
 #[derive(Clone, Copy)]
 pub struct UefiMap<'a> {
+    /// What tdx-boot's `e820::read_uefi_rs_memory_map` (feature `uefi`) reads.
+    pub uefi_rs: &'a MemoryMapOwned,
     pub bytes: &'a [u8],
     pub descriptor_size: usize,
     pub descriptor_version: u32,
 }
 
+impl<'a> UefiMap<'a> {
+    /// The descriptors uefi-rs holds, not copied.
+    fn of(map: &'a MemoryMapOwned) -> Self {
+        let meta = map.meta();
+        UefiMap {
+            uefi_rs: map,
+            bytes: map.buffer(),
+            descriptor_size: meta.desc_size,
+            descriptor_version: meta.desc_version,
+        }
+    }
+}
+
 /// Boot services still running, with everything allocated and the memory map read.
 pub struct BootServices {
-    services: uefi::BootServicesRef,
-    map_buffer: &'static mut [u8],
-    map: uefi::MapInfo,
+    map: MemoryMapOwned,
     /// The ACPI 2.0 RSDP, if the firmware published one.
     pub rsdp: Option<u64>,
     pub pages: Pages,
@@ -51,34 +72,46 @@ const HEAP_BYTES: u64 = 64 << 20;
 /// The SIPI vector is a page number below 1 MiB; keep the page in conventional memory.
 const LOW_PAGE_LIMIT: u64 = 0x9_f000;
 const BELOW_4G: u64 = 0xffff_ffff;
-const MAP_BUFFER_PAGES: usize = 16;
+
+/// `pages` 4 KiB pages of `memory_type` below `max_address`, or `what` failed.
+fn allocate(
+    memory_type: MemoryType,
+    pages: usize,
+    max_address: u64,
+    what: &'static str,
+) -> Result<u64, &'static str> {
+    boot::allocate_pages(AllocateType::MaxAddress(max_address), memory_type, pages)
+        .map(|start| start.as_ptr() as u64)
+        .map_err(|_| what)
+}
+
+/// The ACPI 2.0+ RSDP from the system table's configuration table.
+fn acpi_rsdp() -> Option<u64> {
+    uefi::system::with_config_table(|entries| {
+        entries
+            .iter()
+            .find(|entry| entry.guid == ConfigTableEntry::ACPI2_GUID)
+            .map(|entry| entry.address as u64)
+    })
+}
 
 /// Calibrates the TSC, allocates the kernel's memory (and hands the heap over), finds the RSDP
 /// and reads the memory map.
 ///
 /// # Safety
 ///
-/// Called once, from `efi_main`, with the firmware's image handle and system table.
-pub unsafe fn prepare(
-    image: uefi::Handle,
-    system_table: &uefi::SystemTable,
-) -> Result<BootServices, &'static str> {
-    // SAFETY: boot services are live (the caller's contract).
-    let services = unsafe { uefi::BootServicesRef::new(image, system_table) };
-    let per_ms = tsc::calibrate(|| services.stall(10_000));
+/// Called once, from the entry point (after `#[uefi::entry]` recorded the system table), while
+/// boot services run.
+pub unsafe fn prepare() -> Result<BootServices, &'static str> {
+    let per_ms = tsc::calibrate(|| boot::stall(Duration::from_millis(10)));
     kprintln!(
         "mini-kernel: TSC runs at {} MHz (calibrated against UEFI Stall)",
         per_ms / 1000
     );
-    let allocate = |memory_type, pages, max, what| {
-        services
-            .allocate_pages(memory_type, pages, max)
-            .map_err(|_| what)
-    };
     let heap_start = allocate(
-        uefi::LOADER_DATA,
+        MemoryType::LOADER_DATA,
         (HEAP_BYTES / 4096) as usize,
-        Some(BELOW_4G),
+        BELOW_4G,
         "AllocatePages (heap) failed",
     )?;
     let fake_firmware = if crate::platform::in_td() {
@@ -86,15 +119,15 @@ pub unsafe fn prepare(
     } else {
         Some(FakeFirmwarePages {
             low_page: allocate(
-                uefi::LOADER_CODE,
+                MemoryType::LOADER_CODE,
                 1,
-                Some(LOW_PAGE_LIMIT),
+                LOW_PAGE_LIMIT,
                 "AllocatePages (below 1 MiB) failed",
             )?,
             mailbox_page: allocate(
-                uefi::ACPI_MEMORY_NVS,
+                MemoryType::ACPI_NON_VOLATILE,
                 1,
-                Some(BELOW_4G),
+                BELOW_4G,
                 "AllocatePages (mailbox) failed",
             )?,
         })
@@ -103,32 +136,19 @@ pub unsafe fn prepare(
     // page), which the heap (stacks, page tables) and the trampoline must be.
     let pages = Pages {
         trampoline_page: allocate(
-            uefi::LOADER_CODE,
+            MemoryType::LOADER_CODE,
             1,
-            Some(BELOW_4G),
+            BELOW_4G,
             "AllocatePages (trampoline) failed",
         )?,
         fake_firmware,
     };
-    let map_buffer = allocate(
-        uefi::LOADER_DATA,
-        MAP_BUFFER_PAGES,
-        None,
-        "AllocatePages (memory map) failed",
-    )?;
     // SAFETY: the heap pages were just allocated as loader data; nothing else uses them.
     unsafe { metal::heap::init(heap_start, HEAP_BYTES) };
-    // SAFETY: the pages were just allocated as loader data and belong to the kernel.
-    let map_buffer =
-        unsafe { core::slice::from_raw_parts_mut(map_buffer as *mut u8, MAP_BUFFER_PAGES * 4096) };
-    let map = services
-        .memory_map(map_buffer)
-        .map_err(|_| "GetMemoryMap failed")?;
+    let map = boot::memory_map(MemoryType::LOADER_DATA).map_err(|_| "GetMemoryMap failed")?;
     Ok(BootServices {
-        rsdp: uefi::acpi_rsdp(system_table),
-        services,
-        map_buffer,
         map,
+        rsdp: acpi_rsdp(),
         pages,
     })
 }
@@ -136,39 +156,22 @@ pub unsafe fn prepare(
 impl BootServices {
     /// The memory map read last (valid until [`Self::exit`]).
     pub fn memory_map(&self) -> UefiMap<'_> {
-        UefiMap {
-            bytes: self.map_buffer.get(..self.map.size).unwrap_or_default(),
-            descriptor_size: self.map.descriptor_size,
-            descriptor_version: self.map.version,
-        }
+        UefiMap::of(&self.map)
     }
 
     /// ExitBootServices; returns the memory map that was current when it succeeded, which
     /// differs from [`Self::memory_map`] only if the firmware changed the map meanwhile.
+    ///
+    /// uefi-rs resets the machine if ExitBootServices fails twice: nothing could run after it.
     pub fn exit(self) -> Result<UefiMap<'static>, &'static str> {
-        let Self {
-            mut services,
-            map_buffer,
-            mut map,
-            ..
-        } = self;
-        let mut attempts = 0;
-        loop {
-            match services.exit_boot_services(map.key) {
-                Ok(()) => break,
-                Err((again, _)) if attempts < 8 => services = again,
-                Err(_) => return Err("ExitBootServices kept failing"),
-            }
-            attempts += 1;
-            map = services
-                .memory_map(map_buffer)
-                .map_err(|_| "GetMemoryMap failed")?;
-        }
-        let bytes: &'static [u8] = map_buffer;
-        Ok(UefiMap {
-            bytes: bytes.get(..map.size).unwrap_or_default(),
-            descriptor_size: map.descriptor_size,
-            descriptor_version: map.version,
-        })
+        // Freed to the firmware while it can still take it back.
+        drop(self.map);
+        // SAFETY: nothing calls boot services afterwards (`self` is consumed and the kernel
+        // keeps no uefi-rs object that would), and no #VE can reach the firmware's handler
+        // before the kernel's IDT: the kernel installs it next.
+        let map = unsafe { boot::exit_boot_services(None) };
+        // The map's pool memory is loader data, which the kernel keeps: it lives for good.
+        let map: &'static MemoryMapOwned = alloc::boxed::Box::leak(alloc::boxed::Box::new(map));
+        Ok(UefiMap::of(map))
     }
 }

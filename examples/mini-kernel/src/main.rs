@@ -34,7 +34,6 @@ mod smp;
 mod td_model;
 mod tsc;
 mod ud_tdcall;
-mod uefi;
 mod ve_instructions;
 mod ve_mmio;
 
@@ -58,16 +57,10 @@ fn main() {
     println!("mini-kernel is a UEFI image: build and boot it with `cargo xtask run`");
 }
 
-/// The UEFI entry point.
-///
-/// # Safety
-///
-/// Called once by the firmware with its image handle and system table.
-#[unsafe(no_mangle)]
-pub unsafe extern "efiapi" fn efi_main(
-    image: uefi::Handle,
-    system_table: *const uefi::SystemTable,
-) -> uefi::Status {
+/// The UEFI entry point: `#[uefi::entry]` records the image handle and system table for
+/// `uefi::boot` and exports the function as `efi_main`.
+#[uefi::entry]
+fn efi_main() -> uefi::Status {
     let boot_tsc = tsc::now();
     // First, so that even the first line goes through TDVMCALLs in a TD. CPUID leaves 0, 1 and
     // 0x21 are answered by the TDX module itself: no #VE, which the firmware would handle.
@@ -80,16 +73,12 @@ pub unsafe extern "efiapi" fn efi_main(
         "\nmini-kernel: efi_main at {:#x}",
         efi_main as *const () as usize
     );
-    // SAFETY: the firmware passes a valid system table.
-    let Some(system_table) = (unsafe { system_table.as_ref() }) else {
-        return uefi::INVALID_PARAMETER;
-    };
-    // SAFETY: called once, from efi_main, with the firmware's arguments.
-    match unsafe { firmware::prepare(image, system_table) } {
+    // SAFETY: called once, from the entry point, while boot services run.
+    match unsafe { firmware::prepare() } {
         Ok(boot_services) => kernel_main(boot_services, tdx, boot_tsc),
         Err(why) => {
             kprintln!("mini-kernel: {why}");
-            uefi::LOAD_ERROR
+            uefi::Status::LOAD_ERROR
         }
     }
 }

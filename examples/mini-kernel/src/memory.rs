@@ -7,15 +7,10 @@ use tdx_boot::e820::{self, MemoryMap, RegionKind, UefiMemoryType};
 /// Regions the kernel's map can hold (OVMF's map has a few dozen).
 pub const MAX_REGIONS: usize = 256;
 
-/// Reads the firmware's UEFI memory map.
+/// Reads the firmware's UEFI memory map (the uefi-rs map as it is, validated by tdx-boot).
 pub fn read(uefi: &UefiMap<'_>) -> Result<MemoryMap<MAX_REGIONS>, e820::UefiMapError> {
     let mut map = MemoryMap::new();
-    e820::read_uefi_memory_map(
-        uefi.bytes,
-        uefi.descriptor_size,
-        uefi.descriptor_version,
-        &mut map,
-    )?;
+    e820::read_uefi_rs_memory_map(uefi.uefi_rs, &mut map)?;
     Ok(map)
 }
 

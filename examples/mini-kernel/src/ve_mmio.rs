@@ -2,8 +2,12 @@
 //!
 //! A TD reaches an emulated device by mapping its GPA with the shared bit: the access then
 //! leaves the TD as an EPT violation, which the TDX module delivers as a #VE, and tdx-boot's
-//! handler decodes the instruction at RIP and performs it with #VE.RequestMMIO. The accesses are
-//! made with `tdx_boot::ve::mmio_access`, whose single `mov` the decoder always understands.
+//! handler decodes the instruction at RIP and performs it with #VE.RequestMMIO. The registers are
+//! reached the way a rust-osdev driver reaches them, through `volatile::VolatilePtr` over a
+//! `#[repr(C)]` register block: tdx-boot's `tests/ve_volatile.rs` shows that what
+//! `VolatilePtr::read`/`write` compile to, at every width and in debug and release, is decoded
+//! and emulated correctly. (`tdx_boot::ve::mmio_access` is the alternative when a driver wants
+//! the single `mov` guaranteed rather than tested.)
 //!
 //! The device is the IOAPIC at 0xFEC0_0000, which QEMU emulates for a TD (with
 //! `kernel-irqchip=split`, as TDX requires): write the register index 1 (IOAPICVER) to IOREGSEL
@@ -20,7 +24,7 @@ use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU32, Ordering};
 use tdx_boot::model::MmioDevice;
 use tdx_boot::tdcall::leaf;
-use tdx_boot::ve::mmio_access;
+use volatile::{VolatilePtr, map_field};
 
 /// Where the IOAPIC sits in a PC (and in QEMU's q35 machine).
 pub const IOAPIC_GPA: u64 = 0xfec0_0000;
@@ -84,18 +88,41 @@ impl Version {
     }
 }
 
-/// Reads IOAPIC register `index` through the window at `registers`.
-///
-/// # Safety
-///
-/// `registers` is the start of an IOAPIC register page mapped shared and uncached (or, without
-/// TDX, a shared mapping the #PF handler turns into #VE), and nothing else uses the window.
-unsafe fn read_register(registers: *mut u8, index: u32) -> u32 {
-    // SAFETY: IOREGSEL and IOWIN lie inside the mapped page, 4-byte aligned; selecting and
-    // reading a register has no effect beyond the window, which the caller owns.
-    unsafe {
-        mmio_access::write_u32(registers.wrapping_add(IOREGSEL).cast(), index);
-        mmio_access::read_u32(registers.wrapping_add(IOWIN).cast())
+/// The IOAPIC's register window as the device lays it out: IOREGSEL at +0x00, IOWIN at +0x10,
+/// each a 32-bit register (the IOAPIC takes only 32-bit accesses).
+#[repr(C)]
+struct IoApicRegisters {
+    ioregsel: u32,
+    _reserved: [u32; 3],
+    iowin: u32,
+}
+
+static_assertions::const_assert_eq!(core::mem::offset_of!(IoApicRegisters, ioregsel), IOREGSEL);
+static_assertions::const_assert_eq!(core::mem::offset_of!(IoApicRegisters, iowin), IOWIN);
+
+/// An IOAPIC driver, written as rust-osdev drivers are: volatile accesses to a register block.
+struct IoApic {
+    registers: VolatilePtr<'static, IoApicRegisters>,
+}
+
+impl IoApic {
+    /// # Safety
+    ///
+    /// `registers` is the start of an IOAPIC register page mapped shared and uncached (or,
+    /// without TDX, a shared mapping the #PF handler turns into #VE) for the rest of the run,
+    /// and nothing else uses the window.
+    unsafe fn new(registers: *mut u8) -> Option<Self> {
+        let registers = core::ptr::NonNull::new(registers.cast::<IoApicRegisters>())?;
+        // SAFETY: the caller's contract: a live device mapping, used by no one else.
+        let registers = unsafe { VolatilePtr::new(registers) };
+        Some(Self { registers })
+    }
+
+    /// Reads register `index`: select it in IOREGSEL, read it from IOWIN (two #VEs in a TD).
+    fn read(&mut self, index: u32) -> u32 {
+        let registers = self.registers;
+        map_field!(registers.ioregsel).write(index);
+        map_field!(registers.iowin).read()
     }
 }
 
@@ -117,9 +144,12 @@ pub fn check(platform: &Platform, shared_mask: u64) {
     let ve_before = model
         .as_ref()
         .map(|(m, _)| m.tdcall_count(leaf::VP_VEINFO_GET));
-    // SAFETY: the page was just mapped shared and uncached, interrupts are off and the APs are
-    // not running yet: nothing else uses the window.
-    let version = Version(unsafe { read_register(registers, IOAPICVER) });
+    // SAFETY: the page was just mapped shared and uncached for good, interrupts are off and the
+    // APs are not running yet: nothing else uses the window.
+    let Some(mut ioapic) = (unsafe { IoApic::new(registers) }) else {
+        return check!("#VE MMIO", false, "the IOAPIC mapping is null");
+    };
+    let version = Version(ioapic.read(IOAPICVER));
     // Without TDX: the exact answer, the selection the device saw, and one #VE per access.
     let model_agrees = model.as_ref().is_none_or(|(module, device)| {
         version.0 == QEMU_IOAPIC_VERSION

@@ -6,6 +6,8 @@
 //! delivered and the xAPIC page does not exist.
 
 use crate::tsc;
+use core::ptr::NonNull;
+use volatile::VolatilePtr;
 use x86_64::registers::model_specific::Msr;
 
 const IA32_APIC_BASE: u32 = 0x1b;
@@ -29,17 +31,24 @@ fn send(apic_id: u32, command: u32) {
         return;
     }
     let mmio = base & 0x000f_ffff_ffff_f000;
-    // SAFETY: the xAPIC registers are identity-mapped MMIO (firmware page tables); writing the
-    // high half then the low half of the ICR sends the IPI.
-    unsafe {
-        ((mmio + XAPIC_ICR_HIGH) as *mut u32).write_volatile(apic_id << 24);
-        ((mmio + XAPIC_ICR_LOW) as *mut u32).write_volatile(command);
-        for _ in 0..1_000_000 {
-            if ((mmio + XAPIC_ICR_LOW) as *const u32).read_volatile() & ICR_DELIVERY_PENDING == 0 {
-                break;
-            }
-            core::hint::spin_loop();
+    let register = |offset: u64| {
+        let pointer = NonNull::new((mmio + offset) as *mut u32)?;
+        // SAFETY: the xAPIC registers are identity-mapped MMIO (firmware page tables), 16-byte
+        // aligned 32-bit registers that only this CPU's fake firmware uses.
+        Some(unsafe { VolatilePtr::new(pointer) })
+    };
+    let (Some(icr_high), Some(icr_low)) = (register(XAPIC_ICR_HIGH), register(XAPIC_ICR_LOW))
+    else {
+        return;
+    };
+    // Writing the high half then the low half of the ICR sends the IPI.
+    icr_high.write(apic_id << 24);
+    icr_low.write(command);
+    for _ in 0..1_000_000 {
+        if icr_low.read() & ICR_DELIVERY_PENDING == 0 {
+            break;
         }
+        core::hint::spin_loop();
     }
 }
 
