@@ -70,5 +70,6 @@ fn loom() -> Result<(), String> {
 
 /// `cargo xtask bench`: every benchmark, in release mode.
 pub fn bench() -> Result<(), String> {
-    shell::run(shell::cargo().args(["bench", "--features", "model"]))
+    shell::run(shell::cargo().args(["bench", "--features", "model"]))?;
+    shell::run(shell::cargo().args(["bench", "-p", "tdx-sim"]))
 }
