@@ -53,6 +53,11 @@ fn docs() -> Result<(), String> {
         shell::cargo()
             .args(["doc", "--no-deps", "--features", "model,log"])
             .env("RUSTDOCFLAGS", "-D warnings"),
+    )?;
+    shell::run(
+        shell::cargo()
+            .args(["doc", "--no-deps", "-p", "tdx-sim"])
+            .env("RUSTDOCFLAGS", "-D warnings"),
     )
 }
 
