@@ -14,7 +14,7 @@
 //! 5. Otherwise the module answers from values fixed at TD creation: per register, the bits the
 //!    table marks fixed-0 or dynamic are cleared, fixed-1 bits set, the rest taken from the host
 //!    CPU (and, for some, from the VMM's configuration), then dynamic fields patched: leaf 1
-//!    EBX[31:24] (the vCPU index, or the x2APIC ID with ENUM_TOPOLOGY) and ECX.OSXSAVE (guest
+//!    EBX bits 31:24 (the vCPU index, or the x2APIC ID with ENUM_TOPOLOGY) and ECX.OSXSAVE (guest
 //!    CR4), leaf 7 ECX.OSPKE (guest CR4), leaf 0xB/0x1F EDX (x2APIC ID), 0x8000_0001
 //!    EDX.SYSCALL (set only in 64-bit mode).
 //!
@@ -100,7 +100,7 @@ pub struct CpuidConfig {
     /// CPUID(1).EAX, the family/model/stepping the TD sees (default: a Sapphire Rapids,
     /// family 6 model 0x8F stepping 8).
     pub signature: u32,
-    /// CPUID(1).EBX[23:16], configured by the VMM.
+    /// CPUID(1).EBX bits 23:16, configured by the VMM.
     pub logical_processors: u8,
     /// CPUID(1).ECX.TSC_DEADLINE: whether the x2APIC offers TSC-deadline mode.
     pub tsc_deadline: bool,

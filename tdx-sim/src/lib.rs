@@ -8,13 +8,17 @@
 //! - [`cpuid_rules`]: what the TDX module answers for CPUID, and what raises #VE.
 //! - [`msr_rules`]: what the TDX module does for RDMSR/WRMSR: native, emulated, #VE or #GP.
 //! - [`x2apic`]: a software x2APIC per TD vCPU (registers, priority, EOI, timer, IPIs).
+//! - [`cmos`]: the q35 RAM layout and the CMOS memory-size registers TDVF reads.
+//! - [`fw_cfg`]: the TD's fw_cfg: the kernel from an opt/ file, DMA emulated through TD memory.
 //!
 //! Everything read from a firmware image is untrusted: parsers return typed errors and never
 //! panic or overflow.
 
 #![cfg_attr(not(test), no_std)]
 
+pub mod cmos;
 pub mod cpuid_rules;
+pub mod fw_cfg;
 pub mod mrtd;
 pub mod msr_rules;
 pub mod td_hob;

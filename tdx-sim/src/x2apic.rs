@@ -215,7 +215,7 @@ pub struct X2Apic {
 impl X2Apic {
     /// The reset state of the x2APIC with ID `id` (software-disabled, every LVT masked). The
     /// timer counts once per `ticks_per_count` units of `now` before the divider (at least 1);
-    /// `tsc_deadline` offers TSC-deadline mode (CPUID.1:ECX[24]).
+    /// `tsc_deadline` offers TSC-deadline mode (CPUID.1:ECX bit 24).
     pub fn new(id: u32, ticks_per_count: u64, tsc_deadline: bool) -> Self {
         X2Apic {
             id,

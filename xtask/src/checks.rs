@@ -63,6 +63,11 @@ fn docs() -> Result<(), String> {
         shell::cargo()
             .args(["doc", "--no-deps", "--all-features"])
             .env("RUSTDOCFLAGS", "-D warnings"),
+    )?;
+    shell::run(
+        shell::cargo()
+            .args(["doc", "--no-deps", "-p", "tdx-sim"])
+            .env("RUSTDOCFLAGS", "-D warnings"),
     )
 }
 
@@ -99,5 +104,6 @@ fn loom() -> Result<(), String> {
 
 /// `cargo xtask bench`: every benchmark, in release mode.
 pub fn bench() -> Result<(), String> {
-    shell::run(shell::cargo().args(["bench", "--features", "model"]))
+    shell::run(shell::cargo().args(["bench", "--features", "model"]))?;
+    shell::run(shell::cargo().args(["bench", "-p", "tdx-sim"]))
 }
