@@ -34,6 +34,17 @@ pub trait MmioDevice: Send {
     fn write(&mut self, offset: u64, size: u8, value: u64);
 }
 
+/// MSRs a VMM emulates with behaviour (an x2APIC, say) rather than a stored value: asked before
+/// the table of [`TdxModule::set_msr`]. `vcpu` is the VCPU_INDEX that made the TDVMCALL.
+pub trait MsrDevice: Send {
+    /// Whether this device emulates MSR `index`.
+    fn claims(&self, index: u32) -> bool;
+    /// RDMSR: the value, or None for a #GP (the VMM answers INVALID_OPERAND).
+    fn read(&mut self, vcpu: u32, index: u32) -> Option<u64>;
+    /// WRMSR: false for a #GP.
+    fn write(&mut self, vcpu: u32, index: u32, value: u64) -> bool;
+}
+
 /// A plain register file: reads return what was last written (little endian, any size at
 /// any offset inside it; outside reads as zero, writes are dropped). Clones share the
 /// registers, so a test keeps one to inspect what the guest wrote.
@@ -171,6 +182,7 @@ pub(crate) struct Vmm {
     pub(crate) uart: Uart,
     pub(crate) ports: Vec<(u16, u16, Box<dyn PortDevice>)>,
     pub(crate) mmio: Vec<(u64, u64, Box<dyn MmioDevice>)>,
+    pub(crate) msr_devices: Vec<Box<dyn MsrDevice>>,
     pub(crate) halts: Vec<Halt>,
     pub(crate) fatal: Option<(u32, Vec<u8>)>,
     pub(crate) notify_vector: Option<u8>,
@@ -189,6 +201,7 @@ impl Vmm {
             uart: Uart::default(),
             ports: Vec::new(),
             mmio: Vec::new(),
+            msr_devices: Vec::new(),
             halts: Vec::new(),
             fatal: None,
             notify_vector: None,
@@ -233,19 +246,28 @@ impl TdxModule {
                 VmmReply::success()
             }
             function::IO => self.vmm_io(seen),
-            function::RDMSR => match u32::try_from(get(seen, R12))
-                .ok()
-                .and_then(|index| self.vmm.lock().msrs.get(&index).copied())
-            {
+            function::RDMSR => match u32::try_from(get(seen, R12)).ok().and_then(|index| {
+                let mut vmm = self.vmm.lock();
+                match vmm.msr_devices.iter_mut().find(|d| d.claims(index)) {
+                    Some(device) => device.read(vcpu, index),
+                    None => vmm.msrs.get(&index).copied(),
+                }
+            }) {
                 Some(value) => VmmReply::success().with(R11, value),
                 None => VmmReply::invalid(),
             },
             function::WRMSR => {
                 let mut vmm = self.vmm.lock();
-                match u32::try_from(get(seen, R12))
-                    .ok()
-                    .and_then(|index| vmm.msrs.get_mut(&index))
+                let index = u32::try_from(get(seen, R12)).ok();
+                if let Some(device) =
+                    index.and_then(|i| vmm.msr_devices.iter_mut().find(|d| d.claims(i)))
                 {
+                    return match device.write(vcpu, index.unwrap_or(0), get(seen, R13)) {
+                        true => VmmReply::success(),
+                        false => VmmReply::invalid(),
+                    };
+                }
+                match index.and_then(|index| vmm.msrs.get_mut(&index)) {
                     Some(slot) => {
                         *slot = get(seen, R13);
                         VmmReply::success()
@@ -408,6 +430,11 @@ impl TdxModule {
     /// Everything written to the COM1 UART's transmit register so far.
     pub fn uart_output(&self) -> Vec<u8> {
         self.vmm.lock().uart.output.clone()
+    }
+    /// Attaches an MSR device; it answers RDMSR/WRMSR of the MSRs it claims (the latest
+    /// attached first), before the MSR table.
+    pub fn add_msr_device(&self, device: Box<dyn MsrDevice>) {
+        self.vmm.lock().msr_devices.insert(0, device);
     }
     /// Attaches `device` to ports `[first_port, first_port + count)`; it answers Instruction.IO
     /// there (before the built-in UART). Unclaimed ports read as all ones and ignore writes, as

@@ -6,6 +6,10 @@
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, Ordering};
 use tdx_boot::model::{MmioDevice, PortDevice};
+use tdx_sim::cmos::{CMOS_DATA_PORT, CMOS_INDEX_PORT, CmosBackend, TdCmos};
+use tdx_sim::fw_cfg::{
+    BadGpa, FW_CFG_PORT_DATA, FW_CFG_PORT_SELECTOR, FwCfgBackend, TdFwCfg, TdMemory,
+};
 use x86_64::instructions::port::Port;
 
 /// Every port, passed through to the machine.
@@ -105,76 +109,81 @@ impl PortDevice for DebugExit {
     }
 }
 
-/// fw_cfg as the TD sees it, in front of the machine's (ports 0x510-0x51B).
-///
-/// - The DMA interface is hidden (its ports read as zero, FW_CFG_ID says "IO only"): the
-///   machine's device would write to host memory at the TD's guest-physical addresses.
-/// - The kernel items are the TD's kernel (the fw_cfg file `cargo xtask` passes for it), not
-///   the image the outer firmware was given (tdx-sim itself): KERNEL_SIZE answers its size,
-///   KERNEL_DATA streams the file, and the setup, initrd and command-line sizes are zero.
-pub struct FwCfgFront {
-    kernel: crate::host_fw_cfg::File,
-    /// The TD's selected item, and bytes of a synthesized item read so far.
-    selected: u16,
-    offset: usize,
-}
+/// The machine's fw_cfg through its IO interface, for the TD's front.
+pub struct MachineFwCfg;
 
-const FW_CFG_ID: u16 = 0x01;
-const FW_CFG_KERNEL_SIZE: u16 = 0x08;
-const FW_CFG_INITRD_SIZE: u16 = 0x0b;
-const FW_CFG_KERNEL_DATA: u16 = 0x11;
-const FW_CFG_CMDLINE_SIZE: u16 = 0x14;
-const FW_CFG_SETUP_SIZE: u16 = 0x17;
-/// FW_CFG_ID's "traditional interface" bit, without the DMA bit.
-const FW_CFG_ID_IO_ONLY: u32 = 1;
-
-impl FwCfgFront {
-    /// A front that serves `kernel` as the TD's kernel.
-    pub fn new(kernel: crate::host_fw_cfg::File) -> Self {
-        Self {
-            kernel,
-            selected: 0,
-            offset: 0,
-        }
+impl FwCfgBackend for MachineFwCfg {
+    fn select(&mut self, key: u16) {
+        PassthroughPorts.write(FW_CFG_PORT_SELECTOR, 2, u32::from(key));
     }
 
-    /// The value of an item tdx-sim answers itself, as little-endian bytes.
-    fn synthesized(&self) -> Option<u32> {
-        match self.selected {
-            FW_CFG_ID => Some(FW_CFG_ID_IO_ONLY),
-            FW_CFG_KERNEL_SIZE => Some(self.kernel.size),
-            FW_CFG_INITRD_SIZE | FW_CFG_CMDLINE_SIZE | FW_CFG_SETUP_SIZE => Some(0),
-            _ => None,
+    fn read(&mut self, buf: &mut [u8]) {
+        for byte in buf {
+            *byte = PassthroughPorts.read(FW_CFG_PORT_DATA, 1) as u8;
         }
     }
 }
 
-impl PortDevice for FwCfgFront {
+/// The TD offers no DMA interface, so the front never touches TD memory.
+struct NoDmaMemory;
+
+impl TdMemory for NoDmaMemory {
+    fn read(&mut self, gpa: u64, _buf: &mut [u8]) -> Result<(), BadGpa> {
+        Err(BadGpa(gpa))
+    }
+
+    fn write(&mut self, gpa: u64, _data: &[u8]) -> Result<(), BadGpa> {
+        Err(BadGpa(gpa))
+    }
+}
+
+/// fw_cfg as the TD sees it (ports 0x510-0x51B): [`TdFwCfg`] over the machine's device, without
+/// DMA (the machine's device would write host memory at the TD's guest-physical addresses).
+pub struct FwCfgPorts(pub TdFwCfg<'static>);
+
+impl PortDevice for FwCfgPorts {
     fn read(&mut self, offset: u16, size: u8) -> u32 {
-        match offset {
-            1 => match self.synthesized() {
-                Some(value) => {
-                    let byte = value.to_le_bytes().get(self.offset).copied().unwrap_or(0);
-                    self.offset += 1;
-                    u32::from(byte)
-                }
-                None => PassthroughPorts.read(0x511, size),
-            },
-            // The selector port, and the DMA address ports (no DMA signature).
-            _ => 0,
-        }
+        self.0
+            .io_read(FW_CFG_PORT_SELECTOR + offset, size, &mut MachineFwCfg)
+            .unwrap_or(0)
     }
 
     fn write(&mut self, offset: u16, size: u8, value: u32) {
-        if offset != 0 {
-            return; // DMA address writes: ignored, there is no DMA
-        }
-        self.selected = value as u16;
-        self.offset = 0;
-        let real = match self.selected {
-            FW_CFG_KERNEL_DATA => self.kernel.select,
-            other => other,
-        };
-        PassthroughPorts.write(0x510, size.max(2), u32::from(real));
+        let _ = self.0.io_write(
+            FW_CFG_PORT_SELECTOR + offset,
+            size,
+            value,
+            &mut MachineFwCfg,
+            &mut NoDmaMemory,
+        );
+    }
+}
+
+/// The machine's CMOS, for the TD's front.
+struct MachineCmos;
+
+impl CmosBackend for MachineCmos {
+    fn read(&mut self, index: u8) -> u8 {
+        PassthroughPorts.write(CMOS_INDEX_PORT, 1, u32::from(index));
+        PassthroughPorts.read(CMOS_DATA_PORT, 1) as u8
+    }
+
+    fn write(&mut self, index: u8, value: u8) {
+        PassthroughPorts.write(CMOS_INDEX_PORT, 1, u32::from(index));
+        PassthroughPorts.write(CMOS_DATA_PORT, 1, u32::from(value));
+    }
+}
+
+/// The RTC/CMOS as the TD sees it (ports 0x70-0x71): its RAM-size registers describe the TD.
+pub struct CmosPorts(pub TdCmos);
+
+impl PortDevice for CmosPorts {
+    fn read(&mut self, offset: u16, _size: u8) -> u32 {
+        u32::from(self.0.read_port(CMOS_INDEX_PORT + offset, &mut MachineCmos))
+    }
+
+    fn write(&mut self, offset: u16, _size: u8, value: u32) {
+        self.0
+            .write_port(CMOS_INDEX_PORT + offset, value as u8, &mut MachineCmos);
     }
 }

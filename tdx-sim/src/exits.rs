@@ -8,11 +8,15 @@ use crate::boot_paging::{self, CrWrite};
 use crate::guest_walk::{self, Paging};
 use crate::layout::SHARED_BIT;
 use crate::td::Td;
-use crate::td_cpuid;
 use crate::tdcall_service;
-use crate::vcpu::{CR_WRITE_INTERCEPTS, EFER_SVME};
+use crate::vcpu::CR_WRITE_INTERCEPTS;
 use crate::vmcb::{control, exit, save};
 use tdx_boot::tdcall::VeInfo;
+use tdx_sim::cpuid_rules::{CpuidConfig, CpuidDecision, CpuidValues, VcpuCpuidState, td_cpuid};
+
+/// VMX exit reasons the #VE information carries for WBINVD and INVD.
+const EXIT_REASON_WBINVD: u32 = 54;
+const EXIT_REASON_INVD: u32 = 13;
 
 /// How the TD ended.
 #[derive(Clone, Debug)]
@@ -39,13 +43,6 @@ pub enum Stop {
     },
     /// Every vCPU halted with nothing to wake it.
     AllHalted,
-    /// The TD made its first TDCALL, and the run was asked to stop there.
-    FirstTdcall {
-        /// The vCPU.
-        vcpu: u32,
-        /// The leaf.
-        leaf: u64,
-    },
 }
 
 /// What the scheduler does after an exit.
@@ -103,7 +100,7 @@ pub fn inject_ve(td: &mut Td, vcpu: usize, info: VeInfo) -> Outcome {
     Outcome::Continue
 }
 
-fn instruction_ve(
+pub fn instruction_ve(
     td: &mut Td,
     vcpu: usize,
     exit_reason: u32,
@@ -131,8 +128,16 @@ pub fn handle(td: &mut Td, vcpu: usize) -> Outcome {
         }
         c if c == exit::EXCEPTION + 6 => tdcall_service::on_invalid_opcode(td, vcpu),
         exit::CPUID => cpuid(td, vcpu),
-        exit::MSR => msr(td, vcpu, info1 != 0),
+        exit::MSR => crate::td_msr::handle(td, vcpu, info1 != 0),
         exit::HLT => instruction_ve(td, vcpu, VeInfo::EXIT_REASON_HLT, 1, 0),
+        // WBINVD and INVD are #VE in a TD (Linux handles WBINVD's through TDVMCALL 54).
+        exit::WBINVD => instruction_ve(td, vcpu, EXIT_REASON_WBINVD, 2, 0),
+        exit::INVD => instruction_ve(td, vcpu, EXIT_REASON_INVD, 2, 0),
+        // A TD has no MONITOR/MWAIT (not enumerated) and no VMMCALL: they are undefined.
+        exit::MONITOR | exit::MWAIT | exit::VMMCALL => {
+            td.vcpus[vcpu].inject_exception(6);
+            Outcome::Continue
+        }
         exit::IOIO => {
             // EXITINFO1: bit 0 IN, bit 2 string, bit 3 REP, bits 6:4 size (one-hot), 31:16 port.
             let input = info1 & 1;
@@ -209,42 +214,37 @@ fn cr_write(td: &mut Td, vcpu: usize, cr: u8) -> Outcome {
 fn cpuid(td: &mut Td, vcpu: usize) -> Outcome {
     let leaf = td.vcpus[vcpu].gpr(0) as u32;
     let subleaf = td.vcpus[vcpu].gpr(1) as u32;
-    match td_cpuid::module_answer(leaf, subleaf, vcpu as u32) {
-        Some([eax, ebx, ecx, edx]) => {
+    let v = &td.vcpus[vcpu];
+    let state = VcpuCpuidState {
+        vcpu_index: vcpu as u32,
+        x2apic_id: vcpu as u32,
+        cpl: v.vmcb.read8(save::CPL),
+        cr4_osxsave: v.vmcb.read64(save::CR4) & (1 << 18) != 0,
+        cr4_pke: v.vmcb.read64(save::CR4) & (1 << 22) != 0,
+        long_mode: v.vmcb.read64(save::EFER) & (1 << 10) != 0,
+        ..VcpuCpuidState::default()
+    };
+    let config = CpuidConfig {
+        logical_processors: td.vcpus.len() as u8,
+        ..CpuidConfig::default()
+    };
+    let host = |leaf, subleaf| {
+        let r = core::arch::x86_64::__cpuid_count(leaf, subleaf);
+        CpuidValues::new(r.eax, r.ebx, r.ecx, r.edx)
+    };
+    match td_cpuid(leaf, subleaf, &config, &state, host) {
+        CpuidDecision::Module { values, .. } => {
             let v = &mut td.vcpus[vcpu];
-            v.set_gpr(0, eax.into());
-            v.set_gpr(3, ebx.into());
-            v.set_gpr(1, ecx.into());
-            v.set_gpr(2, edx.into());
+            v.set_gpr(0, values.eax.into());
+            v.set_gpr(3, values.ebx.into());
+            v.set_gpr(1, values.ecx.into());
+            v.set_gpr(2, values.edx.into());
             v.skip(2);
             Outcome::Continue
         }
-        None => instruction_ve(td, vcpu, VeInfo::EXIT_REASON_CPUID, 2, 0),
-    }
-}
-
-const IA32_EFER: u32 = 0xc000_0080;
-
-fn msr(td: &mut Td, vcpu: usize, write: bool) -> Outcome {
-    let index = td.vcpus[vcpu].gpr(1) as u32;
-    let v = &mut td.vcpus[vcpu];
-    match (index, write) {
-        // The module lets a TD read EFER; SVME is tdx-sim's and stays hidden.
-        (IA32_EFER, false) => {
-            let efer = v.vmcb.read64(save::EFER) & !EFER_SVME;
-            v.set_gpr(0, efer & 0xffff_ffff);
-            v.set_gpr(2, efer >> 32);
-            v.skip(2);
-            Outcome::Continue
+        CpuidDecision::VirtualizationException(_) => {
+            instruction_ve(td, vcpu, VeInfo::EXIT_REASON_CPUID, 2, 0)
         }
-        (IA32_EFER, true) => {
-            let value = (v.gpr(2) << 32) | (v.gpr(0) & 0xffff_ffff);
-            v.vmcb.write64(save::EFER, value | EFER_SVME);
-            v.skip(2);
-            Outcome::Continue
-        }
-        (_, false) => instruction_ve(td, vcpu, VeInfo::EXIT_REASON_RDMSR, 2, 0),
-        (_, true) => instruction_ve(td, vcpu, VeInfo::EXIT_REASON_WRMSR, 2, 0),
     }
 }
 

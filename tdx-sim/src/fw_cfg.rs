@@ -179,6 +179,10 @@ struct DirStream {
     entry_pos: usize,
 }
 
+/// Files of the real device the TD never sees: `etc/e820` describes the machine tdx-sim runs
+/// on, not the TD (TDVF then sizes RAM from CMOS, which the TD's CMOS front answers).
+pub const HIDDEN_MACHINE_FILES: [&str; 1] = ["etc/e820"];
+
 /// The TD's fw_cfg.
 #[derive(Clone, Debug)]
 pub struct TdFwCfg<'a> {
@@ -227,6 +231,11 @@ impl<'a> TdFwCfg<'a> {
                 hidden_files += 1;
             } else if files.cmdline.is_some_and(|c| entry_name_is(&entry, c)) {
                 cmdline = Some(file);
+                hidden_files += 1;
+            } else if HIDDEN_MACHINE_FILES
+                .iter()
+                .any(|h| entry_name_is(&entry, h))
+            {
                 hidden_files += 1;
             }
         }
@@ -396,7 +405,10 @@ impl<'a> TdFwCfg<'a> {
                     || self
                         .files
                         .cmdline
-                        .is_some_and(|c| entry_name_is(&self.dir.entry, c));
+                        .is_some_and(|c| entry_name_is(&self.dir.entry, c))
+                    || HIDDEN_MACHINE_FILES
+                        .iter()
+                        .any(|h| entry_name_is(&self.dir.entry, h));
                 if !hidden {
                     break;
                 }

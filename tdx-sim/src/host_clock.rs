@@ -24,11 +24,21 @@ pub fn init() {
     TICKS.store(0, Ordering::Relaxed);
 }
 
-/// Milliseconds since [`init`]. Only tdx-sim's one CPU calls this.
-pub fn now_ms() -> u64 {
+/// PM-timer ticks since [`init`]. Only tdx-sim's one CPU calls this.
+fn ticks() -> u64 {
     let now = raw();
     let last = LAST_RAW.swap(now, Ordering::Relaxed);
     let ticks = TICKS.load(Ordering::Relaxed) + (now.wrapping_sub(last) & MASK);
     TICKS.store(ticks, Ordering::Relaxed);
-    ticks * 1000 / PM_TIMER_HZ
+    ticks
+}
+
+/// Milliseconds since [`init`].
+pub fn now_ms() -> u64 {
+    ticks() * 1000 / PM_TIMER_HZ
+}
+
+/// Nanoseconds since [`init`] (the TD's APIC timers count in them).
+pub fn now_ns() -> u64 {
+    (u128::from(ticks()) * 1_000_000_000 / u128::from(PM_TIMER_HZ)) as u64
 }

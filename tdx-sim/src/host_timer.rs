@@ -6,18 +6,22 @@
 //! TDVF's waiting APs spin without PAUSE (SEC's arrival and command loops, the mailbox loop),
 //! so nothing but a timer takes the CPU back from them.
 
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 use x86_64::registers::model_specific::Msr;
 
 /// The timer's vector in the host IDT.
 pub const VECTOR: u8 = 0xf0;
 /// The APIC's spurious vector.
 pub const SPURIOUS_VECTOR: u8 = 0xff;
-/// QEMU's APIC timer counts nanoseconds at divide-by-1: these are slice lengths in ns. The BSP
-/// gets most of the CPU: TDVF's APs only wait until they are woken.
-pub const BSP_SLICE: u32 = 10_000_000;
+/// The timer ticks periodically (a one-shot timer that expires while tdx-sim itself runs would
+/// be taken by the host and leave the next guest running for ever). QEMU's APIC timer counts
+/// nanoseconds at divide-by-1: one tick is 1 ms.
+const TICK_NS: u32 = 1_000_000;
+/// Slice lengths in ticks. The BSP gets most of the CPU: TDVF's APs only wait until woken.
+pub const BSP_SLICE: u64 = 10;
 /// An AP's slice.
-pub const AP_SLICE: u32 = 1_000_000;
+pub const AP_SLICE: u64 = 1;
+const LVT_PERIODIC: u32 = 1 << 17;
 
 const IA32_APIC_BASE: u32 = 0x1b;
 const EOI: usize = 0xb0;
@@ -29,7 +33,9 @@ const LVT_LINT0: usize = 0x350;
 const LVT_LINT1: usize = 0x360;
 const LVT_MASKED: u32 = 1 << 16;
 
-static EXPIRED: AtomicBool = AtomicBool::new(false);
+/// Ticks since boot, and the tick at which the current slice ends.
+static TICKS: AtomicU64 = AtomicU64::new(0);
+static SLICE_END: AtomicU64 = AtomicU64::new(0);
 
 fn apic_base() -> usize {
     // SAFETY: reading IA32_APIC_BASE has no side effects.
@@ -44,7 +50,7 @@ fn write(register: usize, value: u32) {
 }
 
 /// Enables the APIC with the spurious vector, masks LINT0/LINT1 and the legacy PICs (the
-/// firmware's timer must not interrupt tdx-sim) and programs the timer one-shot.
+/// firmware's timer must not interrupt tdx-sim) and starts the periodic tick.
 pub fn init() {
     // SAFETY: masking every line of both 8259s only stops legacy interrupts.
     unsafe {
@@ -55,18 +61,18 @@ pub fn init() {
     write(LVT_LINT0, LVT_MASKED);
     write(LVT_LINT1, LVT_MASKED);
     write(DIVIDE, 0xb);
-    write(LVT_TIMER, u32::from(VECTOR));
+    write(LVT_TIMER, u32::from(VECTOR) | LVT_PERIODIC);
+    write(INITIAL_COUNT, TICK_NS);
 }
 
-/// Starts a slice of `ns` nanoseconds.
-pub fn start_slice(ns: u32) {
-    EXPIRED.store(false, Ordering::Relaxed);
-    write(INITIAL_COUNT, ns);
+/// Starts a slice of `ticks` ticks.
+pub fn start_slice(ticks: u64) {
+    SLICE_END.store(TICKS.load(Ordering::Relaxed) + ticks, Ordering::Relaxed);
 }
 
 /// Called by the host IDT's timer handler.
 pub fn on_interrupt() {
-    EXPIRED.store(true, Ordering::Relaxed);
+    TICKS.fetch_add(1, Ordering::Relaxed);
     write(EOI, 0);
 }
 
@@ -81,5 +87,5 @@ pub fn take_expiry() -> bool {
     // SAFETY: STGI sets the global interrupt flag; with RFLAGS.IF set the pending timer
     // interrupt is delivered to the host IDT right here, whose handler only sets a flag.
     unsafe { core::arch::asm!("stgi", "nop", options(nomem, nostack)) };
-    EXPIRED.swap(false, Ordering::Relaxed)
+    TICKS.load(Ordering::Relaxed) >= SLICE_END.load(Ordering::Relaxed)
 }

@@ -9,6 +9,7 @@
 
 extern crate alloc;
 
+mod apic_bank;
 mod boot_paging;
 mod console;
 mod devices;
@@ -24,7 +25,7 @@ mod npt;
 mod report;
 mod svm;
 mod td;
-mod td_cpuid;
+mod td_msr;
 mod tdcall_service;
 mod vcpu;
 mod vm_setup;

@@ -39,10 +39,6 @@ pub fn finish(td: &Td, tdvf_sha256: &[u8], stop: Stop) -> ! {
             "every vCPU halted with nothing to wake it".into(),
             EXIT_SIM_FAILURE,
         ),
-        Stop::FirstTdcall { vcpu, leaf } => (
-            alloc::format!("stopped at the first TDCALL (leaf {leaf}) of vCPU {vcpu}"),
-            EXIT_SIM_FAILURE,
-        ),
     };
     println!("tdx-sim: {why} after {} VM exits", c.exits);
     println!(

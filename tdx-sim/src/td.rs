@@ -28,11 +28,33 @@ pub struct Counters {
     pub ve_injected: u64,
 }
 
-pub const DEBUG_EXITS: bool = true;
+/// The points of a boot tdx-sim reports once each, in order of a TDVF boot; `cargo xtask`
+/// checks for them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Milestone {
+    /// TDVF's reset vector ran to its first TDCALL (TDG.VP.INFO in SEC).
+    FirstTdcall,
+    /// The TD took its first interrupt: DXE's local APIC timer runs.
+    FirstInterrupt,
+    /// Every AP sits in TDVF's relocated mailbox loop (TdxDxe).
+    ApsInMailboxLoop,
+}
+
+impl Milestone {
+    /// The name printed in the milestone line.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::FirstTdcall => "first TDCALL",
+            Self::FirstInterrupt => "first interrupt",
+            Self::ApsInMailboxLoop => "APs in the mailbox loop",
+        }
+    }
+}
+
 /// How often a progress line is printed.
 const PROGRESS_MS: u64 = 5_000;
 /// How long a TD may go without a TDCALL before it counts as hung.
-const HANG_MS: u64 = 60_000;
+const HANG_MS: u64 = 20_000;
 
 /// What the watchdog remembers.
 #[derive(Clone, Copy, Debug, Default)]
@@ -58,9 +80,15 @@ pub struct Td {
     pub vcpus: Vec<Vcpu>,
     /// What happened so far.
     pub counters: Counters,
+    /// The vCPUs' local APICs.
+    pub apics: crate::apic_bank::ApicBank,
     /// The debug-exit port, as the TD writes it.
     pub debug_exit: crate::devices::DebugExit,
     watch: Watch,
+    /// The milestones reported so far, one bit each.
+    milestones: u8,
+    /// The APs seen in TDVF's mailbox loop, one bit per VCPU_INDEX.
+    pub parked_aps: u64,
     /// Set when the nested tables lost a mapping: every vCPU flushes its TLB at its next run.
     flush_pending: Vec<bool>,
     host_vmcb: Box<Vmcb>,
@@ -76,6 +104,7 @@ impl Td {
         npt: Npt,
         module: TdxModule,
         debug_exit: crate::devices::DebugExit,
+        apics: crate::apic_bank::ApicBank,
         num_vcpus: u32,
         td_hob: u64,
     ) -> Self {
@@ -96,7 +125,10 @@ impl Td {
             vcpus,
             counters: Counters::default(),
             debug_exit,
+            apics,
             watch: Watch::default(),
+            milestones: 0,
+            parked_aps: 0,
             flush_pending: alloc::vec![false; num_vcpus as usize],
             host_vmcb: Box::new(Vmcb::zeroed()),
             host_fx: Box::new(FxArea::initial()),
@@ -148,6 +180,23 @@ impl Td {
         before.is_some()
     }
 
+    /// Reports `milestone` (once) with the time and what it was.
+    pub fn milestone(&mut self, milestone: Milestone, what: core::fmt::Arguments<'_>) {
+        let bit = 1u8 << milestone as u8;
+        if self.milestones & bit != 0 {
+            return;
+        }
+        self.milestones |= bit;
+        let now = crate::host_clock::now_ms();
+        crate::println!(
+            "tdx-sim: milestone: {} at {}.{:03} s, after {} VM exits: {what}",
+            milestone.name(),
+            now / 1000,
+            now % 1000,
+            self.counters.exits
+        );
+    }
+
     /// A line about where every vCPU is, for progress reports and for a TD that hangs.
     pub fn progress_line(&self, now_ms: u64) {
         let mut line = alloc::string::String::new();
@@ -181,10 +230,24 @@ impl Td {
             self.watch.next_progress_ms = now + PROGRESS_MS;
             self.progress_line(now);
         }
-        (now - self.watch.last_tdcall_ms > HANG_MS).then(|| Stop::Died {
+        if now - self.watch.last_tdcall_ms <= HANG_MS {
+            return None;
+        }
+        let mut code = [0u8; 16];
+        let readable = crate::exits::instruction_bytes(self, 0, &mut code);
+        Some(Stop::Died {
             vcpu: vcpu as u32,
             rip: self.vcpus[vcpu].rip(),
-            why: alloc::format!("the TD made no TDCALL for {} s: it hangs", HANG_MS / 1000),
+            why: alloc::format!(
+                "the TD made no TDCALL for {} s: it hangs (vCPU 0 at RIP {:#x}, bytes {})",
+                HANG_MS / 1000,
+                self.vcpus[0].rip(),
+                if readable {
+                    alloc::format!("{code:02x?}")
+                } else {
+                    "unmapped".into()
+                }
+            ),
         })
     }
 
@@ -193,9 +256,19 @@ impl Td {
     pub fn run(&mut self) -> Stop {
         let mut current = 0usize;
         loop {
+            self.apics.advance();
+            self.wake_halted();
             let Some(index) = self.next_runnable(current) else {
-                // Every vCPU waits for an interrupt and nothing will send one yet.
-                return Stop::AllHalted;
+                if self.apics.quiet() {
+                    // Every vCPU waits for an interrupt and nothing will ever send one.
+                    return Stop::AllHalted;
+                }
+                // Wait for the next host tick, then look at the APIC timers again.
+                x86_64::instructions::hlt();
+                if let Some(stop) = self.watchdog(current) {
+                    return stop;
+                }
+                continue;
             };
             current = index;
             host_timer::start_slice(if index == 0 {
@@ -204,6 +277,7 @@ impl Td {
                 host_timer::AP_SLICE
             });
             loop {
+                self.offer_interrupt(current);
                 let vcpu = &mut self.vcpus[current];
                 if core::mem::take(&mut self.flush_pending[current]) {
                     vcpu.vmcb.write8(control::TLB_CONTROL, 1);
@@ -221,12 +295,15 @@ impl Td {
                     );
                 }
                 vcpu.vmcb.write8(control::TLB_CONTROL, 0);
-                vcpu.vmcb.write64(control::EVENT_INJECTION, 0);
+                // An event whose delivery the exit interrupted is delivered again.
+                let unfinished = vcpu.vmcb.read64(control::EXIT_INT_INFO);
+                let reinject = if unfinished & (1 << 31) != 0 {
+                    unfinished
+                } else {
+                    0
+                };
+                vcpu.vmcb.write64(control::EVENT_INJECTION, reinject);
                 self.counters.exits += 1;
-                if DEBUG_EXITS && self.counters.exits < 40 {
-                    let v = &self.vcpus[current];
-                    crate::println!("exit {} vcpu {current} code {:#x} rip {:#x} info1 {:#x} info2 {:#x}", self.counters.exits, v.vmcb.read64(control::EXIT_CODE), v.rip(), v.vmcb.read64(control::EXIT_INFO_1), v.vmcb.read64(control::EXIT_INFO_2));
-                }
                 let expired = host_timer::take_expiry();
                 if expired && let Some(stop) = self.watchdog(current) {
                     return stop;
@@ -238,6 +315,31 @@ impl Td {
                 }
             }
             current += 1;
+        }
+    }
+
+    /// Halted vCPUs with an interrupt to take run again.
+    fn wake_halted(&mut self) {
+        for v in &mut self.vcpus {
+            if v.state == RunState::Halted && self.apics.pending(v.index).is_some() {
+                v.state = RunState::Runnable;
+            }
+        }
+    }
+
+    /// Injects `vcpu`'s APIC's highest pending interrupt if the vCPU can take it now.
+    fn offer_interrupt(&mut self, vcpu: usize) {
+        self.apics.advance();
+        let v = &mut self.vcpus[vcpu];
+        if !v.interruptible() || self.apics.pending(v.index).is_none() {
+            return;
+        }
+        if let Some(vector) = self.apics.acknowledge(v.index) {
+            v.inject_interrupt(vector);
+            self.milestone(
+                Milestone::FirstInterrupt,
+                format_args!("vector {vector:#x} on vCPU {vcpu}"),
+            );
         }
     }
 

@@ -8,7 +8,7 @@
 //! deschedules the vCPU, ReportFatalError ends the TD.
 
 use crate::exits::{Outcome, Stop, instruction_bytes};
-use crate::td::Td;
+use crate::td::{Milestone, Td};
 use crate::vcpu::RunState;
 use tdx_boot::tdcall::vmcall::function;
 use tdx_boot::tdcall::{Regs, TdCall, leaf};
@@ -69,18 +69,19 @@ pub fn on_invalid_opcode(td: &mut Td, vcpu: usize) -> Outcome {
     }
     let before = regs_of(td, vcpu);
     let mut regs = before;
+
     if td.counters.tdcalls == 0 {
-        crate::println!(
-            "tdx-sim: first TDCALL (leaf {}) from vCPU {vcpu} at RIP {:#x}, after {} VM exits",
-            regs.rax,
-            td.vcpus[vcpu].rip(),
-            td.counters.exits
+        let rip = td.vcpus[vcpu].rip();
+        td.milestone(
+            Milestone::FirstTdcall,
+            format_args!("leaf {} from vCPU {vcpu} at RIP {rip:#x}", regs.rax),
         );
     }
     // SAFETY: the module writes guest memory only through the backing it was given, which is
     // the host memory of the TD's own RAM and firmware.
     unsafe { td.module.vcpu(vcpu as u32).tdcall(&mut regs) };
     set_regs(td, vcpu, &regs);
+
     td.vcpus[vcpu].skip(TDCALL.len() as u64);
     td.counters.tdcalls += 1;
     match before.rax {
@@ -98,10 +99,6 @@ pub fn on_invalid_opcode(td: &mut Td, vcpu: usize) -> Outcome {
 
 fn after_vmcall(td: &mut Td, vcpu: usize, before: &Regs) -> Outcome {
     td.counters.vmcalls += 1;
-    if crate::td::DEBUG_EXITS && td.counters.vmcalls < 300 {
-        let after = regs_of(td, vcpu);
-        crate::println!("vmcall vcpu {vcpu} fn {:#x} r12 {:#x} r13 {:#x} r14 {:#x} r15 {:#x} -> r10 {:#x} r11 {:#x}", before.r11, before.r12, before.r13, before.r14, before.r15, after.r10, after.r11);
-    }
     if let Some(code) = td.debug_exit.take() {
         return Outcome::Stop(Stop::DebugExit(code));
     }
@@ -109,6 +106,17 @@ fn after_vmcall(td: &mut Td, vcpu: usize, before: &Regs) -> Outcome {
         function::MAP_GPA => {
             let start = before.r12 & !crate::layout::SHARED_BIT;
             td.sync_mappings(start, start.saturating_add(before.r13));
+            Outcome::Continue
+        }
+        // TDVF's relocated AP loop asks for its APIC ID once before it waits on the mailbox.
+        function::CPUID if vcpu != 0 && before.r12 == 0xb => {
+            td.parked_aps |= 1 << vcpu;
+            if td.parked_aps.count_ones() as usize + 1 == td.vcpus.len() {
+                td.milestone(
+                    Milestone::ApsInMailboxLoop,
+                    format_args!("every AP asked for its APIC ID from TDVF's mailbox loop"),
+                );
+            }
             Outcome::Continue
         }
         function::HLT => {

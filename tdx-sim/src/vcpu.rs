@@ -41,6 +41,8 @@ pub struct Vcpu {
     pub phase: Phase,
     /// Whether it can run.
     pub state: RunState,
+    /// The MSRs the TD owns that the VMCB does not hold.
+    pub native_msrs: alloc::collections::BTreeMap<u32, u64>,
 }
 
 /// Physical addresses the VMCB refers to.
@@ -129,6 +131,7 @@ impl Vcpu {
             fx: Box::new(FxArea::initial()),
             phase: Phase::ResetVector { held_cr3: None },
             state: RunState::Runnable,
+            native_msrs: alloc::collections::BTreeMap::new(),
         }
     }
 
@@ -174,6 +177,34 @@ impl Vcpu {
             8..=15 => self.gprs.r[usize::from(n - 8)] = value,
             _ => {}
         }
+    }
+
+    /// Injects exception `vector` with error code `code` at the next VMRUN.
+    pub fn inject_exception_with_code(&mut self, vector: u8, code: u32) {
+        // Valid, error code valid (bit 11), type 3, the vector, the code in bits 63:32.
+        self.vmcb.write64(
+            control::EVENT_INJECTION,
+            u64::from(code) << 32 | (1 << 31) | (1 << 11) | (3 << 8) | u64::from(vector),
+        );
+    }
+
+    /// Whether external interrupt can be injected now: the guest's RFLAGS.IF is set, it is not
+    /// in an interrupt shadow, and no other event is being injected at this VMRUN.
+    ///
+    /// (SVM's V_IRQ would let the CPU wait for the interrupt window itself, but QEMU 7.2's TCG
+    /// asserts when VMRUN finds V_IRQ set; tdx-sim looks for the window at every exit instead,
+    /// and the host tick makes one at least every millisecond.)
+    pub fn interruptible(&self) -> bool {
+        self.vmcb.read64(save::RFLAGS) & (1 << 9) != 0
+            && self.vmcb.read64(control::INTERRUPT_SHADOW) & 1 == 0
+            && self.vmcb.read64(control::EVENT_INJECTION) & (1 << 31) == 0
+    }
+
+    /// Injects external interrupt `vector` at the next VMRUN (call when [`Vcpu::interruptible`]).
+    pub fn inject_interrupt(&mut self, vector: u8) {
+        // Valid, type 0 (external interrupt), the vector.
+        self.vmcb
+            .write64(control::EVENT_INJECTION, (1 << 31) | u64::from(vector));
     }
 
     /// Injects exception `vector` (without an error code) at the next VMRUN.

@@ -3,7 +3,9 @@
 //! TD_HOB as private memory already added, all other RAM unaccepted, the TD HOB as QEMU writes
 //! it, MRTD from the measured pages; then the TD's vCPUs run.
 
-use crate::devices::{DebugExit, FwCfgFront, PassthroughMmio, PassthroughPorts};
+use crate::devices::{
+    CmosPorts, DebugExit, FwCfgPorts, MachineFwCfg, PassthroughMmio, PassthroughPorts,
+};
 use crate::host_efi::BootServicesHandle;
 use crate::layout::{Block, HIGH_RAM_START, Layout, SHARED_BIT};
 use crate::npt::Npt;
@@ -26,6 +28,16 @@ const LOW_RAM: u64 = 1 << 30;
 const HIGH_RAM: u64 = 512 << 20;
 /// tdx-sim's own heap: the model's tables, the nested tables, the VMCBs.
 const HEAP: u64 = 96 << 20;
+/// The MSRs a TD reaches through TDVMCALL that the VMM answers with a value, as KVM answers a
+/// TD: no MTRRs (MTRRcap 0, so firmware programs none) with write-back as the default type,
+/// IA32_FEATURE_CONTROL locked, no microcode revision to report.
+const KVM_MSRS: [(u32, u64); 5] = [
+    (0xfe, 0),             // IA32_MTRRCAP
+    (0x2ff, 0x806),        // IA32_MTRR_DEF_TYPE: enabled, WB
+    (0x3a, 0x1),           // IA32_FEATURE_CONTROL: locked
+    (0x17, 0),             // IA32_PLATFORM_ID
+    (0x8b, 0x1_0000_0000), // IA32_BIOS_SIGN_ID
+];
 /// fw_cfg names of the files `cargo xtask` passes.
 const TDVF_FILE: &str = "opt/tdx-sim/tdvf";
 const KERNEL_FILE: &str = "opt/tdx-sim/kernel";
@@ -134,6 +146,9 @@ pub fn build_and_run(boot_services: BootServicesHandle) -> Result<Infallible, St
     let module = TdxModule::new(ModelConfig {
         num_vcpus: NUM_VCPUS,
         mrtd,
+        // KVM leaves exposed registers that are not outputs as the TD had them, and TDVF's AP
+        // loop relies on it (it exposes RBX, its mailbox pointer, to TDVMCALL<CPUID>).
+        vmm_clobbers_exposed: false,
         ..ModelConfig::default()
     });
     for entry in ram.entries() {
@@ -153,7 +168,23 @@ pub fn build_and_run(boot_services: BootServicesHandle) -> Result<Infallible, St
         unsafe { module.add_backing(block.gpa, block.host as *mut u8, block.len) };
     }
     module.add_port_device(0, u16::MAX, alloc::boxed::Box::new(PassthroughPorts));
-    module.add_port_device(0x510, 12, alloc::boxed::Box::new(FwCfgFront::new(kernel)));
+    let files = tdx_sim::fw_cfg::KernelFiles {
+        kernel: KERNEL_FILE,
+        cmdline: None,
+    };
+    let fw_cfg = tdx_sim::fw_cfg::TdFwCfg::new(&mut MachineFwCfg, files, false)
+        .map_err(|e| format!("fw_cfg: {e}"))?;
+    module.add_port_device(0x510, 12, alloc::boxed::Box::new(FwCfgPorts(fw_cfg)));
+    let cmos = tdx_sim::cmos::TdCmos::new(tdx_sim::cmos::RamLayout {
+        below_4g: LOW_RAM,
+        above_4g: HIGH_RAM,
+    });
+    module.add_port_device(0x70, 2, alloc::boxed::Box::new(CmosPorts(cmos)));
+    for (index, value) in KVM_MSRS {
+        module.set_msr(index, value);
+    }
+    let apics = crate::apic_bank::ApicBank::new(NUM_VCPUS);
+    module.add_msr_device(alloc::boxed::Box::new(apics.clone()));
     let debug_exit = DebugExit::new();
     module.add_port_device(0xf4, 1, alloc::boxed::Box::new(debug_exit.clone()));
     module.add_mmio_device(
@@ -177,7 +208,15 @@ pub fn build_and_run(boot_services: BootServicesHandle) -> Result<Infallible, St
     unsafe { svm::enable(host_save_area) };
     x86_64::instructions::interrupts::enable();
 
-    let mut td = Td::new(layout, npt, module, debug_exit, NUM_VCPUS, hob_section.gpa);
+    let mut td = Td::new(
+        layout,
+        npt,
+        module,
+        debug_exit,
+        apics,
+        NUM_VCPUS,
+        hob_section.gpa,
+    );
     td.sync_mappings(0, HIGH_RAM_START + HIGH_RAM);
     // After the sync, which unmaps every GPA the module calls device space: the reset vector's
     // tables sit in such a hole.

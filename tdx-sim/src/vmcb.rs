@@ -123,6 +123,8 @@ pub mod exit {
     pub const VMRUN: u64 = 0x80;
     /// VMMCALL.
     pub const VMMCALL: u64 = 0x81;
+    /// INVD.
+    pub const INVD: u64 = 0x76;
     /// WBINVD.
     pub const WBINVD: u64 = 0x89;
     /// MONITOR.

@@ -15,6 +15,10 @@ const STEPS: &[Step] = &[
     ("loom model checks", loom),
     ("fuzz smoke runs", fuzz::smoke_all),
     ("mini-kernel boot in QEMU", kernel::boot_test),
+    (
+        "software TD: Debian's TDVF under tdx-sim",
+        crate::software_td::milestone_test,
+    ),
 ];
 
 pub fn run_all() -> Result<(), String> {
