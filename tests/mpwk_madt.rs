@@ -143,24 +143,72 @@ fn version_one_has_reset_vector() {
     );
 }
 
+/// The wakeup entries real firmware publishes (see the README's table): every one of them has a
+/// usable mailbox, and only edk2 2025.08's 24-byte version-1 entry has a reset vector (and TEST).
 #[test]
-fn version_one_of_sixteen_bytes_is_not_usable() {
-    // What older TDVF and td-shim published.
-    let bytes = madt(&[local_apic(0, 0, 1), wakeup(1, 16, 0x2000, 0)]);
-    let madt = Madt::parse(&bytes).unwrap();
-    assert_eq!(madt.mailbox(), None);
-    assert_eq!(
-        madt.wakeup(),
-        Err(WakeupUnusable::TruncatedV1 {
-            length: 16,
-            mailbox_address: 0x2000
-        })
-    );
+fn every_entry_real_firmware_writes_has_a_usable_mailbox() {
+    let cases = [
+        // edk2-stable202211..202305 (Debian bookworm's TDVF), td-shim before 2023-09.
+        ("edk2 2022.11", 1, 16, None),
+        // edk2-stable202311..202505, td-shim since 2023-09.
+        ("edk2 2023.11", 0, 16, None),
+        // edk2-stable202508 and later.
+        ("edk2 2025.08", 1, 24, Some(0x7FF7_D000)),
+    ];
+    for (firmware, version, length, reset_vector) in cases {
+        let bytes = madt(&[
+            local_apic(0, 0, 1),
+            local_apic(1, 1, 1),
+            wakeup(version, length, 0x7FF7_E000, 0x7FF7_D000),
+        ]);
+        let madt = Madt::parse(&bytes).unwrap();
+        let wakeup = madt
+            .mailbox()
+            .unwrap_or_else(|| panic!("{firmware}: no mailbox"));
+        assert_eq!(
+            wakeup,
+            MpWakeup {
+                version,
+                mailbox_address: 0x7FF7_E000,
+                reset_vector
+            },
+            "{firmware}"
+        );
+        assert_eq!(wakeup.supports_test(), reset_vector.is_some(), "{firmware}");
+    }
+}
+
+/// Linux's rule (`acpi_parse_mp_wake`): the mailbox of any entry of at least 16 bytes, the reset
+/// vector only with version >= 1 and length >= 24; a zero reset vector is none.
+#[test]
+fn the_reset_vector_needs_version_one_and_24_bytes() {
+    let cases: [(u16, u8, u64, Option<u64>); 6] = [
+        (0, 24, 0x5000, None), // version 0 defines no reset vector, whatever the length
+        (1, 16, 0x5000, None),
+        (1, 23, 0x5000, None),
+        (1, 24, 0x5000, Some(0x5000)),
+        (2, 24, 0x5000, Some(0x5000)),
+        (1, 24, 0, None),
+    ];
+    for (version, length, vector, expected) in cases {
+        let bytes = madt(&[local_apic(0, 0, 1), wakeup(version, length, 0x2000, vector)]);
+        let wakeup = Madt::parse(&bytes).unwrap().mailbox();
+        assert_eq!(
+            wakeup.map(|w| (w.mailbox_address, w.reset_vector)),
+            Some((0x2000, expected)),
+            "version {version}, {length} bytes"
+        );
+        // TEST is edk2 2025.08's command of the version-1 entry; older firmware parks the AP.
+        assert_eq!(
+            wakeup.is_some_and(|w| w.supports_test()),
+            version == 1 && expected.is_some()
+        );
+    }
 }
 
 #[test]
 fn unusable_mailboxes() {
-    let cases: [(Vec<u8>, WakeupUnusable); 6] = [
+    let cases: [(Vec<u8>, WakeupUnusable); 5] = [
         (wakeup(0, 16, 0, 0), WakeupUnusable::NullMailbox),
         (
             wakeup(0, 16, 0x1234, 0),
@@ -173,10 +221,6 @@ fn unusable_mailboxes() {
         (
             wakeup(0, 16, 0xFFFF_FFFF_FFFF_F000, 0),
             WakeupUnusable::MailboxOverflows(0xFFFF_FFFF_FFFF_F000),
-        ),
-        (
-            wakeup(2, 24, 0x1000, 0x5000),
-            WakeupUnusable::UnknownVersion(2),
         ),
         (wakeup(1, 24, 0, 0x5000), WakeupUnusable::NullMailbox),
     ];
@@ -353,8 +397,10 @@ proptest! {
             }
             if let Some(mailbox) = madt.mailbox() {
                 prop_assert!(mailbox.mailbox_address != 0 && mailbox.mailbox_address % 4096 == 0);
-                prop_assert!(mailbox.version <= 1);
-                prop_assert_eq!(mailbox.reset_vector.is_some(), mailbox.version == 1);
+                if mailbox.reset_vector.is_some() {
+                    prop_assert!(mailbox.version >= 1);
+                }
+                prop_assert!(!mailbox.supports_test() || mailbox.reset_vector.is_some());
             }
         }
     }

@@ -393,7 +393,9 @@ fn refuses_reserved_ids_and_a_busy_mailbox() {
         Err(WakeError::InvalidApicId(0xFFFF_FFFE))
     );
     // A command left pending (by a VMM or an earlier owner of the page).
-    Mailbox::new(h.mailbox).post(tdx_boot::mpwk::Command::Wakeup, 3, 0x9000);
+    Mailbox::new(h.mailbox)
+        .post(tdx_boot::mpwk::Command::Wakeup, 3, 0x9000)
+        .unwrap();
     assert_eq!(
         waker.wake(block(3), seconds(0.01)).map(|b| b.apic_id),
         Err(WakeError::MailboxBusy { command: 1 })
@@ -579,11 +581,13 @@ fn raw_head(page: &MailboxPage) -> [u8; 16] {
 fn wire_layout_of_a_posted_wakeup() {
     let page: &'static MailboxPage = leak_mailbox();
     let mailbox = Mailbox::new(page);
-    mailbox.post(
-        tdx_boot::mpwk::Command::Wakeup,
-        0x0102_0304,
-        0x1122_3344_5566_7788,
-    );
+    mailbox
+        .post(
+            tdx_boot::mpwk::Command::Wakeup,
+            0x0102_0304,
+            0x1122_3344_5566_7788,
+        )
+        .unwrap();
     let bytes = raw_head(page);
     assert_eq!(&bytes[0..2], &1u16.to_le_bytes(), "command");
     assert_eq!(&bytes[2..4], &[0, 0], "reserved");
@@ -623,4 +627,40 @@ fn garbage_in_the_reserved_half_is_cleared_by_the_post() {
         Ok(12)
     );
     assert_eq!(h.finish(aps), vec![Some(expected_arrival(12))]);
+}
+
+/// Command 2 never reaches firmware that is not known to implement TEST: edk2 2022.11 to 2025.05
+/// (16-byte entries) park an AP that sees it for ever. Only a version-1 entry with a reset vector
+/// (edk2 2025.08) lets it through.
+#[test]
+fn test_command_is_refused_without_a_version_one_entry() {
+    use tdx_boot::mpwk::{Command, MpWakeup, PostError};
+    let mailbox = Mailbox::new(leak_mailbox());
+    assert_eq!(
+        mailbox.post(Command::Test, 5, 0),
+        Err(PostError::TestUnsupported)
+    );
+    assert!(mailbox.is_idle(), "TEST was posted: {mailbox:?}");
+    let entries = [
+        (1, None, false),         // edk2 2022.11: version 1, 16 bytes
+        (0, None, false),         // edk2 2023.11: version 0, 16 bytes
+        (2, Some(0x7000), false), // a version this crate does not know TEST for
+        (1, Some(0x7000), true),  // edk2 2025.08: version 1, 24 bytes
+    ];
+    for (version, reset_vector, allowed) in entries {
+        let entry = MpWakeup {
+            version,
+            mailbox_address: 0x7FF7_E000,
+            reset_vector,
+        };
+        let mailbox = Mailbox::new(leak_mailbox()).for_entry(&entry);
+        assert_eq!(mailbox.supports_test(), allowed, "{entry:?}");
+        assert_eq!(mailbox.post(Command::Test, 5, 0).is_ok(), allowed);
+        let expected = if allowed { Command::Test as u16 } else { 0 };
+        assert_eq!(mailbox.command_raw(), expected, "{entry:?}");
+        // WAKEUP goes through whatever the entry.
+        let mailbox = Mailbox::new(leak_mailbox()).for_entry(&entry);
+        assert_eq!(mailbox.post(Command::Wakeup, 5, 0x8000), Ok(()));
+        assert_eq!(mailbox.firmware_poll(5), Some(0x8000));
+    }
 }

@@ -29,7 +29,8 @@
 //! mpwk::check_mailbox_placement(wakeup.mailbox_address, memory_map.iter().copied()).ok()?;
 //! mpwk::check_mailbox_private(wakeup.mailbox_address, gpaw).ok()?;
 //! // SAFETY: the kernel mapped the mailbox page (private, write-back) at this address for good.
-//! let mailbox = unsafe { Mailbox::from_address(map_mailbox(wakeup.mailbox_address)) };
+//! let mailbox = unsafe { Mailbox::from_address(map_mailbox(wakeup.mailbox_address)) }
+//!     .for_entry(&wakeup);
 //! let trampoline = mpwk::install_trampoline(page, page_phys).ok()?;
 //! let mut waker = MpWaker::new(mailbox, &trampoline);
 //! let budget = |_apic_id| { let mut spins = 0u64; move || { spins += 1; spins < 100_000_000 } };
@@ -47,7 +48,7 @@ pub mod wake;
 
 pub use ap_boot::{ApBoot, ApEntry, ApState};
 pub use madt::{Madt, MadtError, MpWakeup, Processor, WakeupUnusable};
-pub use mailbox::{Command, Mailbox, MailboxPage};
+pub use mailbox::{Command, Mailbox, MailboxPage, PostError};
 pub use placement::{
     PlacementError, check_mailbox_in_memory_map, check_mailbox_placement, check_mailbox_private,
 };

@@ -120,7 +120,9 @@ impl<'a> MpWaker<'a> {
         }
         let boot: &'static ApBoot = boot;
         self.trampoline.publish(boot);
-        self.mailbox
+        // WAKEUP is never refused: only TEST depends on the firmware.
+        let _ = self
+            .mailbox
             .post(Command::Wakeup, apic_id, self.trampoline.wakeup_vector());
 
         while !self.mailbox.is_idle() {
