@@ -11,6 +11,7 @@
 //! | [`madt`] | parse and validate the MADT: enabled APIC IDs, the wakeup entry |
 //! | [`rsdp`] | find the MADT from the RSDP (RSDP -> XSDT/RSDT -> "APIC"), checksums checked |
 //! | [`placement`] | the mailbox lies in reserved / ACPI NVS memory of the memory map |
+//! | [`parked_ap_memory`] | the firmware page tables parked APs run on, held back from the allocator |
 //! | [`mailbox`] | the mailbox page, accessed only through atomics |
 //! | [`ap_boot`] | the per-AP boot block (CR3, GDT, IDT, selectors, stack, entry, argument) |
 //! | [`trampoline`] | the AP's 64-bit code from firmware state to kernel state, and its handshake |
@@ -41,6 +42,7 @@
 pub mod ap_boot;
 pub mod madt;
 pub mod mailbox;
+pub mod parked_ap_memory;
 pub mod placement;
 pub mod rsdp;
 pub mod trampoline;
@@ -49,6 +51,7 @@ pub mod wake;
 pub use ap_boot::{ApBoot, ApEntry, ApState};
 pub use madt::{Madt, MadtError, MpWakeup, Processor, WakeupUnusable};
 pub use mailbox::{Command, Mailbox, MailboxPage, PostError};
+pub use parked_ap_memory::{TDVF_PARKED_AP_PAGE_TABLES, hold_back_parked_ap_memory};
 pub use placement::{
     PlacementError, check_mailbox_in_memory_map, check_mailbox_placement, check_mailbox_private,
 };

@@ -54,7 +54,7 @@ pub unsafe fn wake_aps<const N: usize>(
         .map_err(WakeFailure::Placement)?;
     // SAFETY: the placement checks put the page in private firmware memory, which stays
     // identity-mapped and is never handed out.
-    let mailbox = unsafe { Mailbox::from_address(wakeup.mailbox_address) };
+    let mailbox = unsafe { Mailbox::from_address(wakeup.mailbox_address) }.for_entry(&wakeup);
     // SAFETY: the caller gives us the page, identity-mapped (virtual = physical).
     let page =
         unsafe { &mut *(trampoline_page as *mut [u8; mpwk::trampoline::TRAMPOLINE_PAGE_SIZE]) };
