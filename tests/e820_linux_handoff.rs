@@ -128,7 +128,7 @@ fn linux_table_for_67000m_crosses_a_page_and_has_an_odd_size() {
     let bytes = &pages[at..at + len];
     let table = UnacceptedBitmap::parse(bytes).unwrap();
     assert_eq!(table.bitmap().len(), 4060);
-    assert_eq!(table.ranges().collect::<Vec<_>>(), [4096 * MIB..TOP]);
+    assert_eq!(table.ranges().collect::<Vec<_>>(), vec![4096 * MIB..TOP]);
     // The last byte holds the last 4 units only.
     assert_eq!(table.bitmap()[4059], 0x0f);
     assert!(table.is_unaccepted(TOP - 1));
