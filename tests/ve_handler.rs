@@ -608,3 +608,64 @@ fn a_context_saves_the_vp_info_query_and_keeps_the_checks() {
         Err(VeError::PrivateGpa(private))
     );
 }
+
+/// Linux's `virt_exception_user`: from user mode only CPUID is emulated; HLT, port IO, MSRs and
+/// MMIO are refused before anything reaches the VMM, and the frame is left as it was.
+#[test]
+fn user_mode_gets_cpuid_and_nothing_else() {
+    let td = module();
+    let (_device, base) = with_device(&td);
+    let user = Frame {
+        cs: 0x33,
+        ss: 0x2b,
+        ..frame()
+    };
+    let refused = [
+        instruction(VeInfo::EXIT_REASON_HLT, 1),
+        io(0x3f8, 1, false),
+        io(0x60, 1, true),
+        instruction(VeInfo::EXIT_REASON_RDMSR, 2),
+        instruction(VeInfo::EXIT_REASON_WRMSR, 2),
+        ept(base),
+    ];
+    for info in refused {
+        let mut frame = user;
+        td.inject_ve(0, info);
+        assert_eq!(
+            handle_with_code(&td.vcpu(0), &mut frame, &[0x8b, 0x07]),
+            Err(VeError::UserMode),
+            "exit reason {}",
+            info.exit_reason
+        );
+        assert_untouched(&td, &user, &frame);
+    }
+    for function in [
+        function::HLT,
+        function::IO,
+        function::RDMSR,
+        function::WRMSR,
+        function::REQUEST_MMIO,
+    ] {
+        assert_eq!(
+            td.vmcall_count(function),
+            0,
+            "{function:#x} reached the VMM"
+        );
+    }
+
+    let answer = CpuidResult {
+        eax: 0x4000_0001,
+        ebx: 1,
+        ecx: 2,
+        edx: 3,
+    };
+    td.set_cpuid(0x4000_0000, 0, answer);
+    let mut frame = Frame {
+        rax: 0x4000_0000,
+        rcx: 0,
+        ..user
+    };
+    td.inject_ve(0, instruction(VeInfo::EXIT_REASON_CPUID, 2));
+    handle_with_code(&td.vcpu(0), &mut frame, &[]).unwrap();
+    assert_eq!((frame.rax, frame.rbx, frame.rip), (0x4000_0001, 1, RIP + 2));
+}

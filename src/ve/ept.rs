@@ -18,6 +18,8 @@ pub(super) fn emulate(
     code: Code<'_>,
     context: Option<&VeContext>,
 ) -> Result<(), VeError> {
+    // The dispatcher refuses user mode for every exit but CPUID; kept here as well because
+    // decoding at RIP below relies on it.
     if frame.is_user_mode() {
         return Err(VeError::UserMode);
     }

@@ -46,7 +46,8 @@ pub enum VeError {
     PrivateGpa(u64),
     /// An EPT violation outside the TD's guest physical address width.
     GpaOutOfRange(u64),
-    /// An MMIO access from user mode (CPL 3): the kernel does not emulate those.
+    /// A #VE from user mode (CS.RPL 3) other than CPUID: HLT, port IO, MSR and MMIO exits are
+    /// emulated for the kernel only, as in Linux; a kernel usually sends the process a signal.
     UserMode,
     /// The access would cross a 4 KiB page, so part of it may not be MMIO.
     CrossesPage {
@@ -87,7 +88,7 @@ impl fmt::Display for VeError {
             Self::StringIo { port } => write!(f, "string/REP port IO on {port:#x}"),
             Self::PrivateGpa(gpa) => write!(f, "EPT violation on private GPA {gpa:#x}"),
             Self::GpaOutOfRange(gpa) => write!(f, "EPT violation beyond GPAW: {gpa:#x}"),
-            Self::UserMode => f.write_str("MMIO from user mode"),
+            Self::UserMode => f.write_str("#VE from user mode other than CPUID"),
             Self::CrossesPage { gpa, size } => {
                 write!(f, "MMIO of {size} bytes at {gpa:#x} crosses a page")
             }
