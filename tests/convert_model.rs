@@ -1,6 +1,8 @@
 //! Private <-> shared conversion against the model: round trips, MapGPA chunking, hostile R11
 //! values, VMM refusals, mapper failures, accept failures, and the shared pool.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 use tdx_boot::accept::{AcceptError, accept_range};
@@ -10,7 +12,7 @@ use tdx_boot::convert::{
 };
 use tdx_boot::model::{MapGpaFault, ModelConfig, PageState, TdxModule};
 use tdx_boot::tdcall::vmcall::{VmcallError, function};
-use tdx_boot::tdcall::{Regs, TdCall, TdxStatus, VmcallStatus, leaf, vp_info};
+use tdx_boot::tdcall::{TdxStatus, VmcallStatus, leaf, vp_info};
 
 const K4: u64 = 0x1000;
 const M2: u64 = 0x20_0000;
@@ -619,23 +621,6 @@ fn map_gpa_range_refuses_a_mask_or_range_that_would_convert_the_wrong_way() {
     assert_eq!(states(&tdx, 0, 4 * M2), [PageState::Private]);
 }
 
-/// A vCPU whose module refuses the ACCEPT of one GPA (any level) with EPT_WALK_FAILED.
-struct RefusesAcceptAt<T> {
-    cpu: T,
-    gpa: u64,
-}
-
-impl<T: TdCall> TdCall for RefusesAcceptAt<T> {
-    unsafe fn tdcall(&self, regs: &mut Regs) {
-        if regs.rax == leaf::MEM_PAGE_ACCEPT && regs.rcx & !0xfff == self.gpa {
-            regs.rax = TdxStatus::EPT_WALK_FAILED.raw();
-            return;
-        }
-        // SAFETY: forwarded unchanged; the caller upholds the contract.
-        unsafe { self.cpu.tdcall(regs) }
-    }
-}
-
 #[test]
 fn a_failed_accept_mid_range_is_reported_page_exactly() {
     // On a 2 MiB host the refusal of the second block; on a 4 KiB host of a page inside one.
@@ -649,9 +634,10 @@ fn a_failed_accept_mid_range_is_reported_page_exactly() {
         });
         let shared_mask = vp_info(&tdx.vcpu(0)).unwrap().shared_mask();
         tdx.add_memory(0, 4 * M2, PageState::Shared);
-        let cpu = RefusesAcceptAt {
+        let cpu = common::RefusesAccept {
             cpu: tdx.vcpu(0),
-            gpa: refused,
+            start: refused,
+            end: refused + K4,
         };
         let mut mapper = TableMapper::mapping(0, 3 * M2);
         for s in mapper.shared.values_mut() {
