@@ -72,6 +72,18 @@ fn ept(gpa: u64) -> VeInfo {
     }
 }
 
+/// Injects `info`, handles it on `frame` with the instruction bytes `code` and asserts the
+/// handler refused with `expected`, leaving the frame as it was.
+fn assert_refused(td: &TdxModule, info: VeInfo, frame: Frame, code: &[u8], expected: VeError) {
+    let mut after = frame;
+    td.inject_ve(0, info);
+    assert_eq!(
+        handle_with_code(&td.vcpu(0), &mut after, code),
+        Err(expected)
+    );
+    assert_untouched(td, &frame, &after);
+}
+
 /// Asserts a failed handling left the frame untouched and consumed the #VE information.
 fn assert_untouched(td: &TdxModule, before: &Frame, after: &Frame) {
     assert_eq!(
@@ -453,14 +465,8 @@ fn ept_violation_error_paths() {
         ),
         (ept(1 << 50), frame(), load, VeError::GpaOutOfRange(1 << 50)),
     ];
-    for (info, mut frame, code, expected) in cases {
-        let before = frame;
-        td.inject_ve(0, info);
-        assert_eq!(
-            handle_with_code(&td.vcpu(0), &mut frame, code),
-            Err(expected)
-        );
-        assert_untouched(&td, &before, &frame);
+    for (info, frame, code, expected) in cases {
+        assert_refused(&td, info, frame, code, expected);
     }
     assert_eq!(td.vmcall_count(function::REQUEST_MMIO), 0);
 
@@ -641,15 +647,7 @@ fn user_mode_gets_cpuid_and_nothing_else() {
         ept(base),
     ];
     for info in refused {
-        let mut frame = user;
-        td.inject_ve(0, info);
-        assert_eq!(
-            handle_with_code(&td.vcpu(0), &mut frame, &[0x8b, 0x07]),
-            Err(VeError::UserMode),
-            "exit reason {}",
-            info.exit_reason
-        );
-        assert_untouched(&td, &user, &frame);
+        assert_refused(&td, info, user, &[0x8b, 0x07], VeError::UserMode);
     }
     for function in [
         function::HLT,
@@ -766,14 +764,7 @@ fn the_decoded_address_must_be_the_one_that_faulted() {
         ),
     ];
     for (info, code, expected) in cases {
-        let mut frame = frame();
-        let before = frame;
-        td.inject_ve(0, info);
-        assert_eq!(
-            handle_with_code(&td.vcpu(0), &mut frame, code),
-            Err(expected)
-        );
-        assert_untouched(&td, &before, &frame);
+        assert_refused(&td, info, frame(), code, expected);
     }
     assert_eq!(td.vmcall_count(function::REQUEST_MMIO), 0);
 
