@@ -43,6 +43,17 @@ pub enum Command {
     Test = 2,
 }
 
+/// What [`Mailbox::firmware_serve`] found for the polling AP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FirmwareRequest {
+    /// Nothing for this AP.
+    None,
+    /// WAKEUP, acknowledged: jump to this vector.
+    Wakeup(u64),
+    /// TEST, acknowledged: keep looping.
+    Tested,
+}
+
 /// Why [`Mailbox::post`] refused a command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PostError {
@@ -235,6 +246,27 @@ impl<'a> Mailbox<'a> {
         // The vector is read before the acknowledgement: after NOOP the OS may rewrite it.
         self.page.head.store(0, Ordering::Release);
         Some(vector)
+    }
+
+    /// Firmware side as edk2 2025.08's loop (version-1 entry with a reset vector) serves it: a
+    /// WAKEUP for `my_apic_id` as [`Mailbox::firmware_poll`]; a TEST for `my_apic_id` is
+    /// acknowledged (command and APIC ID zeroed) and the AP keeps looping. Anything else is left
+    /// alone, never acknowledged.
+    ///
+    /// For test harnesses and test kernels that play that firmware.
+    pub fn firmware_serve(&self, my_apic_id: u32) -> FirmwareRequest {
+        let head = self.page.head.load(Ordering::Acquire);
+        if (head >> 32) as u32 != my_apic_id {
+            return FirmwareRequest::None;
+        }
+        if head & 0xFFFF_FFFF == Command::Test as u64 {
+            self.page.head.store(0, Ordering::Release);
+            return FirmwareRequest::Tested;
+        }
+        match self.firmware_poll(my_apic_id) {
+            Some(vector) => FirmwareRequest::Wakeup(vector),
+            None => FirmwareRequest::None,
+        }
     }
 
     /// Firmware side without the wake-up: acknowledge whatever command is pending (models a

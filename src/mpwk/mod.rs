@@ -15,7 +15,9 @@
 //! | [`mailbox`] | the mailbox page, accessed only through atomics |
 //! | [`ap_boot`] | the per-AP boot block (CR3, GDT, IDT, selectors, stack, entry, argument) |
 //! | [`trampoline`] | the AP's 64-bit code from firmware state to kernel state, and its handshake |
-//! | [`wake`] | the BSP's protocol: one AP at a time, bounded waits, no reuse after a timeout |
+//! | [`wake`] | the BSP's protocol: one AP at a time, bounded waits, no reuse after a timeout, TEST |
+//! | [`reset_vector`] | an AP handed back to the firmware through the version-1 reset vector |
+//! | [`kexec`] | the hand-over to a kexec'd kernel: APs back, unaccepted table, truthful MADT |
 //!
 //! # Using it
 //! ```no_run
@@ -40,23 +42,27 @@
 //! ```
 
 pub mod ap_boot;
+pub mod kexec;
 pub mod madt;
 pub mod mailbox;
 pub mod parked_ap_memory;
 pub mod placement;
+pub mod reset_vector;
 pub mod rsdp;
 pub mod trampoline;
 pub mod wake;
 
 pub use ap_boot::{ApBoot, ApEntry, ApState};
+pub use kexec::{HandOverError, HandOverReport, hand_over};
 pub use madt::{Madt, MadtError, MpWakeup, Processor, WakeupUnusable};
-pub use mailbox::{Command, Mailbox, MailboxPage, PostError};
+pub use mailbox::{Command, FirmwareRequest, Mailbox, MailboxPage, PostError};
 pub use parked_ap_memory::{TDVF_PARKED_AP_PAGE_TABLES, hold_back_parked_ap_memory};
 pub use placement::{
     PlacementError, check_mailbox_in_memory_map, check_mailbox_placement, check_mailbox_private,
 };
+pub use reset_vector::{ResetVectorError, return_to_firmware, return_to_firmware_code};
 pub use rsdp::{RsdpError, find_madt, find_table};
 pub use trampoline::{BootSlot, Trampoline, TrampolineError, install_trampoline};
-pub use wake::{MpWaker, WakeAllError, WakeError};
+pub use wake::{MpWaker, TestError, WakeAllError, WakeError};
 /// The GDTR/IDTR image stored in [`ApBoot`] (re-exported from `x86_64`).
 pub use x86_64::structures::DescriptorTablePointer;

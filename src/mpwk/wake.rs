@@ -142,6 +142,46 @@ impl<'a> MpWaker<'a> {
         Ok(boot)
     }
 
+    /// Asks the AP `apic_id` to prove it is back in the firmware's loop (after it went through the
+    /// reset vector, see [`super::return_to_firmware`]) with the TEST command, and waits for the
+    /// acknowledgement; `keep_waiting` is called once per poll and bounds the wait (Linux waits
+    /// 1 s). Afterwards the AP can be woken again with [`MpWaker::wake`].
+    ///
+    /// Only through a mailbox bound to a version-1 entry with a reset vector
+    /// ([`super::Mailbox::for_entry`]); anywhere else TEST is never sent
+    /// ([`TestError::Unsupported`]).
+    pub fn test(
+        &mut self,
+        apic_id: u32,
+        mut keep_waiting: impl FnMut() -> bool,
+    ) -> Result<(), TestError> {
+        if !self.mailbox.supports_test() {
+            return Err(TestError::Unsupported);
+        }
+        if apic_id == APIC_ID_INVALID || apic_id == APIC_ID_BROADCAST {
+            return Err(TestError::InvalidApicId(apic_id));
+        }
+        if !self.poll_pending() {
+            return Err(TestError::Busy {
+                pending_apic_id: self.pending().unwrap_or(apic_id),
+            });
+        }
+        let command = self.mailbox.command_raw();
+        if command != Command::Noop as u16 {
+            return Err(TestError::MailboxBusy { command });
+        }
+        self.mailbox
+            .post(Command::Test, apic_id, 0)
+            .map_err(|_| TestError::Unsupported)?;
+        while !self.mailbox.is_idle() {
+            if !keep_waiting() {
+                return Err(TestError::NotAcknowledged { apic_id });
+            }
+            core::hint::spin_loop();
+        }
+        Ok(())
+    }
+
     /// Wakes every enabled processor of `madt` except `self_apic_id` (the caller), each APIC ID
     /// once, in table order, stopping at the first failure (after a timeout the slot is taken).
     ///
@@ -190,6 +230,32 @@ impl<'a> MpWaker<'a> {
     }
 }
 
+/// Why [`MpWaker::test`] could not confirm an AP is back in the firmware's loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TestError {
+    /// The mailbox is not bound to a wakeup entry that implements TEST (version 1 with a reset
+    /// vector): older firmware would park the AP for good, so nothing was posted.
+    Unsupported,
+    /// The APIC ID is one the firmware reads as "invalid" or "broadcast".
+    InvalidApicId(u32),
+    /// The mailbox's command was not NOOP: someone else's command is pending.
+    MailboxBusy {
+        /// The command found.
+        command: u16,
+    },
+    /// An earlier wake timed out and that AP may still take the mailbox's next command.
+    Busy {
+        /// That AP's APIC ID.
+        pending_apic_id: u32,
+    },
+    /// No acknowledgement before the budget ran out: the AP is not (yet) in the loop. The TEST
+    /// stays posted; a later acknowledgement still frees the mailbox.
+    NotAcknowledged {
+        /// The AP's APIC ID.
+        apic_id: u32,
+    },
+}
+
 /// [`MpWaker::wake_all`] stopped early.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WakeAllError {
@@ -229,6 +295,32 @@ impl core::fmt::Display for WakeError {
 }
 
 impl core::error::Error for WakeError {}
+
+impl core::fmt::Display for TestError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Unsupported => {
+                f.write_str("the wakeup entry has no TEST (version 1 with a reset vector needed)")
+            }
+            Self::InvalidApicId(id) => write!(f, "APIC ID {id:#x} cannot be tested"),
+            Self::MailboxBusy { command } => {
+                write!(f, "the wakeup mailbox already holds command {command}")
+            }
+            Self::Busy { pending_apic_id } => write!(
+                f,
+                "AP {pending_apic_id} timed out earlier and may still take the mailbox"
+            ),
+            Self::NotAcknowledged { apic_id } => {
+                write!(
+                    f,
+                    "AP {apic_id} did not answer TEST: not back in the firmware loop"
+                )
+            }
+        }
+    }
+}
+
+impl core::error::Error for TestError {}
 
 impl core::fmt::Display for WakeAllError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
