@@ -4,6 +4,8 @@
 
 #[path = "common/acpi.rs"]
 mod acpi;
+#[path = "common/ap_state.rs"]
+mod ap_state;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -11,13 +13,13 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use acpi::{local_apic, madt, wakeup};
+use ap_state::state;
 use tdx_boot::e820::{MemoryMap, RegionKind, UnacceptedBitmap};
 use tdx_boot::mpwk::{
-    ApBoot, ApState, BootSlot, DescriptorTablePointer, FirmwareRequest, Madt, Mailbox, MailboxPage,
-    MpWaker, MpWakeup, ResetVectorError, TestError, Trampoline, hand_over, install_trampoline,
-    return_to_firmware, return_to_firmware_code,
+    ApBoot, BootSlot, FirmwareRequest, Madt, Mailbox, MailboxPage, MpWaker, MpWakeup,
+    ResetVectorError, Trampoline, WakeError, hand_over, install_trampoline, return_to_firmware,
+    return_to_firmware_code,
 };
-use x86_64::VirtAddr;
 
 const MAILBOX: u64 = 0x7FF7_E000;
 const RESET_VECTOR: u64 = 0x7FF7_D000;
@@ -40,21 +42,12 @@ extern "C" fn never_called(_: &ApBoot) -> ! {
 }
 
 fn block(apic_id: u32, arg: u64) -> &'static mut ApBoot {
-    let state = ApState {
-        cr3: 0x1234_5000,
-        gdtr: DescriptorTablePointer {
-            limit: 23,
-            base: VirtAddr::new(0xFFFF_8000_0000_1000),
-        },
-        idtr: DescriptorTablePointer {
-            limit: 4095,
-            base: VirtAddr::new(0xFFFF_8000_0000_2000),
-        },
-        code_selector: 8,
-        data_selector: 16,
-        stack_top: 0x10_0000,
-    };
-    Box::leak(Box::new(ApBoot::new(apic_id, state, never_called, arg)))
+    Box::leak(Box::new(ApBoot::new(
+        apic_id,
+        state(0x10_0000),
+        never_called,
+        arg,
+    )))
 }
 
 fn seconds(s: f64) -> impl FnMut() -> bool {
@@ -151,7 +144,7 @@ fn an_ap_sent_back_answers_test_and_is_woken_again_with_a_new_block() {
     // While the AP runs the kernel it cannot answer: the bounded TEST gives up.
     assert_eq!(
         waker.test(3, seconds(0.05)),
-        Err(TestError::NotAcknowledged { apic_id: 3 })
+        Err(WakeError::TestNotAcknowledged { apic_id: 3 })
     );
     // The AP goes back through the reset vector; the TEST still posted is answered there.
     ap.go_offline.store(true, Ordering::Release);
@@ -206,7 +199,7 @@ fn test_is_never_sent_to_firmware_without_it() {
             None => Mailbox::new(page),
         };
         let mut waker = MpWaker::new(mailbox, trampoline);
-        assert_eq!(waker.test(1, seconds(0.2)), Err(TestError::Unsupported));
+        assert_eq!(waker.test(1, seconds(0.2)), Err(WakeError::TestUnsupported));
         assert!(Mailbox::new(page).is_idle());
         if let Some(entry) = entry {
             // SAFETY: without a reset vector the call returns at once and executes nothing.
@@ -235,7 +228,7 @@ fn the_reset_stub_fits_one_page_and_refuses_bad_ids() {
     for id in [0xFFFF_FFFF, 0xFFFF_FFFE] {
         assert_eq!(
             waker.test(id, seconds(0.01)),
-            Err(TestError::InvalidApicId(id))
+            Err(WakeError::InvalidApicId(id))
         );
     }
     Mailbox::new(page)
@@ -243,7 +236,7 @@ fn the_reset_stub_fits_one_page_and_refuses_bad_ids() {
         .unwrap();
     assert_eq!(
         waker.test(1, seconds(0.01)),
-        Err(TestError::MailboxBusy { command: 1 })
+        Err(WakeError::MailboxBusy { command: 1 })
     );
 }
 
@@ -287,7 +280,7 @@ fn kexec_hand_over_with_a_reset_vector_disables_only_the_aps_not_back() {
     assert_eq!(report.aps_back, 2);
     assert_eq!(
         report.first_not_back,
-        Some((3, TestError::NotAcknowledged { apic_id: 3 }))
+        Some((3, WakeError::TestNotAcknowledged { apic_id: 3 }))
     );
     assert_eq!(report.processors_disabled, 1);
     assert!(!report.mailbox_cleared);
@@ -341,7 +334,7 @@ fn kexec_hand_over_without_a_reset_vector_clears_the_mailbox() {
     .unwrap();
     assert!(report.mailbox_cleared);
     assert_eq!(report.aps_back, 0);
-    assert_eq!(report.first_not_back, Some((1, TestError::Unsupported)));
+    assert_eq!(report.first_not_back, Some((1, WakeError::TestUnsupported)));
     assert!(Mailbox::new(page).is_idle(), "no TEST was posted");
     let next = Madt::parse(&table).expect("checksum fixed");
     assert_eq!(next.mailbox(), None, "the next kernel waits for no AP");

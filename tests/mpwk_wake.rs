@@ -1,19 +1,21 @@
 //! The wake protocol on a real mailbox page, with host threads playing TDVF's AP loop and the AP's
 //! trampoline (its data side: read the boot slot, check the block, set started).
 
+#[path = "common/ap_state.rs"]
+mod ap_state;
+
+use ap_state::{KERNEL_CR3, state};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use tdx_boot::mpwk::{
-    ApBoot, ApState, BootSlot, DescriptorTablePointer, Madt, Mailbox, MailboxPage, MpWaker,
-    Trampoline, WakeAllError, WakeError, install_trampoline,
+    ApBoot, BootSlot, Madt, Mailbox, MailboxPage, MpWaker, Trampoline, WakeAllError, WakeError,
+    install_trampoline,
 };
-use x86_64::VirtAddr;
 
 const TRAMPOLINE_PHYS: u64 = 0x8000;
-const KERNEL_CR3: u64 = 0x1234_5000;
 
 #[repr(C, align(4096))]
 struct Page([u8; 4096]);
@@ -21,23 +23,6 @@ struct Page([u8; 4096]);
 extern "C" fn never_called(_: &ApBoot) -> ! {
     loop {
         thread::park();
-    }
-}
-
-fn state(stack_top: u64) -> ApState {
-    ApState {
-        cr3: KERNEL_CR3,
-        gdtr: DescriptorTablePointer {
-            limit: 23,
-            base: VirtAddr::new(0xFFFF_8000_0000_1000),
-        },
-        idtr: DescriptorTablePointer {
-            limit: 4095,
-            base: VirtAddr::new(0xFFFF_8000_0000_2000),
-        },
-        code_selector: 8,
-        data_selector: 16,
-        stack_top,
     }
 }
 

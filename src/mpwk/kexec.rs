@@ -21,7 +21,7 @@ use core::ops::Range;
 use super::madt::{
     ENTRY_LOCAL_APIC, ENTRY_LOCAL_X2APIC, ENTRY_MP_WAKEUP, MADT_ENTRIES_OFFSET, Madt, MadtError,
 };
-use super::wake::{MpWaker, TestError};
+use super::wake::{MpWaker, WakeError};
 use crate::e820::{MemoryMap, UNACCEPTED_UNIT_SIZE, UnacceptedTableError, encode_unaccepted_table};
 
 /// Offset of the checksum byte in an ACPI table header.
@@ -35,7 +35,7 @@ pub struct HandOverReport {
     /// APs that answered TEST: back in the firmware's loop, ready for the next kernel.
     pub aps_back: usize,
     /// The first AP that is not back, and why (its processor entry is now disabled).
-    pub first_not_back: Option<(u32, TestError)>,
+    pub first_not_back: Option<(u32, WakeError)>,
     /// Processor entries whose Enabled flag was cleared.
     pub processors_disabled: usize,
     /// The MADT's mailbox address was set to 0: the entry has no reset vector, so no AP can be

@@ -63,6 +63,6 @@ pub use placement::{
 pub use reset_vector::{ResetVectorError, return_to_firmware, return_to_firmware_code};
 pub use rsdp::{RsdpError, find_madt, find_table};
 pub use trampoline::{BootSlot, Trampoline, TrampolineError, install_trampoline};
-pub use wake::{MpWaker, TestError, WakeAllError, WakeError};
+pub use wake::{MpWaker, WakeAllError, WakeError};
 /// The GDTR/IDTR image stored in [`ApBoot`] (re-exported from `x86_64`).
 pub use x86_64::structures::DescriptorTablePointer;

@@ -43,6 +43,16 @@ pub enum WakeError {
         /// The AP's APIC ID.
         apic_id: u32,
     },
+    /// [`MpWaker::test`]: the mailbox is not bound to a wakeup entry that implements TEST
+    /// (version 1 with a reset vector): older firmware would park the AP for good, so nothing
+    /// was posted.
+    TestUnsupported,
+    /// [`MpWaker::test`]: no acknowledgement before the budget ran out, so the AP is not (yet)
+    /// in the firmware's loop. The TEST stays posted; a later acknowledgement frees the mailbox.
+    TestNotAcknowledged {
+        /// The AP's APIC ID.
+        apic_id: u32,
+    },
 }
 
 impl WakeError {
@@ -52,10 +62,11 @@ impl WakeError {
             WakeError::InvalidApicId(id)
             | WakeError::NotAcknowledged { apic_id: id }
             | WakeError::NotStarted { apic_id: id }
+            | WakeError::TestNotAcknowledged { apic_id: id }
             | WakeError::Busy {
                 pending_apic_id: id,
             } => Some(id),
-            WakeError::MailboxBusy { .. } => None,
+            WakeError::MailboxBusy { .. } | WakeError::TestUnsupported => None,
         }
     }
 }
@@ -106,18 +117,7 @@ impl<'a> MpWaker<'a> {
         mut keep_waiting: impl FnMut() -> bool,
     ) -> Result<&'static ApBoot, WakeError> {
         let apic_id = boot.apic_id;
-        if apic_id == APIC_ID_INVALID || apic_id == APIC_ID_BROADCAST {
-            return Err(WakeError::InvalidApicId(apic_id));
-        }
-        if !self.poll_pending() {
-            return Err(WakeError::Busy {
-                pending_apic_id: self.pending().unwrap_or(apic_id),
-            });
-        }
-        let command = self.mailbox.command_raw();
-        if command != Command::Noop as u16 {
-            return Err(WakeError::MailboxBusy { command });
-        }
+        self.ready_for(apic_id)?;
         let boot: &'static ApBoot = boot;
         self.trampoline.publish(boot);
         // WAKEUP is never refused: only TEST depends on the firmware.
@@ -149,35 +149,42 @@ impl<'a> MpWaker<'a> {
     ///
     /// Only through a mailbox bound to a version-1 entry with a reset vector
     /// ([`super::Mailbox::for_entry`]); anywhere else TEST is never sent
-    /// ([`TestError::Unsupported`]).
+    /// ([`WakeError::TestUnsupported`]).
     pub fn test(
         &mut self,
         apic_id: u32,
         mut keep_waiting: impl FnMut() -> bool,
-    ) -> Result<(), TestError> {
+    ) -> Result<(), WakeError> {
         if !self.mailbox.supports_test() {
-            return Err(TestError::Unsupported);
+            return Err(WakeError::TestUnsupported);
         }
+        self.ready_for(apic_id)?;
+        self.mailbox
+            .post(Command::Test, apic_id, 0)
+            .map_err(|_| WakeError::TestUnsupported)?;
+        while !self.mailbox.is_idle() {
+            if !keep_waiting() {
+                return Err(WakeError::TestNotAcknowledged { apic_id });
+            }
+            core::hint::spin_loop();
+        }
+        Ok(())
+    }
+
+    /// The checks before posting a command for `apic_id`: a valid target, no timed-out AP that
+    /// may still take the mailbox's next command, and no command pending.
+    fn ready_for(&mut self, apic_id: u32) -> Result<(), WakeError> {
         if apic_id == APIC_ID_INVALID || apic_id == APIC_ID_BROADCAST {
-            return Err(TestError::InvalidApicId(apic_id));
+            return Err(WakeError::InvalidApicId(apic_id));
         }
         if !self.poll_pending() {
-            return Err(TestError::Busy {
+            return Err(WakeError::Busy {
                 pending_apic_id: self.pending().unwrap_or(apic_id),
             });
         }
         let command = self.mailbox.command_raw();
         if command != Command::Noop as u16 {
-            return Err(TestError::MailboxBusy { command });
-        }
-        self.mailbox
-            .post(Command::Test, apic_id, 0)
-            .map_err(|_| TestError::Unsupported)?;
-        while !self.mailbox.is_idle() {
-            if !keep_waiting() {
-                return Err(TestError::NotAcknowledged { apic_id });
-            }
-            core::hint::spin_loop();
+            return Err(WakeError::MailboxBusy { command });
         }
         Ok(())
     }
@@ -230,32 +237,6 @@ impl<'a> MpWaker<'a> {
     }
 }
 
-/// Why [`MpWaker::test`] could not confirm an AP is back in the firmware's loop.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TestError {
-    /// The mailbox is not bound to a wakeup entry that implements TEST (version 1 with a reset
-    /// vector): older firmware would park the AP for good, so nothing was posted.
-    Unsupported,
-    /// The APIC ID is one the firmware reads as "invalid" or "broadcast".
-    InvalidApicId(u32),
-    /// The mailbox's command was not NOOP: someone else's command is pending.
-    MailboxBusy {
-        /// The command found.
-        command: u16,
-    },
-    /// An earlier wake timed out and that AP may still take the mailbox's next command.
-    Busy {
-        /// That AP's APIC ID.
-        pending_apic_id: u32,
-    },
-    /// No acknowledgement before the budget ran out: the AP is not (yet) in the loop. The TEST
-    /// stays posted; a later acknowledgement still frees the mailbox.
-    NotAcknowledged {
-        /// The AP's APIC ID.
-        apic_id: u32,
-    },
-}
-
 /// [`MpWaker::wake_all`] stopped early.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WakeAllError {
@@ -290,27 +271,10 @@ impl core::fmt::Display for WakeError {
                     "AP {apic_id} was acknowledged but did not reach the kernel in time"
                 )
             }
-        }
-    }
-}
-
-impl core::error::Error for WakeError {}
-
-impl core::fmt::Display for TestError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            Self::Unsupported => {
+            Self::TestUnsupported => {
                 f.write_str("the wakeup entry has no TEST (version 1 with a reset vector needed)")
             }
-            Self::InvalidApicId(id) => write!(f, "APIC ID {id:#x} cannot be tested"),
-            Self::MailboxBusy { command } => {
-                write!(f, "the wakeup mailbox already holds command {command}")
-            }
-            Self::Busy { pending_apic_id } => write!(
-                f,
-                "AP {pending_apic_id} timed out earlier and may still take the mailbox"
-            ),
-            Self::NotAcknowledged { apic_id } => {
+            Self::TestNotAcknowledged { apic_id } => {
                 write!(
                     f,
                     "AP {apic_id} did not answer TEST: not back in the firmware loop"
@@ -320,7 +284,7 @@ impl core::fmt::Display for TestError {
     }
 }
 
-impl core::error::Error for TestError {}
+impl core::error::Error for WakeError {}
 
 impl core::fmt::Display for WakeAllError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {

@@ -178,7 +178,7 @@ pub enum CycleFailure {
     /// The AP did not leave the kernel.
     DidNotLeave,
     /// TEST was not answered.
-    Test(mpwk::TestError),
+    Test(mpwk::WakeError),
     /// The second wake failed.
     Trampoline(mpwk::TrampolineError),
     /// The second wake failed.
