@@ -3,6 +3,8 @@
 // A job over one range is a slice holding one `Range`, not a range to iterate.
 #![allow(clippy::single_range_in_vec_init)]
 
+mod common;
+
 use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -11,10 +13,8 @@ use tdx_boot::accept::{
     AcceptError, AcceptJob, BackgroundAcceptor, CpuShare, HostMappingGuess, ItemSizing, Progress,
     UnacceptedBitmap,
 };
-use tdx_boot::model::{HostPageSize, ModelConfig, PageState, TdxModule};
+use tdx_boot::model::{HostPageSize, ModelConfig, PageState, TdxModule, Vcpu};
 use tdx_boot::tdcall::leaf;
-
-mod common;
 
 const K4: u64 = 0x1000;
 const M2: u64 = 0x20_0000;
@@ -97,16 +97,25 @@ fn a_4k_host_job_learns_once_for_all_cpus() {
     assert_eq!(tdx.accept_stats().accepted_4k, 128 * 512);
 }
 
+/// vCPU `index` of `tdx`, refusing the ACCEPT of the page at `gpa` (a broken module: a real
+/// one never refuses guest RAM).
+fn refusing_at(tdx: &TdxModule, index: u32, gpa: u64) -> common::RefusesAccept<Vcpu<'_>> {
+    common::RefusesAccept {
+        cpu: tdx.vcpu(index),
+        start: gpa,
+        end: gpa + K4,
+    }
+}
+
 #[test]
 fn a_failed_item_is_reported_by_wait() {
     let tdx = model(2, HostPageSize::Size2M);
     let ranges: &'static [Range<u64>] = leak([0..(64 * M2)]);
     tdx.add_memory(0, 64 * M2, PageState::Unaccepted);
-    tdx.add_memory(33 * M2, 33 * M2 + K4, PageState::Absent);
     // SAFETY: the model's memory, which the firmware (the test) added unaccepted and nothing uses.
     let job = leak(unsafe { AcceptJob::new(ranges, ItemSizing::Fixed(4 * M2)) }.unwrap());
-    let a = job.run(&tdx.vcpu(0));
-    let b = job.run(&tdx.vcpu(1));
+    let a = job.run(&refusing_at(&tdx, 0, 33 * M2));
+    let b = job.run(&refusing_at(&tdx, 1, 33 * M2));
     assert!(a.is_err() || b.is_err());
     assert_eq!(job.wait(), Err(33 * M2));
 }
@@ -116,10 +125,9 @@ fn one_cpu_goes_on_past_a_failed_item_so_wait_returns() {
     let tdx = model(1, HostPageSize::Size2M);
     let ranges: &'static [Range<u64>] = leak([0..(16 * M2)]);
     tdx.add_memory(0, 16 * M2, PageState::Unaccepted);
-    tdx.add_memory(3 * M2, 3 * M2 + K4, PageState::Absent);
     // SAFETY: the model's memory, which the firmware (the test) added unaccepted and nothing uses.
     let job = unsafe { AcceptJob::new(ranges, ItemSizing::Fixed(2 * M2)) }.unwrap();
-    let err = job.run(&tdx.vcpu(0)).unwrap_err();
+    let err = job.run(&refusing_at(&tdx, 0, 3 * M2)).unwrap_err();
     assert!(matches!(err, AcceptError::Refused { gpa, .. } if gpa == 3 * M2));
     assert_eq!(job.wait(), Err(3 * M2));
     assert_eq!(tdx.page_state(3 * M2 + K4), PageState::Unaccepted);

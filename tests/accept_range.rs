@@ -5,7 +5,9 @@ use proptest::prelude::*;
 use tdx_boot::accept::{
     AcceptError, HostMappingGuess, MAX_BUSY_RETRIES, accept_range, accept_range_with,
 };
-use tdx_boot::model::{HostPageSize, ModelConfig, PageState, TdxModule};
+use tdx_boot::model::{
+    HostPageSize, ModelConfig, PageState, TD_KILLED_STATUS, TdKilled, TdxModule,
+};
 use tdx_boot::tdcall::{PageLevel, TdxStatus, leaf};
 
 mod common;
@@ -196,10 +198,19 @@ fn a_refusal_names_the_gpa_and_leaves_the_rest_untouched() {
         AcceptError::Refused { gpa, level, status } => {
             assert_eq!(gpa, 16 * K4);
             assert_eq!(level, PageLevel::Size4K);
-            assert_eq!(status, TdxStatus::EPT_WALK_FAILED);
+            // No module answers that ACCEPT: the VMM has no memory there and ends the TD.
+            assert_eq!(status.raw(), TD_KILLED_STATUS);
         }
         other => panic!("unexpected {other:?}"),
     }
+    assert_eq!(
+        tdx.td_killed(),
+        Some(TdKilled {
+            vcpu: 0,
+            gpa: 16 * K4,
+            state: PageState::Absent
+        })
+    );
     assert!(all_private(&tdx, 0, 16 * K4));
     assert_eq!(tdx.page_state(20 * K4), PageState::Unaccepted);
 }

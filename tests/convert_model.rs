@@ -1,6 +1,8 @@
 //! Private <-> shared conversion against the model: round trips, MapGPA chunking, hostile R11
 //! values, VMM refusals, mapper failures, accept failures, and the shared pool.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 use tdx_boot::accept::{AcceptError, accept_range};
@@ -10,7 +12,7 @@ use tdx_boot::convert::{
 };
 use tdx_boot::model::{MapGpaFault, ModelConfig, PageState, TdxModule};
 use tdx_boot::tdcall::vmcall::{VmcallError, function};
-use tdx_boot::tdcall::{Regs, TdCall, TdxStatus, VmcallStatus, leaf, vp_info};
+use tdx_boot::tdcall::{TdxStatus, VmcallStatus, leaf, vp_info};
 
 const K4: u64 = 0x1000;
 const M2: u64 = 0x20_0000;
@@ -308,6 +310,7 @@ fn a_failed_accept_leaves_the_range_pending_and_accept_range_finishes_it() {
         ConvertCause::Accept(AcceptError::Refused { gpa: 0, .. })
     ));
     assert_eq!(states(&tdx, 0, M2), [PageState::Unaccepted]);
+    assert!(mapper.all(true), "no private mapping of a pending page");
     // SAFETY: a conversion left it pending; nothing uses the model's memory.
     unsafe { accept_range(&cpu, 0, M2) }.unwrap();
     assert_eq!(states(&tdx, 0, M2), [PageState::Private]);
@@ -619,23 +622,6 @@ fn map_gpa_range_refuses_a_mask_or_range_that_would_convert_the_wrong_way() {
     assert_eq!(states(&tdx, 0, 4 * M2), [PageState::Private]);
 }
 
-/// A vCPU whose module refuses the ACCEPT of one GPA (any level) with EPT_WALK_FAILED.
-struct RefusesAcceptAt<T> {
-    cpu: T,
-    gpa: u64,
-}
-
-impl<T: TdCall> TdCall for RefusesAcceptAt<T> {
-    unsafe fn tdcall(&self, regs: &mut Regs) {
-        if regs.rax == leaf::MEM_PAGE_ACCEPT && regs.rcx & !0xfff == self.gpa {
-            regs.rax = TdxStatus::EPT_WALK_FAILED.raw();
-            return;
-        }
-        // SAFETY: forwarded unchanged; the caller upholds the contract.
-        unsafe { self.cpu.tdcall(regs) }
-    }
-}
-
 #[test]
 fn a_failed_accept_mid_range_is_reported_page_exactly() {
     // On a 2 MiB host the refusal of the second block; on a 4 KiB host of a page inside one.
@@ -649,9 +635,10 @@ fn a_failed_accept_mid_range_is_reported_page_exactly() {
         });
         let shared_mask = vp_info(&tdx.vcpu(0)).unwrap().shared_mask();
         tdx.add_memory(0, 4 * M2, PageState::Shared);
-        let cpu = RefusesAcceptAt {
+        let cpu = common::RefusesAccept {
             cpu: tdx.vcpu(0),
-            gpa: refused,
+            start: refused,
+            end: refused + K4,
         };
         let mut mapper = TableMapper::mapping(0, 3 * M2);
         for s in mapper.shared.values_mut() {
@@ -674,9 +661,106 @@ fn a_failed_accept_mid_range_is_reported_page_exactly() {
             [PageState::Unaccepted],
             "{host:?}"
         );
-        assert!(mapper.all(false));
+        assert!(
+            mapper.all(true),
+            "the mappings stay shared until every page is accepted"
+        );
         // SAFETY: a conversion left it pending; nothing uses the model's memory.
         unsafe { accept_range(&tdx.vcpu(0), refused, 3 * M2) }.unwrap();
         assert_eq!(states(&tdx, 0, 3 * M2), [PageState::Private]);
     }
+}
+
+/// A page-table mapper that, whenever it switches a mapping to private, records every page the
+/// module does not hold as private and accepted at that moment: a private mapping of a page that
+/// is still shared (or pending) is what Linux never allows ("there is never a private mapping to
+/// a shared page"): `load_unaligned_zeropad()` or a speculative access through it kills the TD.
+struct OrderWatcher<'a> {
+    table: TableMapper,
+    tdx: &'a TdxModule,
+    private_mapping_of: Vec<(u64, PageState)>,
+}
+
+impl SharedBitMapper for OrderWatcher<'_> {
+    unsafe fn set_shared(&mut self, va: u64, len: u64, shared: bool) -> Result<(), MapperError> {
+        if !shared {
+            for page in (va..va + len).step_by(K4 as usize) {
+                let state = self.tdx.page_state(page - DIRECT_MAP);
+                if state != PageState::Private {
+                    self.private_mapping_of.push((page - DIRECT_MAP, state));
+                }
+            }
+        }
+        // SAFETY: forwarded; the table is plain bookkeeping.
+        unsafe { self.table.set_shared(va, len, shared) }
+    }
+
+    fn flush(&mut self, va: u64, len: u64) {
+        self.table.flush(va, len);
+    }
+}
+
+#[test]
+fn shared_to_private_converts_and_accepts_before_the_mapping_turns_private() {
+    let (tdx, shared_mask) = td(0, 4 * M2, PageState::Private);
+    let cpu = tdx.vcpu(0);
+    let (gpa, len) = (M2, M2 + 3 * K4);
+    let mut watcher = OrderWatcher {
+        table: TableMapper::mapping(gpa, len),
+        tdx: &tdx,
+        private_mapping_of: Vec::new(),
+    };
+    // SAFETY: nothing uses the model's memory.
+    unsafe { make_shared(&cpu, &mut watcher, shared_mask, range(gpa, len)) }.unwrap();
+    assert!(watcher.table.all(true));
+    assert_eq!(states(&tdx, gpa, len), [PageState::Shared]);
+    let flushes = watcher.table.flushed.len();
+    // SAFETY: as above.
+    unsafe { make_private(&cpu, &mut watcher, shared_mask, range(gpa, len)) }.unwrap();
+    assert!(
+        watcher.private_mapping_of.is_empty(),
+        "{} pages mapped private before the module held them private, the first {:x?}",
+        watcher.private_mapping_of.len(),
+        watcher.private_mapping_of.first()
+    );
+    assert!(watcher.table.all(false));
+    assert_eq!(states(&tdx, gpa, len), [PageState::Private]);
+    assert!(
+        watcher
+            .table
+            .flushed_since(flushes, DIRECT_MAP + gpa, DIRECT_MAP + gpa + len)
+    );
+}
+
+#[test]
+fn a_mapper_failing_after_the_accept_leaves_a_private_range_partly_mapped_shared() {
+    let (tdx, shared_mask) = td(0, 4 * M2, PageState::Shared);
+    let cpu = tdx.vcpu(0);
+    let va = DIRECT_MAP;
+    let mut mapper = TableMapper::mapping(0, 16 * K4);
+    for s in mapper.shared.values_mut() {
+        *s = true;
+    }
+    mapper.fail_on.push((va + 5 * K4, false));
+    // SAFETY: nothing uses the model's memory.
+    let err =
+        unsafe { make_private(&cpu, &mut mapper, shared_mask, range(0, 16 * K4)) }.unwrap_err();
+    assert_eq!(
+        err.state,
+        RangeState::PrivateMappedPartly {
+            mapped_private_upto: va + 5 * K4
+        }
+    );
+    assert!(matches!(err.cause, ConvertCause::Mapper(MapperError { done, .. }) if done == 5 * K4));
+    // What the state claims: all private and accepted, pages 0..5 mapped private, the rest
+    // still shared, the changed part flushed.
+    assert_eq!(states(&tdx, 0, 16 * K4), [PageState::Private]);
+    let private: Vec<u64> = mapper
+        .shared
+        .iter()
+        .filter(|e| !*e.1)
+        .map(|e| (e.0 - va) / K4)
+        .collect();
+    assert_eq!(private, [0, 1, 2, 3, 4]);
+    assert!(mapper.flushed_since(0, va, va + 5 * K4));
 }

@@ -4,7 +4,8 @@
 use tdx_boot::e820::{
     E820_ENTRY_SIZE, E820_MAX_ENTRIES_ZEROPAGE, E820Type, MemoryMap, Region, RegionKind,
     UNACCEPTED_UNIT_SIZE, UnacceptedAs, UnacceptedBitmap, e820_entries, encode_unaccepted_table,
-    read_e820_table, read_uefi_memory_map, unaccepted_table_len, write_e820_table,
+    read_e820_table, read_uefi_memory_map, unaccepted_table_extent, unaccepted_table_len,
+    write_e820_table,
 };
 
 const MIB: u64 = 1 << 20;
@@ -90,4 +91,51 @@ fn a_payload_that_cannot_accept_never_sees_unaccepted_memory_as_ram() {
         assert!(r.end >= range.end);
     }
     assert_eq!(payload.usable_bytes(), map.usable_bytes());
+}
+
+/// The table Linux's EFI stub builds for `-m 67000M` on q35 (2 GiB below 4 GiB, the rest above,
+/// all of it above 4 GiB unaccepted): 32476 units of 2 MiB, so a bitmap of 4060 bytes, which is
+/// not a multiple of 8, and a 4084-byte table that an 8-byte aligned pool allocation puts across
+/// a page boundary (the real report behind Linux's fix for reserving such a table).
+#[test]
+fn linux_table_for_67000m_crosses_a_page_and_has_an_odd_size() {
+    const TOP: u64 = 4096 * MIB + (67000 - 2048) * MIB;
+    let mut uefi = Vec::new();
+    descriptor(&mut uefi, 7, 0x0, 0xa_0000);
+    descriptor(&mut uefi, 7, 0x10_0000, 2047 * MIB);
+    descriptor(&mut uefi, 15, 4096 * MIB, TOP - 4096 * MIB);
+    let mut map = MemoryMap::<8>::new();
+    read_uefi_memory_map(&uefi, 48, 1, &mut map).unwrap();
+
+    let len = unaccepted_table_len(&map, UNACCEPTED_UNIT_SIZE).unwrap();
+    assert_eq!(len, 24 + 4060);
+    assert_ne!((len - 24) % 8, 0);
+    // The pool allocation: 0x18 bytes into a page, as after EFI's pool header.
+    let offset = 4096 - 0x18 - 8;
+    let mut pages = vec![0u8; 3 * 4096];
+    let at = pages.as_ptr().align_offset(4096) + offset;
+    encode_unaccepted_table(&map, UNACCEPTED_UNIT_SIZE, &mut pages[at..], |_| {
+        panic!("everything is 2 MiB aligned")
+    })
+    .unwrap();
+    let physical = 0x7F00_0000 + offset as u64;
+    let extent = unaccepted_table_extent(physical, &pages[at..at + 24]).unwrap();
+    assert_eq!(
+        extent,
+        0x7F00_0000..0x7F00_2000,
+        "two pages to reserve and map"
+    );
+    let bytes = &pages[at..at + len];
+    let table = UnacceptedBitmap::parse(bytes).unwrap();
+    assert_eq!(table.bitmap().len(), 4060);
+    assert_eq!(table.ranges().collect::<Vec<_>>(), vec![4096 * MIB..TOP]);
+    // The last byte holds the last 4 units only.
+    assert_eq!(table.bitmap()[4059], 0x0f);
+    assert!(table.is_unaccepted(TOP - 1));
+    assert!(!table.is_unaccepted(TOP));
+    let mut rebuilt = MemoryMap::<8>::new();
+    read_uefi_memory_map(&uefi, 48, 1, &mut rebuilt).unwrap();
+    rebuilt.mark_accepted(0, u64::MAX).unwrap();
+    table.apply_to(&mut rebuilt).unwrap();
+    assert_eq!(rebuilt, map);
 }

@@ -14,11 +14,11 @@ use std::collections::BTreeSet;
 use tdx_boot::model::{
     FOREVER, HostPageSize, MapGpaFault, ModelConfig, PageState, QUOTE_STATUS_ERROR,
     QUOTE_STATUS_IN_FLIGHT, QUOTE_STATUS_SERVICE_UNAVAILABLE, QUOTE_STATUS_SUCCESS, RegisterFile,
-    TDCALL_STATUSES, TdxModule, VMCALL_STATUSES, VMM_GARBAGE,
+    TD_KILLED_STATUS, TDCALL_STATUSES, TdKilled, TdxModule, VMCALL_STATUSES, VMM_GARBAGE,
 };
 use tdx_boot::tdcall::vmcall::{CpuidResult, expose, function};
 use tdx_boot::tdcall::{
-    Regs, TdAttributes, TdCall, TdReport, TdcsField, TdxStatus, VeInfo, VmcallStatus, leaf,
+    Regs, TdAttributes, TdCall, TdReport, TdcsField, TdxStatus, VeInfo, VmcallStatus, leaf, vp_info,
 };
 
 const PAGE: u64 = 0x1000;
@@ -228,25 +228,105 @@ fn accept_rejects_gpas_beyond_gpaw_or_with_the_shared_bit() {
     assert_eq!(accept(&wide, 0, 1 << 51), TdxStatus::OPERAND_INVALID);
 }
 
+/// The module never answers an ACCEPT of a GPA without a private page: it exits to the VMM with
+/// an EPT violation. RAM the VMM has not added yet is added (KVM adds the page and re-runs the
+/// TDCALL), and the guest only sees the ACCEPT succeed.
 #[test]
-fn accept_of_gpas_without_private_memory_fails_the_walk() {
+fn accept_of_ram_the_vmm_adds_on_demand_succeeds() {
+    let mem = HostMemory::new(6 * MIB2 as usize, 0xaa);
     let tdx = model();
-    tdx.add_memory(0, MIB2, PageState::Shared);
-    tdx.add_memory(MIB2, 2 * MIB2, PageState::Mmio);
-    tdx.add_memory(3 * MIB2, 3 * MIB2 + PAGE, PageState::Unaccepted);
-    for rcx in [0, PAGE, MIB2, 1, MIB2 | 1, 8 * MIB2, (8 * MIB2) | 1] {
-        assert_eq!(
-            accept(&tdx, 0, rcx),
-            TdxStatus::EPT_WALK_FAILED,
-            "rcx {rcx:#x}"
-        );
-    }
-    // Part absent, part pending: the host cannot map that block at 2 MiB.
+    mem.back(&tdx, 0);
+    tdx.add_ram_on_demand(0, 6 * MIB2);
+    tdx.add_memory(4 * MIB2, 4 * MIB2 + PAGE, PageState::Private);
+    assert_eq!(tdx.page_state(PAGE), PageState::Absent);
+
+    // 4 KiB: that page is added, pending, then accepted and zeroed; its neighbours stay absent.
+    assert_eq!(accept(&tdx, 0, PAGE), TdxStatus::SUCCESS);
+    assert_eq!(tdx.page_state(PAGE), PageState::Private);
+    assert!(
+        mem.read(PAGE as usize, PAGE as usize)
+            .iter()
+            .all(|&b| b == 0)
+    );
+    assert_eq!(tdx.page_state(0), PageState::Absent);
+    assert_eq!(tdx.page_state(2 * PAGE), PageState::Absent);
+    assert_eq!(tdx.ram_added_on_demand(), PAGE);
+
+    // 2 MiB of RAM never added: the block is added whole and accepted at 2 MiB.
+    assert_eq!(accept(&tdx, 0, MIB2 | 1), TdxStatus::SUCCESS);
     assert_eq!(
-        accept(&tdx, 0, (3 * MIB2) | 1),
+        tdx.page_runs(MIB2, 2 * MIB2),
+        [(MIB2, 2 * MIB2, PageState::Private)]
+    );
+    assert_eq!(tdx.accept_stats().accepted_2m, 1);
+
+    // A block that already holds a private page: the rest is added, pending, but the host maps
+    // the mixed block with 4 KiB pages, so the guest must accept it 4 KiB at a time.
+    assert_eq!(
+        accept(&tdx, 0, (4 * MIB2) | 1),
         TdxStatus::PAGE_SIZE_MISMATCH
     );
-    assert_eq!(accept(&tdx, 0, 3 * MIB2), TdxStatus::SUCCESS);
+    assert_eq!(tdx.page_state(4 * MIB2 + PAGE), PageState::Unaccepted);
+    assert_eq!(tdx.page_state(4 * MIB2), PageState::Private);
+    assert_eq!(accept(&tdx, 0, 4 * MIB2 + PAGE), TdxStatus::SUCCESS);
+    assert_eq!(accept(&tdx, 0, 4 * MIB2), TdxStatus::PAGE_ALREADY_ACCEPTED);
+
+    // A block part pending, part without memory that is not RAM: also 4 KiB only.
+    tdx.add_memory(7 * MIB2, 7 * MIB2 + PAGE, PageState::Unaccepted);
+    assert_eq!(
+        accept(&tdx, 0, (7 * MIB2) | 1),
+        TdxStatus::PAGE_SIZE_MISMATCH
+    );
+    assert_eq!(accept(&tdx, 0, 7 * MIB2), TdxStatus::SUCCESS);
+    assert_eq!(tdx.td_killed(), None);
+}
+
+/// An EPT violation the VMM cannot resolve ends the TD: an ACCEPT outside guest RAM, of a page
+/// the guest made shared (no MapGPA back to private), or of MMIO. The model records it, and no
+/// TDCALL of any vCPU executes afterwards.
+#[test]
+fn accept_outside_guest_memory_ends_the_td() {
+    let cases = [
+        (0, 0, PageState::Shared),
+        (PAGE, PAGE, PageState::Shared),
+        (1, 0, PageState::Shared),
+        (MIB2, MIB2, PageState::Mmio),
+        (MIB2 | 1, MIB2, PageState::Mmio),
+        (8 * MIB2, 8 * MIB2, PageState::Absent),
+        ((8 * MIB2) | 1, 8 * MIB2, PageState::Absent),
+        (4 * MIB2 + 2 * PAGE, 4 * MIB2 + 2 * PAGE, PageState::Absent),
+    ];
+    for (rcx, gpa, state) in cases {
+        let tdx = model();
+        tdx.add_memory(0, MIB2, PageState::Shared);
+        tdx.add_memory(MIB2, 2 * MIB2, PageState::Mmio);
+        tdx.add_ram_on_demand(2 * MIB2, 4 * MIB2);
+        assert_eq!(vp_info(&tdx.vcpu(1)).map(|i| i.vcpu_index), Ok(1));
+        let answer = call(
+            &tdx.vcpu(1),
+            Regs {
+                rax: leaf::MEM_PAGE_ACCEPT,
+                rcx,
+                ..Regs::default()
+            },
+        );
+        assert_eq!(answer.rax, TD_KILLED_STATUS, "rcx {rcx:#x}");
+        assert_eq!(
+            tdx.td_killed(),
+            Some(TdKilled {
+                vcpu: 1,
+                gpa,
+                state
+            }),
+            "rcx {rcx:#x}"
+        );
+        // A dead TD runs nothing: not the other vCPU, not this one, not the VMM.
+        let info_calls = tdx.tdcall_count(leaf::VP_INFO);
+        assert!(vp_info(&tdx.vcpu(0)).is_err());
+        assert_eq!(tdx.tdcall_count(leaf::VP_INFO), info_calls);
+        assert_eq!(tdx.ram_added_on_demand(), 0, "nothing else was added");
+        assert_eq!(tdx.page_state(gpa), state, "the page is as it was");
+    }
 }
 
 #[test]
@@ -1841,7 +1921,6 @@ fn every_status_the_model_returns_is_produced() {
     note(accept(&tdx, 0, PAGE)); // PAGE_ALREADY_ACCEPTED
     note(accept(&tdx, 0, 2)); // OPERAND_INVALID
     note(accept(&tdx, 0, 1)); // PAGE_SIZE_MISMATCH (split block)
-    note(accept(&tdx, 0, 0x4000_0000)); // EPT_WALK_FAILED
     note(status(&leaf_call(
         &tdx,
         Regs {

@@ -1,96 +1,15 @@
 //! MADT parsing, the RSDP walker and the mailbox placement check, on realistic and hostile tables.
 
+#[path = "common/acpi.rs"]
+mod acpi;
+
+use acpi::*;
 use proptest::prelude::*;
 use tdx_boot::mpwk::madt::{ENTRY_LOCAL_APIC, ENTRY_LOCAL_X2APIC, ENTRY_MP_WAKEUP};
 use tdx_boot::mpwk::{
     Madt, MadtError, MpWakeup, PlacementError, Processor, RsdpError, WakeupUnusable,
     check_mailbox_placement, find_madt, find_table,
 };
-
-/// Fixes the checksum byte (offset 9) of a system description table.
-fn fix_checksum(table: &mut [u8]) {
-    table[9] = 0;
-    let sum = table.iter().fold(0u8, |s, b| s.wrapping_add(*b));
-    table[9] = 0u8.wrapping_sub(sum);
-}
-
-/// A 36-byte SDT header with `signature`, length filled in by `finish_table`.
-fn sdt_header(signature: &[u8; 4], revision: u8) -> Vec<u8> {
-    let mut t = Vec::new();
-    t.extend_from_slice(signature);
-    t.extend_from_slice(&0u32.to_le_bytes()); // length, patched
-    t.push(revision);
-    t.push(0); // checksum, patched
-    t.extend_from_slice(b"BOCHS ");
-    t.extend_from_slice(b"BXPC    ");
-    t.extend_from_slice(&1u32.to_le_bytes());
-    t.extend_from_slice(b"BXPC");
-    t.extend_from_slice(&1u32.to_le_bytes());
-    assert_eq!(t.len(), 36);
-    t
-}
-
-fn finish_table(mut t: Vec<u8>) -> Vec<u8> {
-    let len = t.len() as u32;
-    t[4..8].copy_from_slice(&len.to_le_bytes());
-    fix_checksum(&mut t);
-    t
-}
-
-fn local_apic(uid: u8, apic_id: u8, flags: u32) -> Vec<u8> {
-    let mut e = vec![ENTRY_LOCAL_APIC, 8, uid, apic_id];
-    e.extend_from_slice(&flags.to_le_bytes());
-    e
-}
-
-fn x2apic(apic_id: u32, flags: u32, uid: u32) -> Vec<u8> {
-    let mut e = vec![ENTRY_LOCAL_X2APIC, 16, 0, 0];
-    e.extend_from_slice(&apic_id.to_le_bytes());
-    e.extend_from_slice(&flags.to_le_bytes());
-    e.extend_from_slice(&uid.to_le_bytes());
-    e
-}
-
-fn io_apic() -> Vec<u8> {
-    let mut e = vec![1, 12, 0, 0];
-    e.extend_from_slice(&0xFEC0_0000u32.to_le_bytes());
-    e.extend_from_slice(&0u32.to_le_bytes());
-    e
-}
-
-fn interrupt_override(source: u8, gsi: u32, flags: u16) -> Vec<u8> {
-    let mut e = vec![2, 10, 0, source];
-    e.extend_from_slice(&gsi.to_le_bytes());
-    e.extend_from_slice(&flags.to_le_bytes());
-    e
-}
-
-fn local_apic_nmi() -> Vec<u8> {
-    vec![4, 6, 0xFF, 0, 0, 1]
-}
-
-fn wakeup(version: u16, length: u8, mailbox: u64, reset_vector: u64) -> Vec<u8> {
-    let mut e = vec![ENTRY_MP_WAKEUP, length];
-    e.extend_from_slice(&version.to_le_bytes());
-    e.extend_from_slice(&0u32.to_le_bytes());
-    e.extend_from_slice(&mailbox.to_le_bytes());
-    if length >= 24 {
-        e.extend_from_slice(&reset_vector.to_le_bytes());
-    }
-    e.resize(usize::from(length).max(16), 0);
-    e
-}
-
-/// A MADT with the given entries after QEMU's fixed part (LAPIC at 0xFEE00000, PCAT_COMPAT).
-fn madt(entries: &[Vec<u8>]) -> Vec<u8> {
-    let mut t = sdt_header(b"APIC", 3);
-    t.extend_from_slice(&0xFEE0_0000u32.to_le_bytes());
-    t.extend_from_slice(&1u32.to_le_bytes());
-    for e in entries {
-        t.extend_from_slice(e);
-    }
-    finish_table(t)
-}
 
 /// What QEMU + TDVF publish for a 4-vCPU TD: QEMU's MADT (xAPIC entries, IO APIC, overrides,
 /// NMI) with TdxDxe's version-0 wakeup entry appended.
@@ -143,24 +62,72 @@ fn version_one_has_reset_vector() {
     );
 }
 
+/// The wakeup entries real firmware publishes (see the README's table): every one of them has a
+/// usable mailbox, and only edk2 2025.08's 24-byte version-1 entry has a reset vector (and TEST).
 #[test]
-fn version_one_of_sixteen_bytes_is_not_usable() {
-    // What older TDVF and td-shim published.
-    let bytes = madt(&[local_apic(0, 0, 1), wakeup(1, 16, 0x2000, 0)]);
-    let madt = Madt::parse(&bytes).unwrap();
-    assert_eq!(madt.mailbox(), None);
-    assert_eq!(
-        madt.wakeup(),
-        Err(WakeupUnusable::TruncatedV1 {
-            length: 16,
-            mailbox_address: 0x2000
-        })
-    );
+fn every_entry_real_firmware_writes_has_a_usable_mailbox() {
+    let cases = [
+        // edk2-stable202211..202305 (Debian bookworm's TDVF), td-shim before 2023-09.
+        ("edk2 2022.11", 1, 16, None),
+        // edk2-stable202311..202505, td-shim since 2023-09.
+        ("edk2 2023.11", 0, 16, None),
+        // edk2-stable202508 and later.
+        ("edk2 2025.08", 1, 24, Some(0x7FF7_D000)),
+    ];
+    for (firmware, version, length, reset_vector) in cases {
+        let bytes = madt(&[
+            local_apic(0, 0, 1),
+            local_apic(1, 1, 1),
+            wakeup(version, length, 0x7FF7_E000, 0x7FF7_D000),
+        ]);
+        let madt = Madt::parse(&bytes).unwrap();
+        let wakeup = madt
+            .mailbox()
+            .unwrap_or_else(|| panic!("{firmware}: no mailbox"));
+        assert_eq!(
+            wakeup,
+            MpWakeup {
+                version,
+                mailbox_address: 0x7FF7_E000,
+                reset_vector
+            },
+            "{firmware}"
+        );
+        assert_eq!(wakeup.supports_test(), reset_vector.is_some(), "{firmware}");
+    }
+}
+
+/// Linux's rule (`acpi_parse_mp_wake`): the mailbox of any entry of at least 16 bytes, the reset
+/// vector only with version >= 1 and length >= 24; a zero reset vector is none.
+#[test]
+fn the_reset_vector_needs_version_one_and_24_bytes() {
+    let cases: [(u16, u8, u64, Option<u64>); 6] = [
+        (0, 24, 0x5000, None), // version 0 defines no reset vector, whatever the length
+        (1, 16, 0x5000, None),
+        (1, 23, 0x5000, None),
+        (1, 24, 0x5000, Some(0x5000)),
+        (2, 24, 0x5000, Some(0x5000)),
+        (1, 24, 0, None),
+    ];
+    for (version, length, vector, expected) in cases {
+        let bytes = madt(&[local_apic(0, 0, 1), wakeup(version, length, 0x2000, vector)]);
+        let wakeup = Madt::parse(&bytes).unwrap().mailbox();
+        assert_eq!(
+            wakeup.map(|w| (w.mailbox_address, w.reset_vector)),
+            Some((0x2000, expected)),
+            "version {version}, {length} bytes"
+        );
+        // TEST is edk2 2025.08's command of the version-1 entry; older firmware parks the AP.
+        assert_eq!(
+            wakeup.is_some_and(|w| w.supports_test()),
+            version == 1 && expected.is_some()
+        );
+    }
 }
 
 #[test]
 fn unusable_mailboxes() {
-    let cases: [(Vec<u8>, WakeupUnusable); 6] = [
+    let cases: [(Vec<u8>, WakeupUnusable); 5] = [
         (wakeup(0, 16, 0, 0), WakeupUnusable::NullMailbox),
         (
             wakeup(0, 16, 0x1234, 0),
@@ -173,10 +140,6 @@ fn unusable_mailboxes() {
         (
             wakeup(0, 16, 0xFFFF_FFFF_FFFF_F000, 0),
             WakeupUnusable::MailboxOverflows(0xFFFF_FFFF_FFFF_F000),
-        ),
-        (
-            wakeup(2, 24, 0x1000, 0x5000),
-            WakeupUnusable::UnknownVersion(2),
         ),
         (wakeup(1, 24, 0, 0x5000), WakeupUnusable::NullMailbox),
     ];
@@ -353,8 +316,10 @@ proptest! {
             }
             if let Some(mailbox) = madt.mailbox() {
                 prop_assert!(mailbox.mailbox_address != 0 && mailbox.mailbox_address % 4096 == 0);
-                prop_assert!(mailbox.version <= 1);
-                prop_assert_eq!(mailbox.reset_vector.is_some(), mailbox.version == 1);
+                if mailbox.reset_vector.is_some() {
+                    prop_assert!(mailbox.version >= 1);
+                }
+                prop_assert!(!mailbox.supports_test() || mailbox.reset_vector.is_some());
             }
         }
     }

@@ -1,19 +1,21 @@
 //! The wake protocol on a real mailbox page, with host threads playing TDVF's AP loop and the AP's
 //! trampoline (its data side: read the boot slot, check the block, set started).
 
+#[path = "common/ap_state.rs"]
+mod ap_state;
+
+use ap_state::{KERNEL_CR3, state};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use tdx_boot::mpwk::{
-    ApBoot, ApState, BootSlot, DescriptorTablePointer, Madt, Mailbox, MailboxPage, MpWaker,
-    Trampoline, WakeAllError, WakeError, install_trampoline,
+    ApBoot, BootSlot, Madt, Mailbox, MailboxPage, MpWaker, Trampoline, WakeAllError, WakeError,
+    install_trampoline,
 };
-use x86_64::VirtAddr;
 
 const TRAMPOLINE_PHYS: u64 = 0x8000;
-const KERNEL_CR3: u64 = 0x1234_5000;
 
 #[repr(C, align(4096))]
 struct Page([u8; 4096]);
@@ -21,23 +23,6 @@ struct Page([u8; 4096]);
 extern "C" fn never_called(_: &ApBoot) -> ! {
     loop {
         thread::park();
-    }
-}
-
-fn state(stack_top: u64) -> ApState {
-    ApState {
-        cr3: KERNEL_CR3,
-        gdtr: DescriptorTablePointer {
-            limit: 23,
-            base: VirtAddr::new(0xFFFF_8000_0000_1000),
-        },
-        idtr: DescriptorTablePointer {
-            limit: 4095,
-            base: VirtAddr::new(0xFFFF_8000_0000_2000),
-        },
-        code_selector: 8,
-        data_selector: 16,
-        stack_top,
     }
 }
 
@@ -393,7 +378,9 @@ fn refuses_reserved_ids_and_a_busy_mailbox() {
         Err(WakeError::InvalidApicId(0xFFFF_FFFE))
     );
     // A command left pending (by a VMM or an earlier owner of the page).
-    Mailbox::new(h.mailbox).post(tdx_boot::mpwk::Command::Wakeup, 3, 0x9000);
+    Mailbox::new(h.mailbox)
+        .post(tdx_boot::mpwk::Command::Wakeup, 3, 0x9000)
+        .unwrap();
     assert_eq!(
         waker.wake(block(3), seconds(0.01)).map(|b| b.apic_id),
         Err(WakeError::MailboxBusy { command: 1 })
@@ -579,11 +566,13 @@ fn raw_head(page: &MailboxPage) -> [u8; 16] {
 fn wire_layout_of_a_posted_wakeup() {
     let page: &'static MailboxPage = leak_mailbox();
     let mailbox = Mailbox::new(page);
-    mailbox.post(
-        tdx_boot::mpwk::Command::Wakeup,
-        0x0102_0304,
-        0x1122_3344_5566_7788,
-    );
+    mailbox
+        .post(
+            tdx_boot::mpwk::Command::Wakeup,
+            0x0102_0304,
+            0x1122_3344_5566_7788,
+        )
+        .unwrap();
     let bytes = raw_head(page);
     assert_eq!(&bytes[0..2], &1u16.to_le_bytes(), "command");
     assert_eq!(&bytes[2..4], &[0, 0], "reserved");
@@ -648,4 +637,40 @@ fn a_block_marked_started_beforehand_does_not_fool_the_waker() {
     firmware.join().expect("firmware thread");
     assert_eq!(result.unwrap_err(), WakeError::NotStarted { apic_id: 3 });
     assert_eq!(waker.pending(), Some(3), "the slot stays the AP's");
+}
+
+/// Command 2 never reaches firmware that is not known to implement TEST: edk2 2022.11 to 2025.05
+/// (16-byte entries) park an AP that sees it for ever. Only a version-1 entry with a reset vector
+/// (edk2 2025.08) lets it through.
+#[test]
+fn test_command_is_refused_without_a_version_one_entry() {
+    use tdx_boot::mpwk::{Command, MpWakeup, PostError};
+    let mailbox = Mailbox::new(leak_mailbox());
+    assert_eq!(
+        mailbox.post(Command::Test, 5, 0),
+        Err(PostError::TestUnsupported)
+    );
+    assert!(mailbox.is_idle(), "TEST was posted: {mailbox:?}");
+    let entries = [
+        (1, None, false),         // edk2 2022.11: version 1, 16 bytes
+        (0, None, false),         // edk2 2023.11: version 0, 16 bytes
+        (2, Some(0x7000), false), // a version this crate does not know TEST for
+        (1, Some(0x7000), true),  // edk2 2025.08: version 1, 24 bytes
+    ];
+    for (version, reset_vector, allowed) in entries {
+        let entry = MpWakeup {
+            version,
+            mailbox_address: 0x7FF7_E000,
+            reset_vector,
+        };
+        let mailbox = Mailbox::new(leak_mailbox()).for_entry(&entry);
+        assert_eq!(mailbox.supports_test(), allowed, "{entry:?}");
+        assert_eq!(mailbox.post(Command::Test, 5, 0).is_ok(), allowed);
+        let expected = if allowed { Command::Test as u16 } else { 0 };
+        assert_eq!(mailbox.command_raw(), expected, "{entry:?}");
+        // WAKEUP goes through whatever the entry.
+        let mailbox = Mailbox::new(leak_mailbox()).for_entry(&entry);
+        assert_eq!(mailbox.post(Command::Wakeup, 5, 0x8000), Ok(()));
+        assert_eq!(mailbox.firmware_poll(5), Some(0x8000));
+    }
 }

@@ -100,10 +100,6 @@ fn accept_page_maps_every_module_answer() {
     assert_eq!(acc(MIB2, PageLevel::Size4K), AcceptOutcome::Busy);
     assert_eq!(acc(MIB2, PageLevel::Size4K), AcceptOutcome::Accepted);
     assert_eq!(
-        acc(8 * MIB2, PageLevel::Size4K),
-        AcceptOutcome::Failed(TdxStatus::EPT_WALK_FAILED)
-    );
-    assert_eq!(
         acc(SHARED | (2 * MIB2), PageLevel::Size2M),
         AcceptOutcome::Failed(TdxStatus::OPERAND_INVALID)
     );
@@ -118,6 +114,13 @@ fn accept_page_maps_every_module_answer() {
         "refused before the call"
     );
     assert_eq!(tdx.page_state(2 * MIB2), PageState::Unaccepted);
+    // Outside guest memory the module does not answer: the VMM ends the TD. The model's
+    // stand-in value still reads as a failure.
+    assert!(matches!(
+        acc(8 * MIB2, PageLevel::Size4K),
+        AcceptOutcome::Failed(_)
+    ));
+    assert!(tdx.td_killed().is_some());
 }
 
 #[test]

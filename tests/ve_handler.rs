@@ -15,12 +15,16 @@ use tdx_boot::ve::{
 const RIP: u64 = 0xffff_8000_0010_0000;
 const KERNEL_CS: u64 = 0x08;
 const MMIO_BASE: u64 = 0xc000_0000;
+/// EPT-violation exit qualification bit 7: the guest linear address is valid.
+const EPT_GLA_VALID: u64 = 1 << 7;
+/// Where the kernel maps the device page (shared); frames point RDI at it.
+const DEVICE_VA: u64 = 0xffff_9000_0000_0000;
 
 fn module() -> TdxModule {
     TdxModule::new(ModelConfig::default())
 }
 
-/// A kernel-mode frame with every register holding a distinct value.
+/// A kernel-mode frame with every register holding a distinct value, RDI the device page.
 fn frame() -> Frame {
     let mut frame = Frame {
         rip: RIP,
@@ -33,6 +37,7 @@ fn frame() -> Frame {
     for n in 0..16 {
         *frame.gpr_mut(n) = 0xa5a5_0000_0000_0000 | (u64::from(n) << 40) | (0x1111 * u64::from(n));
     }
+    frame.rdi = DEVICE_VA;
     frame
 }
 
@@ -53,15 +58,30 @@ fn io(port: u16, size: u64, is_in: bool) -> VeInfo {
     }
 }
 
+/// The EPT violation of an access at offset `gpa & 0xfff` of the device page, as the CPU reports
+/// it: the GPA, and the linear address through the kernel's mapping (marked valid).
 fn ept(gpa: u64) -> VeInfo {
     VeInfo {
         exit_reason: VeInfo::EXIT_REASON_EPT_VIOLATION,
+        exit_qualification: EPT_GLA_VALID,
         guest_physical_address: gpa,
-        guest_linear_address: 0xffff_9000_0000_0000 | (gpa & 0xfff),
+        guest_linear_address: DEVICE_VA | (gpa & 0xfff),
         // Not valid for EPT violations: the handler must not use it.
         instruction_length: 7,
         ..VeInfo::default()
     }
+}
+
+/// Injects `info`, handles it on `frame` with the instruction bytes `code` and asserts the
+/// handler refused with `expected`, leaving the frame as it was.
+fn assert_refused(td: &TdxModule, info: VeInfo, frame: Frame, code: &[u8], expected: VeError) {
+    let mut after = frame;
+    td.inject_ve(0, info);
+    assert_eq!(
+        handle_with_code(&td.vcpu(0), &mut after, code),
+        Err(expected)
+    );
+    assert_untouched(td, &frame, &after);
 }
 
 /// Asserts a failed handling left the frame untouched and consumed the #VE information.
@@ -373,6 +393,7 @@ fn mmio_writes_reach_the_device() {
     ];
     for (code, offset, size, expected) in cases {
         let mut frame = frame();
+        frame.rdi = DEVICE_VA + offset;
         frame.rax = 0x0000_0000_0000_ab00 | frame.rax & !0xffff;
         let expected = match code {
             [0x88, 0x27] => 0xab,
@@ -414,10 +435,13 @@ fn ept_violation_error_paths() {
         (ept(base), user, load, VeError::UserMode),
         (
             ept(base + 0xffe),
-            frame(),
+            Frame {
+                rdi: DEVICE_VA + 0xffe,
+                ..frame()
+            },
             load,
             VeError::CrossesPage {
-                gpa: base + 0xffe,
+                linear: DEVICE_VA + 0xffe,
                 size: 4,
             },
         ),
@@ -441,14 +465,8 @@ fn ept_violation_error_paths() {
         ),
         (ept(1 << 50), frame(), load, VeError::GpaOutOfRange(1 << 50)),
     ];
-    for (info, mut frame, code, expected) in cases {
-        let before = frame;
-        td.inject_ve(0, info);
-        assert_eq!(
-            handle_with_code(&td.vcpu(0), &mut frame, code),
-            Err(expected)
-        );
-        assert_untouched(&td, &before, &frame);
+    for (info, frame, code, expected) in cases {
+        assert_refused(&td, info, frame, code, expected);
     }
     assert_eq!(td.vmcall_count(function::REQUEST_MMIO), 0);
 
@@ -607,4 +625,159 @@ fn a_context_saves_the_vp_info_query_and_keeps_the_checks() {
         context.handle_with_code(&td.vcpu(0), &mut frame, &[0x8b, 0x07]),
         Err(VeError::PrivateGpa(private))
     );
+}
+
+/// Linux's `virt_exception_user`: from user mode only CPUID is emulated; HLT, port IO, MSRs and
+/// MMIO are refused before anything reaches the VMM, and the frame is left as it was.
+#[test]
+fn user_mode_gets_cpuid_and_nothing_else() {
+    let td = module();
+    let (_device, base) = with_device(&td);
+    let user = Frame {
+        cs: 0x33,
+        ss: 0x2b,
+        ..frame()
+    };
+    let refused = [
+        instruction(VeInfo::EXIT_REASON_HLT, 1),
+        io(0x3f8, 1, false),
+        io(0x60, 1, true),
+        instruction(VeInfo::EXIT_REASON_RDMSR, 2),
+        instruction(VeInfo::EXIT_REASON_WRMSR, 2),
+        ept(base),
+    ];
+    for info in refused {
+        assert_refused(&td, info, user, &[0x8b, 0x07], VeError::UserMode);
+    }
+    for function in [
+        function::HLT,
+        function::IO,
+        function::RDMSR,
+        function::WRMSR,
+        function::REQUEST_MMIO,
+    ] {
+        assert_eq!(
+            td.vmcall_count(function),
+            0,
+            "{function:#x} reached the VMM"
+        );
+    }
+
+    let answer = CpuidResult {
+        eax: 0x4000_0001,
+        ebx: 1,
+        ecx: 2,
+        edx: 3,
+    };
+    td.set_cpuid(0x4000_0000, 0, answer);
+    let mut frame = Frame {
+        rax: 0x4000_0000,
+        rcx: 0,
+        ..user
+    };
+    td.inject_ve(0, instruction(VeInfo::EXIT_REASON_CPUID, 2));
+    handle_with_code(&td.vcpu(0), &mut frame, &[]).unwrap();
+    assert_eq!((frame.rax, frame.rbx, frame.rip), (0x4000_0001, 1, RIP + 2));
+}
+
+/// A load that starts in a private page and runs into an MMIO page (what
+/// `load_unaligned_zeropad()` does at the end of a buffer) faults on the MMIO page at offset 0:
+/// the GPA looks in-page, but the access is not, and emulating it as a whole MMIO read would
+/// read the device at the wrong address. Linux's `handle_mmio` refuses it; so does the handler.
+#[test]
+fn an_access_split_across_a_private_and_an_mmio_page_is_refused() {
+    let td = module();
+    let (device, base) = with_device(&td);
+    device.set(0, 8, 0x1122_3344_5566_7788);
+    const MMIO_VA: u64 = DEVICE_VA + 0x1000;
+    let cases: [(&[u8], u64); 4] = [
+        (&[0x8b, 0x07], 2),             // mov eax, [rdi]: 2 bytes before the page
+        (&[0x48, 0x8b, 0x07], 1),       // mov rax, [rdi]: 1 byte before
+        (&[0x48, 0x8b, 0x47, 0x01], 2), // mov rax, [rdi + 1] with rdi 2 bytes before + 1
+        (&[0x66, 0x89, 0x37], 1),       // mov [rdi], si: a split store
+    ];
+    for (code, before_page) in cases {
+        let mut frame = frame();
+        let displacement = if code.len() == 4 { 1 } else { 0 };
+        frame.rdi = MMIO_VA - before_page - displacement;
+        let start = frame;
+        td.inject_ve(
+            0,
+            VeInfo {
+                exit_reason: VeInfo::EXIT_REASON_EPT_VIOLATION,
+                exit_qualification: EPT_GLA_VALID,
+                guest_linear_address: MMIO_VA,
+                guest_physical_address: base,
+                ..VeInfo::default()
+            },
+        );
+        let result = handle_with_code(&td.vcpu(0), &mut frame, code);
+        assert!(
+            matches!(result, Err(VeError::CrossesPage { .. })),
+            "{code:02x?}: {result:?}"
+        );
+        assert_untouched(&td, &start, &frame);
+    }
+    assert_eq!(td.vmcall_count(function::REQUEST_MMIO), 0);
+}
+
+/// The instruction at RIP must be the access that faulted: at the GPA's page offset and, when
+/// the exit qualification marks it valid, at VEINFO's linear address. FS/GS-relative accesses
+/// have no computable address and are refused.
+#[test]
+fn the_decoded_address_must_be_the_one_that_faulted() {
+    let td = module();
+    let (_device, base) = with_device(&td);
+    let load: &[u8] = &[0x8b, 0x47, 0x10]; // mov eax, [rdi + 0x10]
+    let other_offset = ept(base + 0x20);
+    let other_linear = VeInfo {
+        guest_linear_address: DEVICE_VA + 0x5010,
+        ..ept(base + 0x10)
+    };
+    let cases = [
+        (
+            other_offset,
+            load,
+            VeError::AddressMismatch {
+                linear: DEVICE_VA + 0x10,
+                gpa: base + 0x20,
+            },
+        ),
+        (
+            other_linear,
+            load,
+            VeError::AddressMismatch {
+                linear: DEVICE_VA + 0x10,
+                gpa: base + 0x10,
+            },
+        ),
+        // mov eax, fs:[rdi + 0x10] and gs:
+        (
+            ept(base + 0x10),
+            &[0x64, 0x8b, 0x47, 0x10][..],
+            VeError::SegmentOverride,
+        ),
+        (
+            ept(base + 0x10),
+            &[0x65, 0x8b, 0x47, 0x10][..],
+            VeError::SegmentOverride,
+        ),
+    ];
+    for (info, code, expected) in cases {
+        assert_refused(&td, info, frame(), code, expected);
+    }
+    assert_eq!(td.vmcall_count(function::REQUEST_MMIO), 0);
+
+    // Without the GLA-valid bit only the page offset is compared: a different linear address in
+    // VEINFO does not matter, and the access is emulated.
+    let mut frame = frame();
+    td.inject_ve(
+        0,
+        VeInfo {
+            exit_qualification: 0,
+            ..other_linear
+        },
+    );
+    handle_with_code(&td.vcpu(0), &mut frame, load).unwrap();
+    assert_eq!(td.vmcall_count(function::REQUEST_MMIO), 1);
 }

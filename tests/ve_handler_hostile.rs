@@ -119,6 +119,11 @@ proptest! {
                 if info.exit_reason == VeInfo::EXIT_REASON_EPT_VIOLATION {
                     let insn = decode(&code).unwrap();
                     prop_assert_eq!(advanced, insn.insn_len() as u64);
+                    // Only an access inside one page, at the faulting offset, is emulated.
+                    let linear = insn.linear_address(&start).unwrap();
+                    let last = linear.checked_add(insn.size() as u64 - 1).unwrap();
+                    prop_assert_eq!(linear / 4096, last / 4096);
+                    prop_assert_eq!(linear % 4096, info.guest_physical_address % 4096);
                 } else {
                     prop_assert_eq!(advanced, u64::from(info.instruction_length));
                 }

@@ -540,3 +540,39 @@ fn every_strict_prefix_of_a_valid_instruction_is_truncated() {
         }
     }
 }
+
+/// The linear address of each addressing form, as the CPU computes it.
+#[test]
+fn linear_addresses_follow_the_addressing_form() {
+    let mut frame = Frame {
+        rip: 0xffff_8000_0010_0000,
+        ..Frame::default()
+    };
+    frame.rdi = 0xffff_9000_0000_1000;
+    frame.rsi = 3;
+    frame.r12 = 0x40;
+    frame.rsp = 0xffff_8000_0020_0000;
+    let cases: [(&[u8], Option<u64>); 9] = [
+        (&[0x8b, 0x07], Some(0xffff_9000_0000_1000)), // [rdi]
+        (&[0x8b, 0x47, 0xf0], Some(0xffff_9000_0000_0ff0)), // [rdi - 0x10]
+        (&[0x8b, 0x04, 0xf7], Some(0xffff_9000_0000_1018)), // [rdi + rsi*8]
+        (&[0x42, 0x8b, 0x04, 0x27], Some(0xffff_9000_0000_1040)), // [rdi + r12]
+        (&[0x8b, 0x04, 0x24], Some(0xffff_8000_0020_0000)), // [rsp]
+        (
+            &[0x8b, 0x04, 0x25, 0x00, 0x10, 0x00, 0xfe],
+            Some(0xffff_ffff_fe00_1000),
+        ), // [disp32]
+        (
+            &[0x8b, 0x05, 0x10, 0x00, 0x00, 0x00],
+            Some(0xffff_8000_0010_0016),
+        ), // [rip + 0x10]
+        (&[0x67, 0x8b, 0x47, 0x10], Some(0x0000_1010)), // [edi + 0x10]
+        (&[0x65, 0x8b, 0x07], None),                  // gs:[rdi]: base unknown
+    ];
+    for (code, expected) in cases {
+        let insn = decode(code).unwrap();
+        assert_eq!(insn.linear_address(&frame), expected, "{code:02x?}");
+    }
+    let moffs = decode(&[0x48, 0xa1, 0x08, 0x10, 0, 0, 0, 0x90, 0xff, 0xff]).unwrap();
+    assert_eq!(moffs.linear_address(&frame), Some(0xffff_9000_0000_1008));
+}

@@ -4,7 +4,7 @@
 //! validation (it ends exactly at the end marker).
 
 use libfuzzer_sys::fuzz_target;
-use tdx_boot::e820::{Hob, HobList, MemoryMap};
+use tdx_boot::e820::{Handoff, Hob, HobList, MemoryMap};
 use tdx_boot_fuzz::{assert_covered, assert_sanitized, raw_or_framed};
 
 /// A valid PHIT, so that half the inputs explore the HOBs after it instead of the header.
@@ -21,6 +21,16 @@ fuzz_target!(|data: &[u8]| {
     let Some(data) = raw_or_framed(data, |_, rest| with_handoff(rest)) else {
         return;
     };
+    // The PHIT's length under either EfiEndOfHobList convention, reading only the input.
+    if let Some(handoff) = Handoff::decode(&data) {
+        let read = |at: u64| -> Option<[u8; 8]> {
+            let at = usize::try_from(at).ok()?;
+            data.get(at..at.checked_add(8)?)?.try_into().ok()
+        };
+        if let Some(len) = handoff.list_len(0, read) {
+            assert!(len >= 56 && len % 8 == 0);
+        }
+    }
     let Ok(list) = HobList::parse(&data) else {
         return;
     };

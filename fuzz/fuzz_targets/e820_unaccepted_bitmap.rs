@@ -5,7 +5,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use tdx_boot::e820::{
-    MemoryMap, RegionKind, UnacceptedBitmap, encode_unaccepted_table, unaccepted_table_len,
+    MemoryMap, RegionKind, UnacceptedBitmap, encode_unaccepted_table, unaccepted_table_extent,
+    unaccepted_table_len,
 };
 use tdx_boot_fuzz::{assert_sanitized, raw_or_framed};
 
@@ -33,6 +34,15 @@ fuzz_target!(|data: &[u8]| {
     let Some(data) = raw_or_framed(data, with_header) else {
         return;
     };
+    // The pages holding the table, wherever it lies: page-aligned, covering every byte of it.
+    let address = data
+        .get(8..16)
+        .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap()));
+    if let Ok(extent) = unaccepted_table_extent(address, &data) {
+        let size = u64::from_le_bytes(data[16..24].try_into().unwrap());
+        assert!(extent.start % 4096 == 0 && extent.end % 4096 == 0);
+        assert!(extent.start <= address && address + 24 + size <= extent.end);
+    }
     let Ok(table) = UnacceptedBitmap::parse(&data) else {
         return;
     };

@@ -19,6 +19,13 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             ..Frame::default()
         };
         let _ = mmio.write_value(&frame);
+        // Nor computing its address from extreme registers (wrapping, never overflowing).
+        let extreme = Frame {
+            rip: u64::MAX,
+            rdi: u64::MAX,
+            ..Frame::default()
+        };
+        let _ = mmio.linear_address(&extreme);
         mmio.complete_read(&mut frame, u64::MAX);
     }
     if data.len() < 15 && result != Err(MmioError::Truncated) {

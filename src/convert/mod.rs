@@ -10,8 +10,14 @@
 //!
 //! - Private -> shared ([`make_shared`]): set the shared bit in the mappings, flush the TLB,
 //!   MapGPA(GPA | shared bit). The contents are lost.
-//! - Shared -> private ([`make_private`]): clear the shared bit, flush, MapGPA(GPA), ACCEPT.
-//!   The pages come back zeroed.
+//! - Shared -> private ([`make_private`]): MapGPA(GPA), ACCEPT, and only then clear the shared
+//!   bit in the mappings and flush. The pages come back zeroed.
+//!
+//! The order is Linux's (`tdx_enc_status_change_prepare`/`_finish`): in both directions the
+//! window in between has a *shared* mapping of a *private* page, which at worst raises a #VE,
+//! and never a *private* mapping of a *shared* page: an access through that (a speculative one,
+//! or `load_unaligned_zeropad()` running over the end of a neighbouring buffer) is not a #VE but
+//! the end of the TD.
 //!
 //! On failure [`ConvertError::state`] says exactly what state the range was left in.
 //! [`SharedPool`] keeps a region shared once and hands out pages of it to drivers.
@@ -39,29 +45,41 @@ const PAGE: u64 = 0x1000;
 pub enum RangeState {
     /// As before the call: mappings, VMM view and contents untouched.
     Unchanged,
-    /// The mappings of the whole range show the new side; the VMM confirmed the conversion of
-    /// `[gpa, converted_upto)` only and the rest may be on either side. Do not touch the range;
-    /// repeating the same conversion (MapGPA of converted pages is harmless) is the way out.
+    /// The VMM confirmed the conversion of `[gpa, converted_upto)` only and the rest may be on
+    /// either side. The mappings show shared: `make_shared` changed them first, `make_private`
+    /// has not changed them yet (a shared mapping of a private page only raises a #VE). Do not
+    /// touch the range; repeating the same conversion (MapGPA of converted pages is harmless) is
+    /// the way out.
     Converting {
         /// The GPA (no shared bit) up to which the VMM confirmed the conversion.
         converted_upto: u64,
     },
-    /// `make_private` only: the whole range is private in the mappings and for the VMM, but only
-    /// `[gpa, accepted_upto)` is accepted; the rest is pending. [`crate::accept::accept_range`]
-    /// on the rest finishes the conversion.
+    /// `make_private` only: the whole range is private for the VMM, but only `[gpa,
+    /// accepted_upto)` is accepted; the rest is pending, and the mappings still show the whole
+    /// range shared (they turn private only once every page is). [`crate::accept::accept_range`]
+    /// on the rest, then clearing the shared bit in the mappings (and a flush), finishes it.
     PrivatePendingAccept {
         /// The GPA up to which pages are accepted.
         accepted_upto: u64,
     },
-    /// `make_private` only: the whole range is private and accepted, but the module found
+    /// `make_private` only: the whole range is private, accepted and mapped private, but the
+    /// module found
     /// some of its pages already accepted and left them as they were, not zeroed: the VMM had
     /// never taken them away (the earlier conversion to shared was not real, or they were
     /// never shared). They hold the TD's own earlier private contents, never anything the VMM
     /// wrote; clear the range before it reaches anyone who must not see those.
     PrivateNotZeroed,
-    /// The mapper failed and could not undo its partial change: the mappings of
-    /// `[changed_from, changed_upto)` show the new side, the rest of the range the old one;
-    /// the VMM's view is unchanged.
+    /// `make_private` only: the range is private and accepted (zeroed) for the module and the
+    /// VMM, but the mapper failed after switching `[va, mapped_private_upto)` to private; the
+    /// rest of the range is still mapped shared (an access there raises a #VE). Clearing the
+    /// shared bit of the rest (and a flush) finishes the conversion.
+    PrivateMappedPartly {
+        /// The end of the virtual range whose mappings show private.
+        mapped_private_upto: u64,
+    },
+    /// `make_shared` only: the mapper failed and could not undo its partial change: the mappings
+    /// of `[changed_from, changed_upto)` show shared, the rest of the range private; the VMM's
+    /// view is unchanged.
     MappingsPartial {
         /// The first virtual address whose entry still shows the new side.
         changed_from: u64,
@@ -157,11 +175,12 @@ pub unsafe fn make_shared(
     range: ConvertRange,
 ) -> Result<MapGpaStats, ConvertError> {
     // SAFETY: forwarded; the caller upholds the contract.
-    unsafe { convert(tdx, mapper, shared_mask, range, true) }
+    unsafe { convert_to_shared(tdx, mapper, shared_mask, range) }
 }
 
-/// Makes `range` private: mappings, TLB, MapGPA without the shared bit, then ACCEPT, which
-/// zeroes every page.
+/// Makes `range` private: MapGPA without the shared bit, then ACCEPT, which zeroes every page,
+/// then the mappings (shared bit cleared) and the TLB. The mappings turn private only once every
+/// page is private and accepted, so no private mapping of a shared page ever exists.
 ///
 /// `Ok` means every page was zeroed by the module. A page the module finds already accepted
 /// (the VMM never took it away) keeps its old private contents; the call then fails with
@@ -177,8 +196,29 @@ pub unsafe fn make_private(
     shared_mask: u64,
     range: ConvertRange,
 ) -> Result<MapGpaStats, ConvertError> {
-    // SAFETY: forwarded; the caller upholds the contract.
-    let stats = unsafe { convert(tdx, mapper, shared_mask, range, false) }?;
+    range.validate(shared_mask)?;
+    if range.len == 0 {
+        return Ok(MapGpaStats::default());
+    }
+    // SAFETY: the caller guarantees nothing uses the range; the mappings still show it shared,
+    // and a shared mapping of a page turning private only ever raises a #VE.
+    let stats =
+        unsafe { map_gpa_range(tdx, range.gpa, range.len, false, shared_mask) }.map_err(|e| {
+            // A clean refusal of the first call changed nothing; anything else leaves the VMM's
+            // view unknown beyond `converted_upto`.
+            let refused_at_once =
+                e.converted_upto == range.gpa && matches!(e.cause, MapGpaFailure::Vmcall(_));
+            ConvertError {
+                state: if refused_at_once {
+                    RangeState::Unchanged
+                } else {
+                    RangeState::Converting {
+                        converted_upto: e.converted_upto,
+                    }
+                },
+                cause: ConvertCause::MapGpa(e),
+            }
+        })?;
     let end = range.gpa + range.len;
     // SAFETY: the caller promises the range is unused and its contents expendable (this
     // function's contract): `accept_range`'s contract for memory the kernel has given up.
@@ -192,6 +232,21 @@ pub unsafe fn make_private(
         },
         cause: ConvertCause::Accept(e),
     })?;
+    // Every page is private and accepted: now the mappings may say so.
+    // SAFETY: nothing uses the range (the caller's guarantee), and the pages behind these
+    // entries are the TD's private, accepted memory.
+    if let Err(e) = unsafe { mapper.set_shared(range.va, range.len, false) } {
+        // A mapper claiming more than it was asked for is not believed beyond the range.
+        let done = e.done.min(range.len);
+        mapper.flush(range.va, done);
+        return Err(ConvertError {
+            state: RangeState::PrivateMappedPartly {
+                mapped_private_upto: range.va + done,
+            },
+            cause: ConvertCause::Mapper(e),
+        });
+    }
+    mapper.flush(range.va, range.len);
     // `accept_range` takes "already accepted" as success, which is right for memory that was
     // never shared; here it means the page was not zeroed, breaking this function's promise.
     if accepted.already_accepted != 0 {
@@ -203,27 +258,26 @@ pub unsafe fn make_private(
     Ok(stats)
 }
 
-/// Mappings, flush and MapGPA towards `to_shared`; on failure undoes what can be undone.
+/// Mappings, flush and MapGPA to shared; on failure undoes what can be undone.
 ///
 /// # Safety
 ///
 /// As for [`make_shared`].
-unsafe fn convert(
+unsafe fn convert_to_shared(
     tdx: &impl TdCall,
     mapper: &mut impl SharedBitMapper,
     shared_mask: u64,
     range: ConvertRange,
-    to_shared: bool,
 ) -> Result<MapGpaStats, ConvertError> {
     range.validate(shared_mask)?;
     if range.len == 0 {
         return Ok(MapGpaStats::default());
     }
     // SAFETY: the caller guarantees nothing uses the range while it changes sides.
-    if let Err(e) = unsafe { mapper.set_shared(range.va, range.len, to_shared) } {
+    if let Err(e) = unsafe { mapper.set_shared(range.va, range.len, true) } {
         // A mapper claiming more than it was asked for is not believed beyond the range.
         // SAFETY: these entries were changed by this call, under the caller's contract.
-        let state = unsafe { undo_mappings(mapper, range.va, e.done.min(range.len), to_shared) };
+        let state = unsafe { undo_mappings(mapper, range.va, e.done.min(range.len)) };
         return Err(ConvertError {
             state,
             cause: ConvertCause::Mapper(e),
@@ -231,17 +285,17 @@ unsafe fn convert(
     }
     mapper.flush(range.va, range.len);
     // SAFETY: as above; the mappings already show the new side.
-    match unsafe { map_gpa_range(tdx, range.gpa, range.len, to_shared, shared_mask) } {
+    match unsafe { map_gpa_range(tdx, range.gpa, range.len, true, shared_mask) } {
         Ok(stats) => Ok(stats),
         Err(e) => {
             // A clean refusal of the first call changed nothing on the VMM's side: put the
             // mappings back. Anything else (a partial conversion, a lying R11) leaves the VMM's
-            // view unknown beyond `converted_upto`, so the mappings stay on the new side.
+            // view unknown beyond `converted_upto`, so the mappings stay shared.
             let refused_at_once =
                 e.converted_upto == range.gpa && matches!(e.cause, MapGpaFailure::Vmcall(_));
             let state = if refused_at_once {
                 // SAFETY: as above.
-                unsafe { undo_mappings(mapper, range.va, range.len, to_shared) }
+                unsafe { undo_mappings(mapper, range.va, range.len) }
             } else {
                 RangeState::Converting {
                     converted_upto: e.converted_upto,
@@ -255,7 +309,7 @@ unsafe fn convert(
     }
 }
 
-/// Puts the first `done` bytes of mappings back on the old side, then flushes them.
+/// Puts the first `done` bytes of mappings back to private, then flushes them.
 ///
 /// The flush is needed even when the change is undone before any flush: the processor may
 /// cache a translation of any present entry at any time (page walks are speculative), so the
@@ -264,19 +318,14 @@ unsafe fn convert(
 ///
 /// # Safety
 ///
-/// The entries of `[va, va + done)` were changed towards `to_shared` by the conversion in
-/// progress, and its caller's guarantee (nothing uses the range) still holds.
-unsafe fn undo_mappings(
-    mapper: &mut impl SharedBitMapper,
-    va: u64,
-    done: u64,
-    to_shared: bool,
-) -> RangeState {
+/// The entries of `[va, va + done)` were made shared by the conversion in progress, and its
+/// caller's guarantee (nothing uses the range) still holds.
+unsafe fn undo_mappings(mapper: &mut impl SharedBitMapper, va: u64, done: u64) -> RangeState {
     if done == 0 {
         return RangeState::Unchanged;
     }
     // SAFETY: this function's contract: nothing uses the range, the entries are ours to flip.
-    let undone = unsafe { mapper.set_shared(va, done, !to_shared) };
+    let undone = unsafe { mapper.set_shared(va, done, false) };
     mapper.flush(va, done);
     match undone {
         Ok(()) => RangeState::Unchanged,

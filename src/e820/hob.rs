@@ -86,7 +86,8 @@ pub struct Handoff {
     pub free_memory_top: u64,
     /// `EfiFreeMemoryBottom`.
     pub free_memory_bottom: u64,
-    /// `EfiEndOfHobList`: address of the end-of-list HOB.
+    /// `EfiEndOfHobList`, in one of two conventions: edk2's PEI core points it at the end-of-list
+    /// HOB, QEMU (`tdvf_hob_create`) and td-shim just past it. [`Handoff::list_len`] tells which.
     pub end_of_hob_list: u64,
 }
 
@@ -107,14 +108,42 @@ impl Handoff {
         })
     }
 
-    /// The list's length in bytes according to the PHIT, for a list at `list_address`: up to
-    /// and including the end-of-list header. Firmware-provided: cap it to the memory you are
-    /// willing to read, then let [`HobList::parse`] check it.
-    pub fn list_len(&self, list_address: u64) -> Option<usize> {
-        let len = self
-            .end_of_hob_list
-            .checked_sub(list_address)?
-            .checked_add(HEADER_LEN as u64)?;
+    /// The list's exact length in bytes, up to and including the end-of-list HOB, for a list at
+    /// `list_address`; `read_header(address)` returns the 8 bytes at `address` and is called once.
+    ///
+    /// `EfiEndOfHobList` has two conventions: the address *of* the end-of-list HOB (edk2's PEI
+    /// core) or the address just *past* it (QEMU's `tdvf_hob_create` for TDVF, and td-shim). The 8
+    /// bytes before `EfiEndOfHobList` lie inside the list either way, so they are read: an
+    /// end-of-list header there (type `0xFFFF`, length 8) means the second convention and the list
+    /// ends at `EfiEndOfHobList`; anything else means the first, and the list ends 8 bytes later.
+    /// Assuming the first convention would read 8 bytes past a QEMU list, which may be past the
+    /// memory the TD_HOB section covers.
+    ///
+    /// In an edk2-style list whose previous HOB happens to end in the bytes of an end-of-list
+    /// header, the length comes out 8 bytes short; [`HobList::parse`] then fails with
+    /// [`HobError::MissingEnd`] rather than misreading anything.
+    ///
+    /// `None` when `EfiEndOfHobList` lies before the end of the PHIT, is not 8-byte aligned
+    /// relative to the list, or `read_header` fails. Firmware-provided: cap the length to the
+    /// memory you are willing to map, then let [`HobList::parse`] check the list.
+    pub fn list_len(
+        &self,
+        list_address: u64,
+        read_header: impl FnOnce(u64) -> Option<[u8; HEADER_LEN]>,
+    ) -> Option<usize> {
+        let to_marker = self.end_of_hob_list.checked_sub(list_address)?;
+        if to_marker < HANDOFF_LEN as u64 || to_marker % 8 != 0 {
+            return None;
+        }
+        let header = read_header(self.end_of_hob_list - HEADER_LEN as u64)?;
+        let past_end_marker = u16_at(&header, 0) == Some(HOB_TYPE_END_OF_LIST)
+            && u16_at(&header, 2) == Some(HEADER_LEN as u16)
+            && to_marker > HANDOFF_LEN as u64;
+        let len = if past_end_marker {
+            to_marker
+        } else {
+            to_marker.checked_add(HEADER_LEN as u64)?
+        };
         usize::try_from(len).ok()
     }
 }
@@ -486,17 +515,146 @@ mod tests {
             self.0.extend_from_slice(data);
             self.0.resize(self.0.len() + len - 24 - data.len(), 0);
         }
+        /// Ends the list as edk2's PEI core does: `EfiEndOfHobList` is the end-of-list HOB.
         fn end(mut self) -> Vec<u8> {
             let end_offset = self.0.len() as u64;
             self.0[48..56].copy_from_slice(&(0x80_9000 + end_offset).to_le_bytes());
             self.header(HOB_TYPE_END_OF_LIST, 8);
             self.0
         }
+        /// Ends the list as QEMU's `tdvf_hob_create` and td-shim do: `EfiEndOfHobList` is the
+        /// first byte after the end-of-list HOB.
+        fn end_past(mut self) -> Vec<u8> {
+            self.header(HOB_TYPE_END_OF_LIST, 8);
+            let end_offset = self.0.len() as u64;
+            self.0[48..56].copy_from_slice(&(0x80_9000 + end_offset).to_le_bytes());
+            self.0
+        }
     }
 
-    /// Shaped after the TD HOB QEMU builds for TDVF: the VMM-added firmware memory is system
-    /// memory, all other RAM unaccepted, the PCI holes MMIO.
-    fn tdvf_like() -> Vec<u8> {
+    /// The TD HOB QEMU (`hw/i386/tdvf-hob.c`) builds for Debian's TDVF (edk2 2022.11) with
+    /// `-m 2G`: a PHIT with only the version and `EfiEndOfHobList` set (just past the end HOB),
+    /// then one resource descriptor per RAM entry, sorted: everything unaccepted (type 7) except
+    /// the TEMP_MEM and TD_HOB sections of the TDVF metadata, which QEMU added (type 0); all with
+    /// attributes PRESENT | INITIALIZED | TESTED; no MMIO, no allocations.
+    fn qemu_td_hob() -> Vec<u8> {
+        let mut b = Builder(Vec::new());
+        b.header(HOB_TYPE_HANDOFF, 56);
+        b.u32(9);
+        b.u32(0);
+        for _ in 0..5 {
+            b.u64(0);
+        }
+        for (ty, start, end) in [
+            (7, 0x0, 0x80_0000),
+            (0, 0x80_0000, 0x80_6000), // TEMP_MEM: the SEC page tables
+            (7, 0x80_6000, 0x80_9000),
+            (0, 0x80_9000, 0x80_b000), // TD_HOB: this list
+            (0, 0x80_b000, 0x80_d000), // TEMP_MEM
+            (7, 0x80_d000, 0x81_0000),
+            (0, 0x81_0000, 0x82_0000), // TEMP_MEM: SEC's stack and heap
+            (7, 0x82_0000, 0x8000_0000),
+        ] {
+            b.resource(ty, PRIVATE, start, end - start);
+        }
+        b.end_past()
+    }
+
+    #[test]
+    fn qemu_td_hob_becomes_a_map_of_its_exact_length() {
+        let bytes = qemu_td_hob();
+        assert_eq!(bytes.len(), 56 + 8 * 48 + 8);
+        let mut map = MemoryMap::<16>::new();
+        let list = read_td_hob(&bytes, &mut map).unwrap();
+        let r = Region::new;
+        assert_eq!(
+            map.regions(),
+            &[
+                r(0x0, 0x80_0000, Unaccepted),
+                r(0x80_0000, 0x80_6000, Usable),
+                r(0x80_6000, 0x80_9000, Unaccepted),
+                r(0x80_9000, 0x80_d000, Usable),
+                r(0x80_d000, 0x81_0000, Unaccepted),
+                r(0x81_0000, 0x82_0000, Usable),
+                r(0x82_0000, 0x8000_0000, Unaccepted),
+            ]
+        );
+        assert_eq!(list.resource_descriptors().count(), 8);
+        assert_eq!(list.as_bytes().len(), bytes.len());
+        assert_eq!(list_len(&bytes, 0x80_9000), Some(bytes.len()));
+    }
+
+    /// [`Handoff::list_len`] for `bytes` placed at `address`, reading only inside `bytes`.
+    fn list_len(bytes: &[u8], address: u64) -> Option<usize> {
+        let handoff = Handoff::decode(bytes)?;
+        handoff.list_len(address, |at| {
+            let offset = usize::try_from(at.checked_sub(address)?).ok()?;
+            bytes.get(offset..offset + 8)?.try_into().ok()
+        })
+    }
+
+    #[test]
+    fn list_len_is_exact_in_both_conventions() {
+        let resources = |data: &[u8]| {
+            let mut b = Builder::handoff();
+            b.resource(7, PRIVATE, 0, 0x8000_0000);
+            b.guid(TEST_GUID, data);
+            b
+        };
+        let edk2 = resources(&[0xaa; 7]).end();
+        let qemu = resources(&[0xaa; 7]).end_past();
+        assert_eq!(edk2.len(), qemu.len());
+        for bytes in [&edk2, &qemu, &every_hob_kind(), &qemu_td_hob()] {
+            let len = list_len(bytes, 0x80_9000).unwrap();
+            assert_eq!(len, bytes.len());
+            assert_eq!(HobList::parse(&bytes[..len]).unwrap().as_bytes().len(), len);
+        }
+        // The documented ambiguity: an edk2 list whose last HOB ends in an end-of-list header's
+        // bytes looks like a QEMU list; the length is 8 short and parsing it fails cleanly.
+        let lookalike = resources(&[0xff, 0xff, 8, 0, 0, 0, 0]).end();
+        let len = list_len(&lookalike, 0x80_9000).unwrap();
+        assert_eq!(len, lookalike.len() - 8);
+        assert_eq!(
+            HobList::parse(&lookalike[..len]).unwrap_err(),
+            HobError::MissingEnd
+        );
+        // The smallest lists: a PHIT and the end HOB.
+        assert_eq!(list_len(&Builder::handoff().end(), 0x80_9000), Some(64));
+        assert_eq!(
+            list_len(&Builder::handoff().end_past(), 0x80_9000),
+            Some(64)
+        );
+    }
+
+    #[test]
+    fn list_len_refuses_impossible_markers() {
+        let bytes = qemu_td_hob();
+        let with_marker = |marker: u64| {
+            let mut b = bytes.clone();
+            b[48..56].copy_from_slice(&marker.to_le_bytes());
+            b
+        };
+        // Before the end of the PHIT, before the list, not 8-byte aligned.
+        assert_eq!(list_len(&with_marker(0x80_9000 + 48), 0x80_9000), None);
+        assert_eq!(list_len(&with_marker(0x80_8000), 0x80_9000), None);
+        assert_eq!(list_len(&with_marker(0x80_9000 + 61), 0x80_9000), None);
+        // The header cannot be read.
+        let handoff = Handoff::decode(&bytes).unwrap();
+        assert_eq!(handoff.list_len(0x80_9000, |_| None), None);
+        // A marker at the top of the address space: the edk2 length would overflow.
+        let far = Handoff::decode(&with_marker(u64::MAX - 7)).unwrap();
+        assert_eq!(far.list_len(0, |_| Some([0; 8])), None);
+        let end_header = [0xff, 0xff, 8, 0, 0, 0, 0, 0];
+        assert_eq!(
+            far.list_len(0, |at| (at == u64::MAX - 15).then_some(end_header)),
+            usize::try_from(u64::MAX - 7).ok()
+        );
+    }
+
+    /// Every kind of HOB this module reads (MMIO and I/O resources, allocations, a GUID
+    /// extension, an unused HOB), edk2's end convention. Not what QEMU emits: QEMU's TD HOB has
+    /// only RAM resource descriptors ([`qemu_td_hob`]); this one exercises the rest.
+    fn every_hob_kind() -> Vec<u8> {
         let mut b = Builder::handoff();
         b.resource(0, PRIVATE, 0x0, 0x80_0000);
         b.resource(7, PRIVATE, 0x80_0000, 0x7f80_0000);
@@ -513,8 +671,8 @@ mod tests {
     }
 
     #[test]
-    fn tdvf_like_hob_becomes_a_map() {
-        let bytes = tdvf_like();
+    fn every_hob_kind_becomes_a_map() {
+        let bytes = every_hob_kind();
         let mut map = MemoryMap::<16>::new();
         let list = read_td_hob(&bytes, &mut map).unwrap();
         let r = Region::new;
@@ -537,7 +695,7 @@ mod tests {
         );
         assert_eq!(list.find_guid_extension(&Guid::default()), None);
         assert_eq!(list.resource_descriptors().count(), 6);
-        assert_eq!(list.handoff().list_len(0x80_9000), Some(bytes.len()));
+        assert_eq!(list_len(&bytes, 0x80_9000), Some(bytes.len()));
         assert!(matches!(
             list.iter().last(),
             Some(Hob::Other {
@@ -549,7 +707,7 @@ mod tests {
 
     #[test]
     fn bytes_after_the_end_marker_are_ignored() {
-        let mut bytes = tdvf_like();
+        let mut bytes = every_hob_kind();
         let len = bytes.len();
         bytes.extend_from_slice(&[0xff; 13]);
         let list = HobList::parse(&bytes).unwrap();
@@ -558,7 +716,7 @@ mod tests {
 
     #[test]
     fn malformed_lists_are_rejected() {
-        let good = tdvf_like();
+        let good = every_hob_kind();
         assert_eq!(
             HobList::parse(&good[..40]).unwrap_err(),
             HobError::MissingHandoff

@@ -78,5 +78,5 @@ pub use uefi_rs::read_uefi_rs_memory_map;
 pub use unaccepted_table::{
     UNACCEPTED_TABLE_GUID, UNACCEPTED_TABLE_HEADER_LEN, UNACCEPTED_TABLE_VERSION,
     UNACCEPTED_UNIT_SIZE, UnacceptedBitmap, UnacceptedTableError, encode_unaccepted_table,
-    read_unaccepted_table, unaccepted_table_len,
+    read_unaccepted_table, unaccepted_table_extent, unaccepted_table_len,
 };

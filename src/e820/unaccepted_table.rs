@@ -297,6 +297,39 @@ fn set_bits(bitmap: &mut [u8], mut from: u64, to: u64) {
     }
 }
 
+/// The page-aligned physical range that holds the whole table whose first 24 bytes (`header`)
+/// lie at `address`: what a kernel maps to read it and keeps reserved while it uses it.
+///
+/// The EFI stub allocates the table from pool memory, so it starts anywhere in a page, and its
+/// `size` (bitmap bytes) need not be a multiple of 8: with `-m 67000M` the 4084-byte table
+/// crosses a page boundary. Rounding only the length up to a page (instead of the table's end)
+/// misses the second page; this is the range from `address` rounded down to the table's end
+/// rounded up. Checks the header as [`UnacceptedBitmap::parse`] does, except that the bitmap
+/// need not be present yet.
+pub fn unaccepted_table_extent(
+    address: u64,
+    header: &[u8],
+) -> Result<Range<u64>, UnacceptedTableError> {
+    const PAGE: u64 = 4096;
+    let (Some(version), Some(unit_size), Some(size)) =
+        (u32_at(header, 0), u32_at(header, 4), u64_at(header, 16))
+    else {
+        return Err(UnacceptedTableError::Truncated);
+    };
+    if version != UNACCEPTED_TABLE_VERSION {
+        return Err(UnacceptedTableError::UnsupportedVersion(version));
+    }
+    if !valid_unit(unit_size) {
+        return Err(UnacceptedTableError::BadUnitSize(unit_size));
+    }
+    let end = size
+        .checked_add(UNACCEPTED_TABLE_HEADER_LEN as u64)
+        .and_then(|len| address.checked_add(len))
+        .and_then(|end| end.checked_next_multiple_of(PAGE))
+        .ok_or(UnacceptedTableError::RangeOverflow)?;
+    Ok(address & !(PAGE - 1)..end)
+}
+
 /// [`encode_unaccepted_table`]'s counterpart for a caller that has a map and a bitmap: marks the
 /// bitmap's ranges in `map` (see [`UnacceptedBitmap::apply_to`]).
 pub fn read_unaccepted_table<const N: usize>(
@@ -440,6 +473,36 @@ mod tests {
             Ok(24)
         );
         assert_eq!(UnacceptedBitmap::parse(&out).unwrap().ranges().count(), 0);
+    }
+
+    #[test]
+    fn extent_covers_every_page_of_the_table() {
+        use UnacceptedTableError::*;
+        let h = |size| header(1, UNACCEPTED_UNIT_SIZE, 0, size);
+        assert_eq!(unaccepted_table_extent(0x1000, &h(0)), Ok(0x1000..0x2000));
+        assert_eq!(
+            unaccepted_table_extent(0x1000, &h(4096 - 24)),
+            Ok(0x1000..0x2000)
+        );
+        assert_eq!(
+            unaccepted_table_extent(0x1000, &h(4096 - 23)),
+            Ok(0x1000..0x3000)
+        );
+        assert_eq!(unaccepted_table_extent(0x1ff8, &h(1)), Ok(0x1000..0x3000));
+        assert_eq!(unaccepted_table_extent(0, &h(0)[..23]), Err(Truncated));
+        assert_eq!(
+            unaccepted_table_extent(0, &header(2, UNACCEPTED_UNIT_SIZE, 0, 0)),
+            Err(UnsupportedVersion(2))
+        );
+        assert_eq!(
+            unaccepted_table_extent(0, &header(1, 12, 0, 0)),
+            Err(BadUnitSize(12))
+        );
+        assert_eq!(
+            unaccepted_table_extent(u64::MAX - 100, &h(0)),
+            Err(RangeOverflow)
+        );
+        assert_eq!(unaccepted_table_extent(0, &h(u64::MAX)), Err(RangeOverflow));
     }
 
     #[test]

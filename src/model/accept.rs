@@ -8,12 +8,18 @@
 //! the block (transparent to the guest, as with KVM). A page locked by another ACCEPT answers
 //! `TDX_OPERAND_BUSY`.
 //!
-//! Where the module would exit to the VMM with an EPT violation (the GPA has no private page:
-//! never added, shared or MMIO), which a VMM normally answers by killing the TD, the model
-//! returns `TDX_EPT_WALK_FAILED` so a test sees the mistake instead of a dead TD.
+//! Where the module exits to the VMM with an EPT violation (the GPA has no private page), the
+//! model's VMM does what KVM does: RAM it has not added yet
+//! ([`TdxModule::add_ram_on_demand`]) is added as pending pages and the ACCEPT re-runs, which the
+//! guest never notices; a GPA outside guest RAM, a shared page (the guest did not MapGPA it back
+//! to private) or MMIO ends the TD ([`TdxModule::td_killed`]). `TDX_EPT_WALK_FAILED` is never an
+//! answer: the module does not give it to ACCEPT.
 
 use super::memory::{Memory, PAGE_2M, PAGE_4K};
-use super::{HostPageSize, OPERAND_RCX, PageState, TdxModule, status_with_operand};
+use super::{
+    HostPageSize, OPERAND_RCX, PageState, TD_KILLED_STATUS, TdKilled, TdxModule,
+    status_with_operand,
+};
 use crate::tdcall::TdxStatus;
 use core::sync::atomic::Ordering;
 
@@ -26,6 +32,8 @@ enum Decision {
     Answer(u64),
     /// Zero `[start, end)` and mark it private; `split` if the host split a 2 MiB block first.
     Accept { start: u64, end: u64, split: bool },
+    /// The EPT violation the VMM cannot resolve: the TD ends.
+    Kill { state: PageState },
 }
 
 /// The operand id of ALREADY_ACCEPTED and SIZE_MISMATCH: the level of the entry found.
@@ -35,9 +43,12 @@ impl Memory {
     /// A 4 KiB ACCEPT of `gpa`, with the memory locked.
     fn decide_4k(&mut self, gpa: u64) -> Decision {
         let block = gpa & !(PAGE_2M - 1);
+        if self.state(gpa) == PageState::Absent {
+            self.add_on_demand(gpa, gpa + PAGE_4K);
+        }
         match self.state(gpa) {
-            PageState::Absent | PageState::Shared | PageState::Mmio => {
-                Decision::Answer(TdxStatus::EPT_WALK_FAILED.raw())
+            state @ (PageState::Absent | PageState::Shared | PageState::Mmio) => {
+                Decision::Kill { state }
             }
             PageState::Private if self.host_maps_4k(block) => {
                 Decision::Answer(TdxStatus::PAGE_ALREADY_ACCEPTED.raw())
@@ -66,12 +77,15 @@ impl Memory {
     /// A 2 MiB ACCEPT of `gpa` (2 MiB aligned), with the memory locked.
     fn decide_2m(&mut self, gpa: u64) -> Decision {
         let end = gpa + PAGE_2M;
+        self.add_on_demand(gpa, end);
         let has_private_memory = self
             .states
             .runs(gpa, end)
             .any(|(_, _, s)| matches!(s, PageState::Unaccepted | PageState::Private));
         if !has_private_memory {
-            Decision::Answer(TdxStatus::EPT_WALK_FAILED.raw())
+            Decision::Kill {
+                state: self.state(gpa),
+            }
         } else if self.host_maps_4k(gpa) {
             Decision::Answer(TdxStatus::PAGE_SIZE_MISMATCH.raw() | LEVEL_2M)
         } else if self.state(gpa) == PageState::Private {
@@ -88,8 +102,8 @@ impl Memory {
 }
 
 impl TdxModule {
-    /// Executes TDG.MEM.PAGE.ACCEPT with RCX = GPA | level; returns the status.
-    pub(super) fn page_accept(&self, rcx: u64) -> u64 {
+    /// Executes TDG.MEM.PAGE.ACCEPT of vCPU `vcpu` with RCX = GPA | level; returns the status.
+    pub(super) fn page_accept(&self, vcpu: u32, rcx: u64) -> u64 {
         let gpa = rcx & !0xfff;
         let size = match rcx & 0x7 {
             0 => PAGE_4K,
@@ -118,6 +132,10 @@ impl TdxModule {
         let (start, end, split) = match decision {
             Decision::Answer(status) => return self.accept_answer(status),
             Decision::Accept { start, end, split } => (start, end, split),
+            Decision::Kill { state } => {
+                self.kill(TdKilled { vcpu, gpa, state });
+                return TD_KILLED_STATUS;
+            }
         };
         if split {
             self.stats.host_splits.fetch_add(1, Ordering::Relaxed);

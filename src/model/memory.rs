@@ -24,6 +24,10 @@ pub(crate) struct Memory {
     /// `[start, end)` ranges an ACCEPT is zeroing right now: another ACCEPT touching them gets
     /// `TDX_OPERAND_BUSY`, as the Secure-EPT entry is locked.
     pub(crate) in_flight: Vec<(u64, u64)>,
+    /// Guest RAM the VMM adds (as pending pages) when an ACCEPT first reaches it.
+    on_demand: RangeMap<()>,
+    /// Bytes added that way.
+    pub(crate) added_on_demand: u64,
 }
 
 impl Memory {
@@ -33,7 +37,43 @@ impl Memory {
             host_size: RangeMap::new(),
             default_host_size,
             in_flight: Vec::new(),
+            on_demand: RangeMap::new(),
+            added_on_demand: 0,
         }
+    }
+
+    /// Adds, as pending (`Unaccepted`) pages, the on-demand RAM in `[start, end)` that has no
+    /// page yet, as KVM does on the EPT violation of an ACCEPT there; other pages stay as they
+    /// are. Returns whether anything was added.
+    pub(crate) fn add_on_demand(&mut self, start: u64, end: u64) -> bool {
+        let mut added = false;
+        let ram: Vec<(u64, u64)> = self
+            .on_demand
+            .runs(start, end)
+            .map(|(s, e, ())| (s, e))
+            .collect();
+        for (ram_start, ram_end) in ram {
+            let mut cursor = ram_start;
+            while cursor < ram_end {
+                let next = match self.states.run_at(cursor) {
+                    Some((_, run_end, _)) => run_end.min(ram_end),
+                    None => {
+                        let hole_end = self
+                            .states
+                            .runs(cursor, ram_end)
+                            .next()
+                            .map_or(ram_end, |(s, _, _)| s);
+                        self.states
+                            .set(cursor, hole_end, Some(PageState::Unaccepted));
+                        self.added_on_demand += hole_end - cursor;
+                        added = true;
+                        hole_end
+                    }
+                };
+                cursor = next;
+            }
+        }
+        added
     }
 
     /// The state of the page holding `gpa` (no shared bit).
@@ -96,6 +136,21 @@ impl TdxModule {
         let start = start & !0xfff;
         let end = end.checked_add(0xfff).map_or(!0xfff, |e| e & !0xfff);
         self.memory.lock().set_state(start, end, state);
+    }
+    /// Declares `[start, end)` (page-granular, as [`TdxModule::add_memory`]) guest RAM that the
+    /// VMM has not added yet and adds when the guest first ACCEPTs it, as KVM adds a page on the
+    /// EPT violation such an ACCEPT causes and re-runs the TDCALL: seen from the guest the ACCEPT
+    /// simply succeeds. Until then [`TdxModule::page_state`] reports [`PageState::Absent`].
+    /// An ACCEPT of a GPA without memory that is not such RAM ends the TD
+    /// ([`TdxModule::td_killed`]).
+    pub fn add_ram_on_demand(&self, start: u64, end: u64) {
+        let start = start & !0xfff;
+        let end = end.checked_add(0xfff).map_or(!0xfff, |e| e & !0xfff);
+        self.memory.lock().on_demand.set(start, end, Some(()));
+    }
+    /// Bytes of on-demand RAM the VMM has added so far (see [`TdxModule::add_ram_on_demand`]).
+    pub fn ram_added_on_demand(&self) -> u64 {
+        self.memory.lock().added_on_demand
     }
     /// The state of the page holding `gpa` (the shared bit is ignored).
     pub fn page_state(&self, gpa: u64) -> PageState {

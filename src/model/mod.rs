@@ -11,7 +11,7 @@
 //! # What a test can do
 //!
 //! - Build the TD: [`TdxModule::new`] with a [`ModelConfig`]; [`TdxModule::add_memory`] in a
-//!   [`PageState`]; [`TdxModule::set_host_page_size`] per range; [`TdxModule::add_backing`] to
+//!   [`PageState`]; [`TdxModule::add_ram_on_demand`] for RAM the VMM adds when first accepted; [`TdxModule::set_host_page_size`] per range; [`TdxModule::add_backing`] to
 //!   give guest memory real bytes; [`TdxModule::add_port_device`],
 //!   [`TdxModule::add_mmio_device`] (with [`RegisterFile`]), [`TdxModule::set_cpuid`],
 //!   [`TdxModule::set_msr`].
@@ -24,11 +24,14 @@
 //!   [`TdxModule::accept_stats`], [`TdxModule::tdcall_count`], [`TdxModule::vmcall_count`],
 //!   [`TdxModule::trace`], [`TdxModule::uart_output`], [`TdxModule::halts`],
 //!   [`TdxModule::sti_calls`], [`TdxModule::msr`], [`TdxModule::rtmr`], [`TdxModule::td_ctls`],
-//!   [`TdxModule::fatal_error`], [`TdxModule::event_notify_vector`], and more below.
+//!   [`TdxModule::fatal_error`], [`TdxModule::event_notify_vector`], [`TdxModule::td_killed`],
+//!   and more below.
 //!
 //! Every status follows the TDX module source (`intel/tdx-module`, `src/td_dispatcher/`) where
-//! the module answers; where the real module would instead exit to the VMM (an ACCEPT of a GPA
-//! without private memory), the model answers a status and says so on the method.
+//! the module answers. Where the real module instead exits to the VMM (an ACCEPT of a GPA without
+//! a private page), the model's VMM acts as KVM does: it adds guest RAM it has not added yet
+//! ([`TdxModule::add_ram_on_demand`]) and the ACCEPT succeeds, or it ends the TD
+//! ([`TdxModule::td_killed`]); it never answers a status the module does not give.
 //!
 //! Leaves the model implements: TDG.VP.VMCALL, VP.INFO, MR.RTMR.EXTEND, VP.VEINFO.GET,
 //! MR.REPORT, MEM.PAGE.ACCEPT, VM.RD and VM.WR. Every other leaf answers `TDX_OPERAND_INVALID`
@@ -62,6 +65,7 @@ mod page_map;
 mod quote;
 mod quoting_enclave;
 mod stats;
+mod td_exit;
 mod td_fields;
 mod ve;
 mod vmcall;
@@ -76,6 +80,7 @@ pub use quote::{
 };
 pub use quoting_enclave::{MODEL_ATTESTATION_KEY, MODEL_PCK_KEY, model_public_key};
 pub use stats::{AcceptStats, TraceEvent};
+pub use td_exit::{TD_KILLED_STATUS, TdKilled};
 pub use vmcall::VMM_GARBAGE;
 pub use vmm::{Halt, MmioDevice, MsrDevice, PortDevice, RegisterFile};
 
@@ -101,7 +106,7 @@ pub type TdcallHook = dyn Fn(u32, &Regs, &mut Regs) + Send + Sync;
 /// The state of one 4 KiB page of guest physical memory (GPA without the shared bit).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PageState {
-    /// No memory: never added, or removed.
+    /// No memory: never added (or RAM the VMM adds on demand, not added yet), or removed.
     Absent,
     /// Private memory the host added but the guest has not accepted (pending).
     Unaccepted,
@@ -154,6 +159,10 @@ pub struct TdxModule {
     hook_set: AtomicBool,
     /// While set, ACCEPTs wait in flight (after locking their pages, before zeroing).
     stall_accepts: AtomicBool,
+    /// Why the VMM ended the TD, if it did.
+    killed: Mutex<Option<TdKilled>>,
+    /// `killed` is set: spares every TDCALL that lock.
+    dead: AtomicBool,
 }
 
 /// Every TDCALL status the model returns by itself (injected statuses aside).
@@ -163,7 +172,6 @@ pub const TDCALL_STATUSES: &[TdxStatus] = &[
     TdxStatus::OPERAND_INVALID,
     TdxStatus::OPERAND_BUSY,
     TdxStatus::NO_VALID_VE_INFO,
-    TdxStatus::EPT_WALK_FAILED,
     TdxStatus::PAGE_SIZE_MISMATCH,
     TdxStatus::METADATA_FIELD_ID_INCORRECT,
     TdxStatus::METADATA_FIELD_NOT_WRITABLE,
@@ -226,6 +234,8 @@ impl TdxModule {
             hook: Mutex::new(None),
             hook_set: AtomicBool::new(false),
             stall_accepts: AtomicBool::new(false),
+            killed: Mutex::new(None),
+            dead: AtomicBool::new(false),
             config,
         }
     }
@@ -260,6 +270,10 @@ impl TdxModule {
 
     /// One TDCALL from vCPU `vcpu`: dispatches on the leaf in RAX like the module's dispatcher.
     fn tdcall(&self, vcpu: u32, regs: &mut Regs, sti: bool) {
+        if self.is_dead() {
+            regs.rax = TD_KILLED_STATUS;
+            return;
+        }
         let input = *regs;
         let leaf_number = regs.rax & 0xffff;
         self.stats.count_tdcall(leaf_number);
@@ -313,7 +327,7 @@ impl TdxModule {
             leaf::MR_RTMR_EXTEND => self.rtmr_extend(regs),
             leaf::VP_VEINFO_GET => self.veinfo_get(vcpu, regs),
             leaf::MR_REPORT => self.mr_report(regs),
-            leaf::MEM_PAGE_ACCEPT => self.page_accept(regs.rcx),
+            leaf::MEM_PAGE_ACCEPT => self.page_accept(vcpu, regs.rcx),
             leaf::VM_RD => self.vm_rd(regs),
             leaf::VM_WR => self.vm_wr(regs),
             _ => status_with_operand(TdxStatus::OPERAND_INVALID, OPERAND_RAX),

@@ -12,8 +12,17 @@
 //!   one would wait for an acknowledgement that never comes.
 //! - The reserved "no processor" IDs (0xFF in a local APIC entry, 0xFFFF_FFFF in an x2APIC entry)
 //!   are skipped, as Linux does.
-//! - The wakeup entry (type 0x10) is usable for mailbox versions 0 and 1 only; a later version may
-//!   define a different mailbox, so it is reported as [`WakeupUnusable::UnknownVersion`].
+//! - The wakeup entry (type 0x10) follows Linux (`acpi_parse_mp_wake` in
+//!   `arch/x86/kernel/acpi/madt_wakeup.c`): its mailbox is used whatever the version, once the
+//!   entry has its 16 bytes; the reset vector is taken only from an entry of version >= 1 *and*
+//!   at least 24 bytes, and a zero reset vector counts as none. Real firmware needs both halves of
+//!   the rule: edk2's TdxDxe wrote version 1 with 16 bytes (no reset vector) from edk2-stable202211
+//!   to 202305 (the TDVF in Debian bookworm) and td-shim did until 2023-09, edk2 then wrote version
+//!   0 with 16 bytes until 202505, and version 1 with 24 bytes (reset vector, TEST) since 202508.
+//!   Refusing the 16-byte version-1 entry would leave every AP of those TDs asleep.
+//! - TEST (mailbox command 2) is only sent to an entry of version 1 with a reset vector
+//!   ([`MpWakeup::supports_test`]): in edk2 2022.11 to 2025.05 command 2 makes the AP jump to
+//!   itself for ever, never acknowledging.
 //! - More than one wakeup entry is ambiguous (the spec allows one): [`WakeupUnusable::Duplicate`].
 
 use super::rsdp::{SDT_HEADER_LEN, sdt_checksum_ok};
@@ -36,10 +45,13 @@ pub const ENTRY_MP_WAKEUP: u8 = 0x10;
 const LOCAL_APIC_LEN: usize = 8;
 /// Length of a Processor Local x2APIC entry.
 const LOCAL_X2APIC_LEN: usize = 16;
-/// Length of a wakeup entry without reset vector (mailbox version 0).
+/// Length of a wakeup entry without reset vector (mailbox version 0, and version 1 as edk2 wrote
+/// it until 2023-08).
 pub const MP_WAKEUP_LEN_V0: usize = 16;
-/// Length of a wakeup entry with reset vector (mailbox version 1).
+/// Length of a wakeup entry with reset vector (mailbox version 1 since ACPI 6.6 / edk2 2025.08).
 pub const MP_WAKEUP_LEN_V1: usize = 24;
+/// The first mailbox version that may carry a reset vector.
+pub const MP_WAKEUP_VERSION_V1: u16 = 1;
 
 /// Processor flag: the processor is enabled (usable now).
 const FLAG_ENABLED: u32 = 1 << 0;
@@ -103,12 +115,23 @@ pub struct Processor {
 /// The multiprocessor wakeup mailbox as the MADT describes it, checked usable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MpWakeup {
-    /// Mailbox version (0 or 1).
+    /// Mailbox version as the entry states it (0 and 1 exist; firmware writes both with 16 bytes).
     pub version: u16,
     /// Physical address of the 4 KiB mailbox page (non-zero, 4 KiB aligned).
     pub mailbox_address: u64,
-    /// Version 1: where the OS may send an AP back to a firmware loop.
+    /// Where the OS may send an AP back to a firmware loop: only from an entry of version >= 1 and
+    /// at least 24 bytes, and never zero (Linux's rule).
     pub reset_vector: Option<u64>,
+}
+
+impl MpWakeup {
+    /// Whether the firmware behind this entry implements the TEST command (2): only a version-1
+    /// entry with a reset vector (edk2 2025.08 and later) does. Firmware that writes 16-byte
+    /// entries treats command 2 as "sleep" (edk2 2022.11 to 2025.05: `jmp $`, no
+    /// acknowledgement) or ignores it (td-shim), so sending it there loses the AP for good.
+    pub fn supports_test(&self) -> bool {
+        self.version == MP_WAKEUP_VERSION_V1 && self.reset_vector.is_some()
+    }
 }
 
 /// Why the MADT's wakeup entry cannot be used.
@@ -118,25 +141,12 @@ pub enum WakeupUnusable {
     Missing,
     /// More than one type-0x10 entry.
     Duplicate,
-    /// A mailbox version other than 0 or 1.
-    UnknownVersion(u16),
     /// The mailbox address is zero (also how Linux tells a kexec'd kernel "already used").
     NullMailbox,
     /// The mailbox address is not 4 KiB aligned.
     MisalignedMailbox(u64),
     /// The mailbox page would wrap around the address space.
     MailboxOverflows(u64),
-    /// Version 1 but the entry is shorter than 24 bytes, so the reset vector is missing.
-    ///
-    /// TDVF before edk2 commit "Change MadtMpWk->MailBoxVersion from 1 to 0" (2023) and older
-    /// td-shim published exactly this (version 1, 16 bytes). A kernel that chooses to trust such
-    /// firmware can use the address carried here as a version-0 mailbox, after its own checks.
-    TruncatedV1 {
-        /// The entry's length.
-        length: u8,
-        /// The mailbox address the entry names (not validated).
-        mailbox_address: u64,
-    },
 }
 
 /// Minimum length of an entry of a type this module reads; 2 (just the header) for others.
@@ -284,19 +294,9 @@ fn parse_wakeup(entry: &[u8]) -> Result<MpWakeup, WakeupUnusable> {
     // `parse` guarantees at least MP_WAKEUP_LEN_V0 bytes; treat a short slice as missing anyway.
     let version = u16_at(entry, 2).ok_or(WakeupUnusable::Missing)?;
     let mailbox_address = u64_at(entry, 8).ok_or(WakeupUnusable::Missing)?;
-    let reset_vector = match version {
-        0 => None,
-        1 => match u64_at(entry, 16) {
-            Some(vector) if length >= MP_WAKEUP_LEN_V1 => Some(vector),
-            _ => {
-                return Err(WakeupUnusable::TruncatedV1 {
-                    length: u8::try_from(length).unwrap_or(u8::MAX),
-                    mailbox_address,
-                });
-            }
-        },
-        other => return Err(WakeupUnusable::UnknownVersion(other)),
-    };
+    let reset_vector = u64_at(entry, 16).filter(|&vector| {
+        version >= MP_WAKEUP_VERSION_V1 && length >= MP_WAKEUP_LEN_V1 && vector != 0
+    });
     if mailbox_address == 0 {
         return Err(WakeupUnusable::NullMailbox);
     }
@@ -371,17 +371,9 @@ impl core::fmt::Display for WakeupUnusable {
             Self::Duplicate => {
                 f.write_str("the MADT has more than one multiprocessor wakeup entry")
             }
-            Self::UnknownVersion(v) => write!(f, "unknown wakeup mailbox version {v}"),
             Self::NullMailbox => f.write_str("the wakeup mailbox address is zero"),
             Self::MisalignedMailbox(a) => write!(f, "wakeup mailbox {a:#x} is not 4 KiB aligned"),
             Self::MailboxOverflows(a) => write!(f, "wakeup mailbox {a:#x} wraps the address space"),
-            Self::TruncatedV1 {
-                length,
-                mailbox_address,
-            } => write!(
-                f,
-                "version-1 wakeup entry of {length} bytes (24 needed) for mailbox {mailbox_address:#x}"
-            ),
         }
     }
 }

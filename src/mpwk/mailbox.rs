@@ -14,8 +14,14 @@
 //! OvmfPkg/TdxDxe/X64/ApRunLoop.nasm]. Posting is one aligned 8-byte release store of
 //! `APIC ID << 32 | command`: the APIC ID can never be seen after the command, the reserved half is
 //! always written as zero, and the OS never tears its own write.
+//!
+//! TEST (command 2) is posted only through a mailbox bound to a wakeup entry that implements it
+//! ([`Mailbox::for_entry`] with [`MpWakeup::supports_test`]): edk2 2022.11 to 2025.05 read command
+//! 2 as "sleep" (`jmp $`, never acknowledged), so a TEST there would lose the AP for good.
 
 use core::sync::atomic::{AtomicU64, Ordering};
+
+use super::madt::MpWakeup;
 
 /// Size (and alignment) of the mailbox page.
 pub const MAILBOX_SIZE: usize = 4096;
@@ -32,9 +38,40 @@ pub enum Command {
     Noop = 0,
     /// Wake the AP whose APIC ID is in the mailbox at the wakeup vector.
     Wakeup = 1,
-    /// Version 1: ask the AP to prove it is back in a firmware loop.
+    /// Version 1 with a reset vector (edk2 2025.08 and later): ask the AP to prove it is back in
+    /// a firmware loop. Older firmware parks an AP that sees it for ever; see [`Mailbox::post`].
     Test = 2,
 }
+
+/// What [`Mailbox::firmware_serve`] found for the polling AP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FirmwareRequest {
+    /// Nothing for this AP.
+    None,
+    /// WAKEUP, acknowledged: jump to this vector.
+    Wakeup(u64),
+    /// TEST, acknowledged: keep looping.
+    Tested,
+}
+
+/// Why [`Mailbox::post`] refused a command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PostError {
+    /// TEST through a mailbox not bound to a version-1 entry with a reset vector.
+    TestUnsupported,
+}
+
+impl core::fmt::Display for PostError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::TestUnsupported => f.write_str(
+                "TEST needs a version-1 wakeup entry with a reset vector: older firmware parks the AP for good",
+            ),
+        }
+    }
+}
+
+impl core::error::Error for PostError {}
 
 /// APIC ID that TDVF reads as "no AP"; never a valid target.
 pub const APIC_ID_INVALID: u32 = 0xFFFF_FFFF;
@@ -79,6 +116,8 @@ impl Default for MailboxPage {
 #[derive(Clone, Copy)]
 pub struct Mailbox<'a> {
     page: &'a MailboxPage,
+    /// The firmware behind the page implements TEST (set only by [`Mailbox::for_entry`]).
+    supports_test: bool,
 }
 
 impl core::fmt::Debug for Mailbox<'_> {
@@ -87,6 +126,7 @@ impl core::fmt::Debug for Mailbox<'_> {
             .field("address", &(self.page as *const MailboxPage))
             .field("command", &self.command_raw())
             .field("apic_id", &self.apic_id())
+            .field("supports_test", &self.supports_test)
             .finish()
     }
 }
@@ -119,6 +159,7 @@ impl Mailbox<'static> {
         // by the firmware's CPUs.
         Mailbox {
             page: unsafe { &*pointer },
+            supports_test: false,
         }
     }
 }
@@ -132,7 +173,25 @@ impl<'a> Mailbox<'a> {
     /// contract covers every wake posted through it; a kernel loop that plays the firmware
     /// jumps to a posted vector in its own `unsafe` code, which must trust only its own posts.
     pub fn new(page: &'a MailboxPage) -> Self {
-        Mailbox { page }
+        Mailbox {
+            page,
+            supports_test: false,
+        }
+    }
+
+    /// This mailbox as the one `wakeup` describes: TEST becomes available if the entry is
+    /// version 1 with a reset vector ([`MpWakeup::supports_test`]). Without it the mailbox
+    /// refuses TEST: the safe assumption for firmware whose entry is unknown.
+    pub fn for_entry(self, wakeup: &MpWakeup) -> Self {
+        Mailbox {
+            page: self.page,
+            supports_test: wakeup.supports_test(),
+        }
+    }
+
+    /// Whether [`Mailbox::post`] sends TEST through this mailbox.
+    pub fn supports_test(&self) -> bool {
+        self.supports_test
     }
 
     /// Address of the page (as mapped).
@@ -162,12 +221,24 @@ impl<'a> Mailbox<'a> {
 
     /// OS side: publishes the vector, then APIC ID and command in one release store, so an AP
     /// that sees the command also sees both fields. Does not wait; see [`super::MpWaker`].
-    pub fn post(&self, command: Command, apic_id: u32, wakeup_vector: u64) {
+    ///
+    /// TEST is refused (nothing written) unless the mailbox was bound to an entry that
+    /// implements it with [`Mailbox::for_entry`].
+    pub fn post(
+        &self,
+        command: Command,
+        apic_id: u32,
+        wakeup_vector: u64,
+    ) -> Result<(), PostError> {
+        if command == Command::Test && !self.supports_test {
+            return Err(PostError::TestUnsupported);
+        }
         self.page
             .wakeup_vector
             .store(wakeup_vector, Ordering::Relaxed);
         let head = (u64::from(apic_id) << 32) | command as u64;
         self.page.head.store(head, Ordering::Release);
+        Ok(())
     }
 
     /// Firmware side, as TDVF's AP loop does it: if the command dword is WAKEUP and the APIC ID is
@@ -184,6 +255,27 @@ impl<'a> Mailbox<'a> {
         // The vector is read before the acknowledgement: after NOOP the OS may rewrite it.
         self.page.head.store(0, Ordering::Release);
         Some(vector)
+    }
+
+    /// Firmware side as edk2 2025.08's loop (version-1 entry with a reset vector) serves it: a
+    /// WAKEUP for `my_apic_id` as [`Mailbox::firmware_poll`]; a TEST for `my_apic_id` is
+    /// acknowledged (command and APIC ID zeroed) and the AP keeps looping. Anything else is left
+    /// alone, never acknowledged.
+    ///
+    /// For test harnesses and test kernels that play that firmware.
+    pub fn firmware_serve(&self, my_apic_id: u32) -> FirmwareRequest {
+        let head = self.page.head.load(Ordering::Acquire);
+        if (head >> 32) as u32 != my_apic_id {
+            return FirmwareRequest::None;
+        }
+        if head & 0xFFFF_FFFF == Command::Test as u64 {
+            self.page.head.store(0, Ordering::Release);
+            return FirmwareRequest::Tested;
+        }
+        match self.firmware_poll(my_apic_id) {
+            Some(vector) => FirmwareRequest::Wakeup(vector),
+            None => FirmwareRequest::None,
+        }
     }
 
     /// Firmware side without the wake-up: acknowledge whatever command is pending (models a

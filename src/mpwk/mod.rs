@@ -11,10 +11,13 @@
 //! | [`madt`] | parse and validate the MADT: enabled APIC IDs, the wakeup entry |
 //! | [`rsdp`] | find the MADT from the RSDP (RSDP -> XSDT/RSDT -> "APIC"), checksums checked |
 //! | [`placement`] | the mailbox lies in reserved / ACPI NVS memory of the memory map |
+//! | [`parked_ap_memory`] | the firmware page tables parked APs run on, held back from the allocator |
 //! | [`mailbox`] | the mailbox page, accessed only through atomics |
 //! | [`ap_boot`] | the per-AP boot block (CR3, GDT, IDT, selectors, stack, entry, argument) |
 //! | [`trampoline`] | the AP's 64-bit code from firmware state to kernel state, and its handshake |
-//! | [`wake`] | the BSP's protocol: one AP at a time, bounded waits, no reuse after a timeout |
+//! | [`wake`] | the BSP's protocol: one AP at a time, bounded waits, no reuse after a timeout, TEST |
+//! | [`reset_vector`] | an AP handed back to the firmware through the version-1 reset vector |
+//! | [`kexec`] | the hand-over to a kexec'd kernel: APs back, unaccepted table, truthful MADT |
 //! | `from_acpi` | feature `acpi`: the MADT and mailbox from the `acpi` crate's tables |
 //!
 //! # Using it
@@ -30,7 +33,8 @@
 //! mpwk::check_mailbox_placement(wakeup.mailbox_address, memory_map.iter().copied()).ok()?;
 //! mpwk::check_mailbox_private(wakeup.mailbox_address, gpaw).ok()?;
 //! // SAFETY: the kernel mapped the mailbox page (private, write-back) at this address for good.
-//! let mailbox = unsafe { Mailbox::from_address(map_mailbox(wakeup.mailbox_address)) };
+//! let mailbox = unsafe { Mailbox::from_address(map_mailbox(wakeup.mailbox_address)) }
+//!     .for_entry(&wakeup);
 //! let trampoline = mpwk::install_trampoline(page, page_phys).ok()?;
 //! let mut waker = MpWaker::new(mailbox, &trampoline);
 //! let budget = |_apic_id| { let mut spins = 0u64; move || { spins += 1; spins < 100_000_000 } };
@@ -42,19 +46,25 @@ pub mod ap_boot;
 #[cfg(feature = "acpi")]
 #[cfg_attr(docsrs, doc(cfg(feature = "acpi")))]
 pub mod from_acpi;
+pub mod kexec;
 pub mod madt;
 pub mod mailbox;
+pub mod parked_ap_memory;
 pub mod placement;
+pub mod reset_vector;
 pub mod rsdp;
 pub mod trampoline;
 pub mod wake;
 
 pub use ap_boot::{ApBoot, ApEntry, ApState};
+pub use kexec::{HandOverError, HandOverReport, hand_over};
 pub use madt::{Madt, MadtError, MpWakeup, Processor, WakeupUnusable};
-pub use mailbox::{Command, Mailbox, MailboxPage};
+pub use mailbox::{Command, FirmwareRequest, Mailbox, MailboxPage, PostError};
+pub use parked_ap_memory::{TDVF_PARKED_AP_PAGE_TABLES, hold_back_parked_ap_memory};
 pub use placement::{
     PlacementError, check_mailbox_in_memory_map, check_mailbox_placement, check_mailbox_private,
 };
+pub use reset_vector::{ResetVectorError, return_to_firmware, return_to_firmware_code};
 pub use rsdp::{RsdpError, find_madt, find_table};
 pub use trampoline::{BootSlot, Trampoline, TrampolineError, install_trampoline};
 pub use wake::{MpWaker, WakeAllError, WakeError};

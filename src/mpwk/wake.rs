@@ -43,6 +43,16 @@ pub enum WakeError {
         /// The AP's APIC ID.
         apic_id: u32,
     },
+    /// [`MpWaker::test`]: the mailbox is not bound to a wakeup entry that implements TEST
+    /// (version 1 with a reset vector): older firmware would park the AP for good, so nothing
+    /// was posted.
+    TestUnsupported,
+    /// [`MpWaker::test`]: no acknowledgement before the budget ran out, so the AP is not (yet)
+    /// in the firmware's loop. The TEST stays posted; a later acknowledgement frees the mailbox.
+    TestNotAcknowledged {
+        /// The AP's APIC ID.
+        apic_id: u32,
+    },
 }
 
 impl WakeError {
@@ -52,10 +62,11 @@ impl WakeError {
             WakeError::InvalidApicId(id)
             | WakeError::NotAcknowledged { apic_id: id }
             | WakeError::NotStarted { apic_id: id }
+            | WakeError::TestNotAcknowledged { apic_id: id }
             | WakeError::Busy {
                 pending_apic_id: id,
             } => Some(id),
-            WakeError::MailboxBusy { .. } => None,
+            WakeError::MailboxBusy { .. } | WakeError::TestUnsupported => None,
         }
     }
 }
@@ -111,24 +122,15 @@ impl<'a> MpWaker<'a> {
         mut keep_waiting: impl FnMut() -> bool,
     ) -> Result<&'static ApBoot, WakeError> {
         let apic_id = boot.apic_id;
-        if apic_id == APIC_ID_INVALID || apic_id == APIC_ID_BROADCAST {
-            return Err(WakeError::InvalidApicId(apic_id));
-        }
-        if !self.poll_pending() {
-            return Err(WakeError::Busy {
-                pending_apic_id: self.pending().unwrap_or(apic_id),
-            });
-        }
-        let command = self.mailbox.command_raw();
-        if command != Command::Noop as u16 {
-            return Err(WakeError::MailboxBusy { command });
-        }
+        self.ready_for(apic_id)?;
         // A flag set before the wake (e.g. by a stray `mark_started`) would let the wait below
         // succeed at once and the next wake overwrite the slot this AP is about to read.
         boot.clear_started();
         let boot: &'static ApBoot = boot;
         self.trampoline.publish(boot);
-        self.mailbox
+        // WAKEUP is never refused: only TEST depends on the firmware.
+        let _ = self
+            .mailbox
             .post(Command::Wakeup, apic_id, self.trampoline.wakeup_vector());
 
         while !self.mailbox.is_idle() {
@@ -146,6 +148,53 @@ impl<'a> MpWaker<'a> {
             core::hint::spin_loop();
         }
         Ok(boot)
+    }
+
+    /// Asks the AP `apic_id` to prove it is back in the firmware's loop (after it went through the
+    /// reset vector, see [`super::return_to_firmware`]) with the TEST command, and waits for the
+    /// acknowledgement; `keep_waiting` is called once per poll and bounds the wait (Linux waits
+    /// 1 s). Afterwards the AP can be woken again with [`MpWaker::wake`].
+    ///
+    /// Only through a mailbox bound to a version-1 entry with a reset vector
+    /// ([`super::Mailbox::for_entry`]); anywhere else TEST is never sent
+    /// ([`WakeError::TestUnsupported`]).
+    pub fn test(
+        &mut self,
+        apic_id: u32,
+        mut keep_waiting: impl FnMut() -> bool,
+    ) -> Result<(), WakeError> {
+        if !self.mailbox.supports_test() {
+            return Err(WakeError::TestUnsupported);
+        }
+        self.ready_for(apic_id)?;
+        self.mailbox
+            .post(Command::Test, apic_id, 0)
+            .map_err(|_| WakeError::TestUnsupported)?;
+        while !self.mailbox.is_idle() {
+            if !keep_waiting() {
+                return Err(WakeError::TestNotAcknowledged { apic_id });
+            }
+            core::hint::spin_loop();
+        }
+        Ok(())
+    }
+
+    /// The checks before posting a command for `apic_id`: a valid target, no timed-out AP that
+    /// may still take the mailbox's next command, and no command pending.
+    fn ready_for(&mut self, apic_id: u32) -> Result<(), WakeError> {
+        if apic_id == APIC_ID_INVALID || apic_id == APIC_ID_BROADCAST {
+            return Err(WakeError::InvalidApicId(apic_id));
+        }
+        if !self.poll_pending() {
+            return Err(WakeError::Busy {
+                pending_apic_id: self.pending().unwrap_or(apic_id),
+            });
+        }
+        let command = self.mailbox.command_raw();
+        if command != Command::Noop as u16 {
+            return Err(WakeError::MailboxBusy { command });
+        }
+        Ok(())
     }
 
     /// Wakes every enabled processor of `madt` except `self_apic_id` (the caller), each APIC ID
@@ -228,6 +277,15 @@ impl core::fmt::Display for WakeError {
                 write!(
                     f,
                     "AP {apic_id} was acknowledged but did not reach the kernel in time"
+                )
+            }
+            Self::TestUnsupported => {
+                f.write_str("the wakeup entry has no TEST (version 1 with a reset vector needed)")
+            }
+            Self::TestNotAcknowledged { apic_id } => {
+                write!(
+                    f,
+                    "AP {apic_id} did not answer TEST: not back in the firmware loop"
                 )
             }
         }

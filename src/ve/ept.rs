@@ -7,10 +7,16 @@ use crate::tdcall::vmcall;
 use crate::tdcall::{TdCall, VeInfo};
 
 const PAGE_SIZE: u64 = 4096;
+/// EPT-violation exit qualification bit 7: VEINFO's guest linear address is valid.
+const GLA_VALID: u64 = 1 << 7;
 
-/// An EPT violation: refuses user mode, private GPAs (a removed private page: fatal) and accesses
-/// crossing a page; decodes the instruction (VEINFO's length is not valid here), performs the
-/// access with #VE.RequestMMIO and applies the result.
+/// An EPT violation: refuses user mode and private GPAs (a removed private page: fatal); decodes
+/// the instruction (VEINFO's length is not valid here); computes the access's linear address from
+/// the operand and the registers and refuses an access that spans two pages or does not match
+/// what VEINFO reports; performs the access with #VE.RequestMMIO and applies the result.
+///
+/// The span check is Linux's (`handle_mmio`): the GPA alone cannot show it, since a load that
+/// starts in a private page and runs into an MMIO page faults at offset 0 of the MMIO page.
 pub(super) fn emulate(
     tdx: &impl TdCall,
     info: &VeInfo,
@@ -18,6 +24,8 @@ pub(super) fn emulate(
     code: Code<'_>,
     context: Option<&VeContext>,
 ) -> Result<(), VeError> {
+    // The dispatcher refuses user mode for every exit but CPUID; kept here as well because
+    // decoding at RIP below relies on it.
     if frame.is_user_mode() {
         return Err(VeError::UserMode);
     }
@@ -39,12 +47,26 @@ pub(super) fn emulate(
         Code::AtRip => unsafe { decode_at(frame.rip) },
     }
     .map_err(VeError::Decode)?;
-    let size = insn.size();
-    if (gpa % PAGE_SIZE).saturating_add(size as u64) > PAGE_SIZE {
-        return Err(VeError::CrossesPage { gpa, size });
-    }
+    check_linear_address(info, frame, &insn)?;
     perform(tdx, info, frame, &insn, gpa)?;
     advance(frame, insn.insn_len() as u64);
+    Ok(())
+}
+
+/// The access must lie in one page and be the one VEINFO reports: at the GPA's page offset and,
+/// when the exit qualification marks it valid, at VEINFO's linear address.
+fn check_linear_address(info: &VeInfo, frame: &Frame, insn: &Mmio) -> Result<(), VeError> {
+    let size = insn.size();
+    let linear = insn.linear_address(frame).ok_or(VeError::SegmentOverride)?;
+    let last_byte = linear.checked_add(size as u64 - 1);
+    if last_byte.is_none_or(|last| last / PAGE_SIZE != linear / PAGE_SIZE) {
+        return Err(VeError::CrossesPage { linear, size });
+    }
+    let gpa = info.guest_physical_address;
+    let gla_valid = info.exit_qualification & GLA_VALID != 0;
+    if linear % PAGE_SIZE != gpa % PAGE_SIZE || (gla_valid && info.guest_linear_address != linear) {
+        return Err(VeError::AddressMismatch { linear, gpa });
+    }
     Ok(())
 }
 

@@ -46,15 +46,31 @@ pub enum VeError {
     PrivateGpa(u64),
     /// An EPT violation outside the TD's guest physical address width.
     GpaOutOfRange(u64),
-    /// An MMIO access from user mode (CPL 3): the kernel does not emulate those.
+    /// A #VE from user mode (CS.RPL 3) other than CPUID: HLT, port IO, MSR and MMIO exits are
+    /// emulated for the kernel only, as in Linux; a kernel usually sends the process a signal.
     UserMode,
-    /// The access would cross a 4 KiB page, so part of it may not be MMIO.
+    /// The access spans two 4 KiB pages (its linear address, from the decoded operand and the
+    /// registers), so part of it is not MMIO: a bug, or a `load_unaligned_zeropad()`-style read
+    /// that stepped from a private page into an MMIO page. Never emulated, as in Linux.
     CrossesPage {
-        /// The GPA of the access.
-        gpa: u64,
+        /// The linear address of the access's first byte.
+        linear: u64,
         /// Its width in bytes.
         size: usize,
     },
+    /// The access's linear address does not match the EPT violation: not at the GPA's page
+    /// offset, or not VEINFO's linear address when the exit qualification marks that valid. The
+    /// instruction at RIP is not the one that faulted.
+    AddressMismatch {
+        /// The linear address computed from the instruction and the registers.
+        linear: u64,
+        /// VEINFO's GPA.
+        gpa: u64,
+    },
+    /// An FS- or GS-relative MMIO access: without the segment base its linear address is unknown,
+    /// so a split access could not be told apart. Kernels access MMIO through plain pointers
+    /// (see [`mmio_access`](super::mmio_access)).
+    SegmentOverride,
     /// The instruction at RIP is not an MMIO move this crate emulates.
     Decode(MmioError),
 }
@@ -87,10 +103,15 @@ impl fmt::Display for VeError {
             Self::StringIo { port } => write!(f, "string/REP port IO on {port:#x}"),
             Self::PrivateGpa(gpa) => write!(f, "EPT violation on private GPA {gpa:#x}"),
             Self::GpaOutOfRange(gpa) => write!(f, "EPT violation beyond GPAW: {gpa:#x}"),
-            Self::UserMode => f.write_str("MMIO from user mode"),
-            Self::CrossesPage { gpa, size } => {
-                write!(f, "MMIO of {size} bytes at {gpa:#x} crosses a page")
+            Self::UserMode => f.write_str("#VE from user mode other than CPUID"),
+            Self::CrossesPage { linear, size } => {
+                write!(f, "MMIO of {size} bytes at {linear:#x} crosses a page")
             }
+            Self::AddressMismatch { linear, gpa } => write!(
+                f,
+                "MMIO at {linear:#x} does not match the EPT violation at GPA {gpa:#x}"
+            ),
+            Self::SegmentOverride => f.write_str("FS/GS-relative MMIO is not emulated"),
             Self::Decode(e) => write!(f, "MMIO instruction: {e}"),
         }
     }

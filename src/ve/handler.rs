@@ -15,6 +15,9 @@ pub(super) enum Code<'a> {
 /// Handles the pending #VE of the interrupted kernel context `frame`: fetches its information,
 /// emulates the instruction through the VMM, updates the registers and advances RIP.
 ///
+/// A #VE from user mode (CS.RPL 3) is emulated only for CPUID; every other exit reason is
+/// refused with [`VeError::UserMode`] before the VMM sees it (Linux's `virt_exception_user`).
+///
 /// For MMIO the instruction is decoded from memory at `frame.rip`: at most up to the end of
 /// RIP's page, and into the next page only if the instruction continues there.
 ///
@@ -47,6 +50,12 @@ pub(super) fn dispatch(
     // First, before anything that could raise another #VE: a #VE while this one's information
     // is still unread escalates to a double fault.
     let info = ve_info_get(tdx).map_err(VeError::VeInfo)?;
+    // From user mode only CPUID is emulated, as Linux's `virt_exception_user` does: HLT, port
+    // IO, MSRs and MMIO are the kernel's business, and forwarding them would let any process
+    // talk to the VMM (or halt the vCPU) behind the kernel's back.
+    if frame.is_user_mode() && info.exit_reason != VeInfo::EXIT_REASON_CPUID {
+        return Err(VeError::UserMode);
+    }
     match info.exit_reason {
         VeInfo::EXIT_REASON_CPUID => cpuid::emulate(tdx, &info, frame),
         VeInfo::EXIT_REASON_HLT => hlt::emulate(tdx, &info, frame),

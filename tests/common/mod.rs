@@ -75,3 +75,27 @@ pub fn call(cpu: &impl TdCall, regs: Regs) -> Regs {
     unsafe { cpu.tdcall(&mut regs) };
     regs
 }
+
+/// A vCPU whose module answers every ACCEPT of a GPA in `[start, end)` (any level) with
+/// `TDX_OPERAND_ADDR_RANGE_ERROR` without acting on it: a broken or hostile module. A real one
+/// never refuses guest RAM (the ACCEPT succeeds, or the EPT violation ends the TD), so this is
+/// how a test makes an ACCEPT fail mid-range and the TD live on.
+pub struct RefusesAccept<T> {
+    pub cpu: T,
+    pub start: u64,
+    pub end: u64,
+}
+
+impl<T: TdCall> TdCall for RefusesAccept<T> {
+    unsafe fn tdcall(&self, regs: &mut Regs) {
+        let gpa = regs.rcx & !0xfff;
+        if regs.rax == tdx_boot::tdcall::leaf::MEM_PAGE_ACCEPT
+            && (self.start..self.end).contains(&gpa)
+        {
+            regs.rax = tdx_boot::tdcall::TdxStatus::OPERAND_ADDR_RANGE_ERROR.raw();
+            return;
+        }
+        // SAFETY: forwarded unchanged; the caller upholds the contract.
+        unsafe { self.cpu.tdcall(regs) }
+    }
+}

@@ -287,6 +287,9 @@ fn kernel_main(
         acceptance::check_parallel(&platform, lazy, &mut map);
     }
 
+    // SAFETY: the trampoline page is still the kernel's; every AP is past it.
+    unsafe { smp::check_hand_back(pages.trampoline_page, platform.model().is_some()) };
+
     conversion::check(&platform, td.shared_mask());
 
     attestation::check(&platform, &mut map, rsdp, td.shared_mask());

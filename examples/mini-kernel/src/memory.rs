@@ -7,10 +7,16 @@ use tdx_boot::e820::{self, MemoryMap, RegionKind, UefiMemoryType};
 /// Regions the kernel's map can hold (OVMF's map has a few dozen).
 pub const MAX_REGIONS: usize = 256;
 
-/// Reads the firmware's UEFI memory map (the uefi-rs map as it is, validated by tdx-boot).
+/// Reads the firmware's UEFI memory map (the uefi-rs map as it is, validated by tdx-boot),
+/// with the page tables of TDVF's parked APs held back.
+///
+/// Debian's TDVF (edk2 2022.11) reports its SEC page tables at 8 MiB as free memory although
+/// the APs waiting in its mailbox loop run on them; the kernel keeps them reserved for good, as
+/// an AP that misses its wake-up may still be in that loop at any later time.
 pub fn read(uefi: &UefiMap<'_>) -> Result<MemoryMap<MAX_REGIONS>, e820::UefiMapError> {
     let mut map = MemoryMap::new();
     e820::read_uefi_rs_memory_map(uefi.uefi_rs, &mut map)?;
+    tdx_boot::mpwk::hold_back_parked_ap_memory(&mut map).map_err(e820::UefiMapError::Map)?;
     Ok(map)
 }
 

@@ -1,5 +1,6 @@
 //! The APs on the kernel's side: woken through the mailbox with tdx-boot's `mpwk`, brought into
-//! the kernel's state, then running work the BSP hands to every CPU.
+//! the kernel's state, then running work the BSP hands to every CPU; with a version-1 wakeup
+//! entry, an AP can be handed back to the firmware through the reset vector and woken again.
 
 use crate::{gdt, interrupts, percpu, tsc};
 use alloc::boxed::Box;
@@ -7,7 +8,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use spin::Mutex;
 use tdx_boot::e820::MemoryMap;
-use tdx_boot::mpwk::{self, ApBoot, ApState, Madt, Mailbox, MpWaker};
+use tdx_boot::mpwk::{self, ApBoot, ApState, Madt, Mailbox, MpWaker, MpWakeup};
 use x86_64::instructions::segmentation::{CS, SS, Segment};
 use x86_64::instructions::tables::{sgdt, sidt};
 
@@ -17,8 +18,12 @@ const AP_STACK: usize = 64 * 1024;
 /// vCPU thread can wait a long time for a host CPU).
 const WAKE_TIMEOUT_MS: u64 = 5_000;
 
-/// APs that reached [`ap_entry`].
+/// APs that reached [`ap_entry`] and did not go back to the firmware.
 static ONLINE: AtomicU32 = AtomicU32::new(0);
+/// The APIC ID (plus one) of the AP asked to go back to the firmware; 0 when none is.
+static OFFLINE_REQUEST: AtomicU32 = AtomicU32::new(0);
+/// The wakeup entry the APs came through (for the reset vector).
+static WAKEUP: spin::Once<MpWakeup> = spin::Once::new();
 
 /// Why the APs could not be woken (printed with `Debug`).
 #[derive(Debug)]
@@ -47,6 +52,7 @@ pub unsafe fn wake_aps<const N: usize>(
     trampoline_page: u64,
 ) -> Result<Vec<u32>, WakeFailure> {
     let wakeup = madt.mailbox().ok_or(WakeFailure::NoMailbox)?;
+    WAKEUP.call_once(|| wakeup);
     // The MADT comes from the VMM: the page must be firmware memory (so the kernel never hands
     // it out) and private (so the VMM can neither read nor rewrite a wake-up).
     mpwk::check_mailbox_in_memory_map(wakeup.mailbox_address, memory_map)
@@ -54,7 +60,7 @@ pub unsafe fn wake_aps<const N: usize>(
         .map_err(WakeFailure::Placement)?;
     // SAFETY: the placement checks put the page in private firmware memory, which stays
     // identity-mapped and is never handed out.
-    let mailbox = unsafe { Mailbox::from_address(wakeup.mailbox_address) };
+    let mailbox = unsafe { Mailbox::from_address(wakeup.mailbox_address) }.for_entry(&wakeup);
     // SAFETY: the caller gives us the page, identity-mapped (virtual = physical).
     let page =
         unsafe { &mut *(trampoline_page as *mut [u8; mpwk::trampoline::TRAMPOLINE_PAGE_SIZE]) };
@@ -85,6 +91,7 @@ pub unsafe fn wake_aps<const N: usize>(
             |boot| started.push(boot.apic_id),
         )
         .map_err(WakeFailure::Wake)?;
+    AP_IDS.lock().clone_from(&started);
     // Each AP reports online after setting up its descriptor tables, a little after `started`.
     let start = tsc::now();
     while (online_aps() as usize) < started.len() && tsc::ms(tsc::now() - start) < WAKE_TIMEOUT_MS {
@@ -114,11 +121,16 @@ extern "C" fn ap_entry(boot: &ApBoot) -> ! {
     percpu::init(index, boot.apic_id);
     gdt::init();
     interrupts::init();
+    // Work handed out before this AP (re)joined is not its own: an AP woken again after going
+    // back to the firmware must not count itself into a job it never ran.
+    let mut seen = GENERATION.load(Ordering::Acquire);
     ONLINE.fetch_add(1, Ordering::Release);
-    let mut seen = 0;
     loop {
         if STOP.load(Ordering::Acquire) {
             crate::qemu_exit::halt_forever();
+        }
+        if OFFLINE_REQUEST.load(Ordering::Acquire) == boot.apic_id + 1 {
+            go_back_to_firmware();
         }
         let generation = GENERATION.load(Ordering::Acquire);
         if generation != seen {
@@ -132,6 +144,108 @@ extern "C" fn ap_entry(boot: &ApBoot) -> ! {
         }
         core::hint::spin_loop();
     }
+}
+
+/// The AP leaves the kernel for the firmware's reset vector, on the kernel's page tables (they
+/// identity-map everything, the reset vector and tdx-boot's stub included).
+fn go_back_to_firmware() -> ! {
+    ONLINE.fetch_sub(1, Ordering::AcqRel);
+    OFFLINE_REQUEST.store(0, Ordering::Release);
+    let cr3 = x86_64::registers::control::Cr3::read_raw()
+        .0
+        .start_address()
+        .as_u64();
+    if let Some(wakeup) = WAKEUP.get() {
+        // SAFETY: this AP holds no lock and the kernel never uses its stack again (a new wake
+        // gets a fresh one); CR3 is the kernel's identity map in the current paging mode, which
+        // maps the reset vector and the stub; the reset vector is the firmware's loop.
+        let refused = unsafe { mpwk::return_to_firmware(wakeup, cr3) };
+        crate::kprintln!("smp: AP cannot go back: {refused}");
+    }
+    crate::qemu_exit::halt_forever()
+}
+
+/// What [`cycle_through_firmware`] found.
+#[derive(Debug)]
+#[allow(
+    dead_code,
+    reason = "the fields are read through Debug, in the boot log"
+)]
+pub enum CycleFailure {
+    /// The wakeup entry has no reset vector: APs cannot be handed back (Linux then disables
+    /// CPU offlining).
+    NoResetVector(u16),
+    /// The AP did not leave the kernel.
+    DidNotLeave,
+    /// TEST was not answered.
+    Test(mpwk::WakeError),
+    /// The second wake failed.
+    Trampoline(mpwk::TrampolineError),
+    /// The second wake failed.
+    Wake(mpwk::WakeError),
+    /// The AP did not come back online in the kernel.
+    NotOnline,
+}
+
+/// Hands the AP `apic_id` (kernel CPU `index`) back to the firmware through the reset vector,
+/// confirms with TEST (1 s, as Linux) that it is in the firmware's loop, and wakes it again into
+/// the kernel with a fresh block.
+///
+/// # Safety
+///
+/// As for [`wake_aps`], which woke the AP: `trampoline_page` is the same page, no AP is inside
+/// the trampoline any more.
+pub unsafe fn cycle_through_firmware(
+    apic_id: u32,
+    index: u32,
+    trampoline_page: u64,
+) -> Result<(), CycleFailure> {
+    let wakeup = *WAKEUP.get().ok_or(CycleFailure::NoResetVector(0))?;
+    if wakeup.reset_vector.is_none() {
+        return Err(CycleFailure::NoResetVector(wakeup.version));
+    }
+    let online = online_aps();
+    OFFLINE_REQUEST.store(apic_id + 1, Ordering::Release);
+    let start = tsc::now();
+    while (OFFLINE_REQUEST.load(Ordering::Acquire) != 0 || online_aps() == online)
+        && tsc::ms(tsc::now() - start) < WAKE_TIMEOUT_MS
+    {
+        core::hint::spin_loop();
+    }
+    if online_aps() == online {
+        OFFLINE_REQUEST.store(0, Ordering::Release);
+        return Err(CycleFailure::DidNotLeave);
+    }
+    // SAFETY: `wake_aps` checked this mailbox's placement; it stays mapped for good.
+    let mailbox = unsafe { Mailbox::from_address(wakeup.mailbox_address) }.for_entry(&wakeup);
+    // SAFETY: the caller gives us the page again; no AP runs in it now.
+    let page =
+        unsafe { &mut *(trampoline_page as *mut [u8; mpwk::trampoline::TRAMPOLINE_PAGE_SIZE]) };
+    let trampoline =
+        mpwk::install_trampoline(page, trampoline_page).map_err(CycleFailure::Trampoline)?;
+    let mut waker = MpWaker::new(mailbox, &trampoline);
+    let start = tsc::now();
+    waker
+        .test(apic_id, || tsc::ms(tsc::now() - start) < 1_000)
+        .map_err(CycleFailure::Test)?;
+    let boot = Box::leak(Box::new(ApBoot::new(
+        apic_id,
+        kernel_state(),
+        ap_entry,
+        u64::from(index),
+    )));
+    let start = tsc::now();
+    waker
+        .wake(boot, || tsc::ms(tsc::now() - start) < WAKE_TIMEOUT_MS)
+        .map_err(CycleFailure::Wake)?;
+    let start = tsc::now();
+    while online_aps() == online - 1 && tsc::ms(tsc::now() - start) < WAKE_TIMEOUT_MS {
+        core::hint::spin_loop();
+    }
+    if online_aps() != online {
+        return Err(CycleFailure::NotOnline);
+    }
+    Ok(())
 }
 
 /// Tells every AP to leave its work loop and halt for good (through the VMM in a TD), so that
@@ -169,3 +283,64 @@ pub fn run_on_all(job: &(dyn Fn(u32) + Sync)) {
     }
     *JOB.lock() = None;
 }
+
+/// The hand-back check: the last AP goes back to the firmware through the reset vector, TEST
+/// confirms it is in the firmware's loop, it is woken again and runs work. Only where the wakeup
+/// entry has a reset vector (edk2 2025.08 and the fake firmware); elsewhere it says why not.
+/// With `fake_firmware`, its own counters must agree (one return through the reset vector, TEST
+/// answered).
+///
+/// # Safety
+///
+/// As for [`cycle_through_firmware`].
+pub unsafe fn check_hand_back(trampoline_page: u64, fake_firmware: bool) {
+    let aps = online_aps();
+    let (last, index) = {
+        let ids = AP_IDS.lock();
+        (ids.last().copied(), ids.len() as u32)
+    };
+    let Some(apic_id) = last else {
+        crate::kprintln!("mini-kernel: no AP to hand back to the firmware");
+        return;
+    };
+    if WAKEUP.get().is_some_and(|w| w.reset_vector.is_none()) {
+        crate::kprintln!(
+            "mini-kernel: the wakeup entry has no reset vector (edk2 before 2025.08): APs cannot go back to the firmware, CPU offlining stays off (as Linux)"
+        );
+        return;
+    }
+    // SAFETY: forwarded; the APs are all past the trampoline.
+    let cycled = unsafe { cycle_through_firmware(apic_id, index, trampoline_page) };
+    let ran = AtomicU32::new(0);
+    if cycled.is_ok() {
+        run_on_all(&|cpu| {
+            if cpu == index {
+                ran.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+    let (returned, tested) = (
+        crate::fake_firmware::parking::RETURNED.load(Ordering::Relaxed),
+        crate::fake_firmware::parking::TESTED.load(Ordering::Relaxed),
+    );
+    let firmware_agrees = !fake_firmware || (returned == 1 && tested >= 1);
+    crate::check!(
+        "AP handed back to the firmware",
+        cycled.is_ok()
+            && ran.load(Ordering::Relaxed) == 1
+            && online_aps() == aps
+            && firmware_agrees,
+        "APIC ID {apic_id}: reset vector, TEST answered, woken again, ran work: {cycled:?}; {} online{}",
+        online_aps(),
+        if fake_firmware {
+            alloc::format!(
+                " (fake firmware: {returned} back through its reset vector, {tested} TEST answered)"
+            )
+        } else {
+            alloc::string::String::new()
+        }
+    );
+}
+
+/// APIC IDs of the woken APs, in kernel CPU order (index 1 first).
+static AP_IDS: Mutex<Vec<u32>> = Mutex::new(Vec::new());

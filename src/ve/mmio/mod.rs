@@ -21,6 +21,7 @@
 //! 15 bytes and input that ends inside the instruction. [`decode`] reads only the bytes it is
 //! given and never more than 15.
 
+mod address;
 mod complete;
 mod decode;
 mod modrm;
@@ -88,8 +89,8 @@ pub enum Extension {
     Sign,
 }
 
-/// The memory operand as encoded. The #VE handler does not need it (VEINFO supplies the GPA); it
-/// is reported for diagnostics and for checking the decoder.
+/// The memory operand as encoded. The #VE handler computes the access's linear address from it
+/// ([`Mmio::linear_address`]) to refuse accesses that span two pages; the GPA comes from VEINFO.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MemoryOperand {
     /// How the address is formed.

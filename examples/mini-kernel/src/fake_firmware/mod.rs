@@ -17,7 +17,7 @@ use crate::percpu::apic_id_from_cpuid;
 use crate::{gdt, tsc};
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
-use parking::PARKED;
+use parking::{MAILBOX, PARKED, RESET_STACKS};
 use tdx_boot::mpwk::MailboxPage;
 
 /// What the fake firmware publishes.
@@ -45,11 +45,19 @@ pub unsafe fn park_aps(low_page: u64, mailbox_page: u64, apic_ids: &[u32]) -> Pu
     unsafe { (mailbox_page as *mut MailboxPage).write(MailboxPage::new()) };
     // SAFETY: the caller gives us the page.
     let trampoline = unsafe { trampoline::Trampoline::install(low_page) };
+    MAILBOX.store(mailbox_page, Ordering::Release);
     let bsp = apic_id_from_cpuid();
     let mut parked = Vec::new();
     for &apic_id in apic_ids.iter().filter(|&&id| id != bsp) {
         let before = PARKED.load(Ordering::Acquire);
         let stack = gdt::allocate_stack(PARKING_STACK);
+        // The reset vector's own stack for this AP: its parking stack is the OS's once woken.
+        if let Some(slot) = RESET_STACKS.get(apic_id as usize) {
+            slot.store(
+                gdt::allocate_stack(PARKING_STACK).as_u64(),
+                Ordering::Release,
+            );
+        }
         trampoline.set_launch(stack.as_u64(), mailbox_page, parking::park);
         local_apic::start_ap(apic_id, trampoline.sipi_vector());
         let start = tsc::now();
@@ -67,6 +75,8 @@ pub unsafe fn park_aps(low_page: u64, mailbox_page: u64, apic_ids: &[u32]) -> Pu
     let mut all = Vec::with_capacity(parked.len() + 1);
     all.push(bsp);
     all.extend_from_slice(&parked);
-    let madt = madt::build(&all, 0xfee0_0000, mailbox_page);
+    // The kernel identity-maps its image, so the reset vector's address is its physical one.
+    let reset_vector = parking::reset_vector as *const () as u64;
+    let madt = madt::build(&all, 0xfee0_0000, mailbox_page, reset_vector);
     Published { madt, parked }
 }
