@@ -111,3 +111,61 @@ pub fn write_cr(phase: &mut Phase, vmcb: &mut Vmcb, cr: u8, value: u64) -> CrWri
         _ => CrWrite::Unsupported,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fresh() -> (Phase, Vmcb) {
+        let mut vmcb = Vmcb::zeroed();
+        vmcb.write64(save::CR0, INITIAL_CR0);
+        vmcb.write64(save::CR3, TABLES_GPA);
+        vmcb.write64(save::CR4, INITIAL_CR4);
+        vmcb.write64(save::EFER, 1 << 12);
+        (Phase::ResetVector { held_cr3: None }, vmcb)
+    }
+
+    #[test]
+    fn the_tables_identity_map_4_gib_with_2_mib_pages() {
+        let mut pages = vec![0u64; 5 * 512];
+        // SAFETY: five pages of entries, ours.
+        unsafe { write_tables(pages.as_mut_ptr()) };
+        assert_eq!(pages[0], (TABLES_GPA + 4096) | 1);
+        assert_eq!(pages[3], (TABLES_GPA + 4 * 4096) | 1);
+        assert_eq!(pages[512], 0x87);
+        assert_eq!(pages[512 + 1], 0x20_0000 | 0x87);
+        // The last 2 MiB below 4 GiB: directory 3, entry 511.
+        assert_eq!(pages[512 * 4 + 511], 0xffe0_0000 | 0x87);
+    }
+
+    #[test]
+    fn cr3_is_held_until_paging_is_enabled_then_long_mode_switches_in() {
+        let (mut phase, mut vmcb) = fresh();
+        assert_eq!(write_cr(&mut phase, &mut vmcb, 3, 0x80_0000), CrWrite::Done);
+        assert_eq!(vmcb.read64(save::CR3), TABLES_GPA, "held back");
+        assert_eq!(write_cr(&mut phase, &mut vmcb, 4, 0x640), CrWrite::Done);
+        assert_eq!(vmcb.read64(save::CR4), 0x640 | 0x20, "PAE stays");
+        assert_eq!(
+            write_cr(&mut phase, &mut vmcb, 0, INITIAL_CR0),
+            CrWrite::EnteredOwnPaging
+        );
+        assert_eq!(vmcb.read64(save::CR3), 0x80_0000);
+        assert_eq!(vmcb.read64(save::EFER), 1 << 12 | 1 << 8 | 1 << 10);
+        assert_eq!(phase, Phase::OwnPaging);
+        // Nothing is played any more.
+        assert_eq!(write_cr(&mut phase, &mut vmcb, 3, 0), CrWrite::Unsupported);
+    }
+
+    #[test]
+    fn paging_without_a_cr3_and_clearing_pg_are_not_played_as_long_mode() {
+        let (mut phase, mut vmcb) = fresh();
+        assert_eq!(
+            write_cr(&mut phase, &mut vmcb, 0, INITIAL_CR0),
+            CrWrite::Unsupported
+        );
+        // A CR0 write without PG keeps the tables underneath and changes the rest.
+        assert_eq!(write_cr(&mut phase, &mut vmcb, 0, 0x33), CrWrite::Done);
+        assert_eq!(vmcb.read64(save::CR0), 0x33 | 1 << 31);
+        assert_eq!(write_cr(&mut phase, &mut vmcb, 8, 0), CrWrite::Unsupported);
+    }
+}

@@ -139,20 +139,14 @@ pub fn handle(td: &mut Td, vcpu: usize) -> Outcome {
             Outcome::Continue
         }
         exit::IOIO => {
-            // EXITINFO1: bit 0 IN, bit 2 string, bit 3 REP, bits 6:4 size (one-hot), 31:16 port.
-            let input = info1 & 1;
-            let size = match (info1 >> 4) & 7 {
-                1 => 1,
-                2 => 2,
-                _ => 4,
-            };
-            let qualification = (size - 1)
-                | input << 3
-                | ((info1 >> 2) & 1) << 4
-                | ((info1 >> 3) & 1) << 5
-                | (info1 >> 16) << 16;
             let len = info2.wrapping_sub(td.vcpus[vcpu].rip()) as u32;
-            instruction_ve(td, vcpu, VeInfo::EXIT_REASON_IO, len, qualification)
+            instruction_ve(
+                td,
+                vcpu,
+                VeInfo::EXIT_REASON_IO,
+                len,
+                io_qualification(info1),
+            )
         }
         exit::NPF => nested_page_fault(td, vcpu, info1, info2),
         exit::SHUTDOWN => Outcome::Stop(Stop::Shutdown {
@@ -177,6 +171,23 @@ pub fn handle(td: &mut Td, vcpu: usize) -> Outcome {
             ),
         ),
     }
+}
+
+/// The VMX exit qualification a TD's #VE carries for an IN/OUT, from SVM's IOIO EXITINFO1.
+///
+/// SVM: bit 0 IN, bit 2 string, bit 3 REP, bits 6:4 the size one-hot (1, 2, 4 bytes), bits
+/// 31:16 the port. VMX: bits 2:0 size - 1, bit 3 IN, bit 4 string, bit 5 REP, bits 31:16 port.
+pub fn io_qualification(info1: u64) -> u64 {
+    let size = match (info1 >> 4) & 7 {
+        1 => 1,
+        2 => 2,
+        _ => 4,
+    };
+    (size - 1)
+        | (info1 & 1) << 3
+        | ((info1 >> 2) & 1) << 4
+        | ((info1 >> 3) & 1) << 5
+        | ((info1 >> 16) & 0xffff) << 16
 }
 
 /// `mov crN, reg` in the reset vector: `0F 22 /r`, register operand in ModRM.rm.
@@ -274,4 +285,24 @@ fn nested_page_fault(td: &mut Td, vcpu: usize, error: u64, gpa: u64) -> Outcome 
             "access to private GPA {gpa:#x} in state {state:?} (error code {error:#x}): with SEPT_VE_DISABLE the TD cannot continue"
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::io_qualification;
+
+    #[test]
+    fn io_exits_become_the_qualification_a_td_reads() {
+        // OUT to COM1 (0x3f8), one byte: SVM size bit 4.
+        assert_eq!(io_qualification(0x03f8_0010), 0x03f8_0000);
+        // IN of a dword from 0xcfc: IN, size bit 6.
+        assert_eq!(io_qualification(0x0cfc_0041), 0x0cfc_0000 | 3 | 1 << 3);
+        // REP INSW from 0x1f0: IN, string, REP, size bit 5.
+        assert_eq!(
+            io_qualification(0x01f0_002d),
+            0x01f0_0000 | 1 | 1 << 3 | 1 << 4 | 1 << 5
+        );
+        // Bits SVM sets elsewhere (segment, address size: 12:7) do not leak into VMX's.
+        assert_eq!(io_qualification(0x0080_0f90), 0x0080_0000);
+    }
 }

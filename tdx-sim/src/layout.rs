@@ -27,7 +27,7 @@ impl Block {
     /// The host address of `gpa`, when the block holds `[gpa, gpa + len)`.
     pub fn host_of(&self, gpa: u64, len: u64) -> Option<u64> {
         let offset = gpa.checked_sub(self.gpa)?;
-        (offset.checked_add(len)? <= self.len).then_some(self.host + offset)
+        (offset.checked_add(len)? <= self.len).then(|| self.host + offset)
     }
 }
 
@@ -60,10 +60,48 @@ impl Layout {
             .filter(|b| b.len != 0)
             .map(|b| (b.gpa, b.gpa + b.len))
     }
+}
 
-    /// Whether `gpa` (without the shared bit) is RAM.
-    pub fn is_ram(&self, gpa: u64) -> bool {
-        self.ram_ranges()
-            .any(|(start, end)| (start..end).contains(&gpa))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_addresses_only_for_ranges_inside_one_block() {
+        let layout = Layout {
+            low_ram: Block {
+                gpa: 0,
+                len: 0x4000_0000,
+                host: 0x1_0000_0000,
+            },
+            high_ram: Block {
+                gpa: HIGH_RAM_START,
+                len: 0x2000_0000,
+                host: 0x2_0000_0000,
+            },
+            firmware: Block {
+                gpa: 0xffe0_0000,
+                len: 0x20_0000,
+                host: 0x3_0000_0000,
+            },
+        };
+        assert_eq!(layout.host_of(0x1000, 0x1000), Some(0x1_0000_1000));
+        assert_eq!(layout.host_of(0x3fff_f000, 0x1000), Some(0x1_3fff_f000));
+        assert_eq!(
+            layout.host_of(0x3fff_f000, 0x2000),
+            None,
+            "runs past the block"
+        );
+        assert_eq!(layout.host_of(0x8000_0000, 1), None, "a hole");
+        assert_eq!(layout.host_of(0xffff_fff0, 16), Some(0x3_001f_fff0));
+        assert_eq!(layout.host_of(u64::MAX, 2), None, "no overflow");
+        let ranges: Vec<_> = layout.ram_ranges().collect();
+        assert_eq!(
+            ranges,
+            vec![
+                (0, 0x4000_0000),
+                (HIGH_RAM_START, HIGH_RAM_START + 0x2000_0000)
+            ]
+        );
     }
 }

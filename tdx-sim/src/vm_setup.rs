@@ -17,7 +17,7 @@ use core::convert::Infallible;
 use tdx_boot::model::{ModelConfig, PageState, TdxModule};
 use tdx_sim::mrtd;
 use tdx_sim::td_hob::{self, TdRam};
-use tdx_sim::tdvf::{SectionType, TdvfMetadata};
+use tdx_sim::tdvf::TdvfMetadata;
 
 /// The TD's vCPUs.
 pub const NUM_VCPUS: u32 = 4;

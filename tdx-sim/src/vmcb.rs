@@ -39,8 +39,6 @@ pub mod control {
     pub const EVENT_INJECTION: usize = 0x0a8;
     /// u64: the nested page tables' root.
     pub const NESTED_CR3: usize = 0x0b0;
-    /// u32: which state the CPU may take from its cache (0: none).
-    pub const CLEAN_BITS: usize = 0x0c0;
 }
 
 /// State-save-area fields.
@@ -87,8 +85,6 @@ pub mod save {
     pub const RSP: usize = 0x5d8;
     /// u64.
     pub const RAX: usize = 0x5f8;
-    /// u64.
-    pub const CR2: usize = 0x640;
     /// u64: the guest's PAT.
     pub const G_PAT: usize = 0x668;
 }
@@ -105,12 +101,8 @@ pub mod exit {
     pub const EXCEPTION: u64 = 0x40;
     /// A physical interrupt.
     pub const INTR: u64 = 0x60;
-    /// A virtual interrupt window opened.
-    pub const VINTR: u64 = 0x64;
     /// CPUID.
     pub const CPUID: u64 = 0x72;
-    /// PAUSE.
-    pub const PAUSE: u64 = 0x77;
     /// HLT.
     pub const HLT: u64 = 0x78;
     /// IN/OUT.
@@ -119,8 +111,6 @@ pub mod exit {
     pub const MSR: u64 = 0x7c;
     /// The guest shut down (a triple fault).
     pub const SHUTDOWN: u64 = 0x7f;
-    /// VMRUN in the guest.
-    pub const VMRUN: u64 = 0x80;
     /// VMMCALL.
     pub const VMMCALL: u64 = 0x81;
     /// INVD.
@@ -145,14 +135,10 @@ pub mod intercept1 {
     pub const NMI: u32 = 1 << 1;
     /// INIT.
     pub const INIT: u32 = 1 << 3;
-    /// Virtual interrupt window.
-    pub const VINTR: u32 = 1 << 4;
     /// CPUID.
     pub const CPUID: u32 = 1 << 18;
     /// INVD.
     pub const INVD: u32 = 1 << 22;
-    /// PAUSE.
-    pub const PAUSE: u32 = 1 << 23;
     /// HLT.
     pub const HLT: u32 = 1 << 24;
     /// IN/OUT, through the IO permission map.
@@ -247,11 +233,6 @@ impl Vmcb {
         self.0[at + 2..at + 4].copy_from_slice(&attributes.to_le_bytes());
         self.write32(at + 4, limit);
         self.write64(at + 8, base);
-    }
-
-    /// The attributes of segment `at`.
-    pub fn segment_attributes(&self, at: usize) -> u16 {
-        u16::from_le_bytes(self.get(at + 2))
     }
 
     /// The base of segment `at`.
