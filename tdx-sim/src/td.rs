@@ -26,6 +26,8 @@ pub struct Counters {
     pub vmcalls: u64,
     /// #VE injected.
     pub ve_injected: u64,
+    /// The last TDG.VP.VMCALL's sub-function and R12-R14 (where a TD spends its time).
+    pub last_vmcall: [u64; 4],
 }
 
 /// The points of a boot tdx-sim reports once each, in order of a TDVF boot; `cargo xtask`
@@ -207,13 +209,14 @@ impl Td {
             );
         }
         crate::println!(
-            "tdx-sim: [{}.{:03} s] {} exits, {} TDCALLs ({} ACCEPT, {} VMCALL), {} #VE;{line}",
+            "tdx-sim: [{}.{:03} s] {} exits, {} TDCALLs ({} ACCEPT, {} VMCALL, last {:#x?}), {} #VE;{line}",
             now_ms / 1000,
             now_ms % 1000,
             self.counters.exits,
             self.counters.tdcalls,
             self.counters.accepts,
             self.counters.vmcalls,
+            self.counters.last_vmcall,
             self.counters.ve_injected
         );
     }

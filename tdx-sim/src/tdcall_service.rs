@@ -99,6 +99,7 @@ pub fn on_invalid_opcode(td: &mut Td, vcpu: usize) -> Outcome {
 
 fn after_vmcall(td: &mut Td, vcpu: usize, before: &Regs) -> Outcome {
     td.counters.vmcalls += 1;
+    td.counters.last_vmcall = [before.r11, before.r12, before.r13, before.r14];
     if let Some(code) = td.debug_exit.take() {
         return Outcome::Stop(Stop::DebugExit(code));
     }

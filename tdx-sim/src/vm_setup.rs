@@ -15,17 +15,19 @@ use alloc::format;
 use alloc::string::String;
 use core::convert::Infallible;
 use tdx_boot::model::{ModelConfig, PageState, TdxModule};
+use tdx_sim::cmos::RamLayout;
 use tdx_sim::mrtd;
 use tdx_sim::td_hob::{self, TdRam};
 use tdx_sim::tdvf::TdvfMetadata;
 
 /// The TD's vCPUs.
 pub const NUM_VCPUS: u32 = 4;
-/// The TD's RAM below 4 GiB.
-const LOW_RAM: u64 = 1 << 30;
-/// The TD's RAM from 4 GiB: TDVF 2022.11 accepts all RAM below 4 GiB itself and leaves what is
-/// above unaccepted for the OS.
-const HIGH_RAM: u64 = 512 << 20;
+/// The TD's RAM: split as QEMU's q35 splits it (2 GiB below 4 GiB, the rest from 4 GiB), the
+/// layout TDVF's PCI apertures and shared MMIO ranges are computed for. TDVF 2022.11 accepts all
+/// RAM below 4 GiB itself and leaves what is above unaccepted for the OS.
+const RAM: RamLayout = RamLayout::q35(3 << 30);
+const LOW_RAM: u64 = RAM.below_4g;
+const HIGH_RAM: u64 = RAM.above_4g;
 /// tdx-sim's own heap: the model's tables, the nested tables, the VMCBs.
 const HEAP: u64 = 96 << 20;
 /// The MSRs a TD reaches through TDVMCALL that the VMM answers with a value, as KVM answers a

@@ -205,6 +205,7 @@ mod tests {
             serial: format!("BdsDxe: starting\nmini-kernel: efi_main\n{final_line}\n"),
             status: Some(status),
             timed_out: false,
+            stopped_at_line: false,
         }
     }
 

@@ -1,6 +1,6 @@
 //! ELF (static PIE) to PE32+ EFI application, with the `object` crate.
 //!
-//! The kernel is linked at address 0 with its first segment at 0x1000 (`linker.ld`), so an ELF
+//! The kernel is linked at address 0 with its first segment at 0x1000 (`metal/image.ld`), so an ELF
 //! virtual address is a PE relative virtual address and the first page holds the PE headers.
 //! Each PT_LOAD becomes one page-aligned section with the segment's permissions; each
 //! R_X86_64_RELATIVE becomes a DIR64 base relocation, with the addend stored at the relocated
