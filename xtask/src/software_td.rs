@@ -24,12 +24,13 @@ fn boot(stop_at: Option<&str>) -> Result<qemu::Boot, String> {
         tdvf,
         kernel: kernel_efi,
     };
-    let boot = qemu::boot(
+    let boot = qemu::boot_until(
         &sim_efi,
         &kernel::target_dir(),
         &ovmf,
         &loader,
         TD_BOOT_TIMEOUT,
+        stop_at,
     )?;
     if boot.timed_out {
         return Err(format!(
