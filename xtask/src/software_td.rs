@@ -89,7 +89,12 @@ pub fn milestone_test() -> Result<(), String> {
             "TDVF reached only {reached:?} of {MILESTONES:?}; {summary}"
         ));
     }
-    eprintln!("xtask: software TD: Debian's TDVF reached {reached:?}");
+    let how = if boot.stopped_at_line {
+        "stopped there"
+    } else {
+        "the run then ended by itself"
+    };
+    eprintln!("xtask: software TD: Debian's TDVF reached {reached:?} ({how})");
     Ok(())
 }
 
