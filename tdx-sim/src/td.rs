@@ -209,7 +209,7 @@ impl Td {
             );
         }
         crate::println!(
-            "tdx-sim: [{}.{:03} s] {} exits, {} TDCALLs ({} ACCEPT, {} VMCALL, last {:#x?}), {} #VE;{line}",
+            "tdx-sim: [{}.{:03} s] {} exits, {} TDCALLs ({} ACCEPT, {} VMCALL, last {:x?}), {} #VE;{line}",
             now_ms / 1000,
             now_ms % 1000,
             self.counters.exits,

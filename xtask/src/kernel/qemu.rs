@@ -212,6 +212,8 @@ pub fn boot_until(
             cmd.arg("-kernel").arg(image);
         }
         Loader::TdxSim { tdvf, kernel } => {
+            // No display adapter: TDVF would clear its framebuffer one TDVMCALL per pixel.
+            cmd.args(["-vga", "none"]);
             cmd.arg("-kernel").arg(image);
             cmd.arg("-fw_cfg")
                 .arg(format!("name=opt/tdx-sim/tdvf,file={}", tdvf.display()));
