@@ -308,3 +308,45 @@ fn loads_the_block_in_the_documented_order() {
     assert_eq!(instructions[align].op0_register(), Register::RSP);
     assert_eq!(instructions[align].immediate(1) as i64, -16);
 }
+
+/// Debian's TDVF hands its APs over with CR4.OSFXSR clear (only the BSP's SEC enables SSE), and
+/// compiled Rust uses SSE anywhere: the trampoline turns SSE on before it calls the kernel.
+#[test]
+fn sse_is_turned_on_before_the_entry_is_called() {
+    let code = trampoline_code();
+    let mut decoder = Decoder::with_ip(64, code, 0, DecoderOptions::NONE);
+    let mut seen: Vec<Instruction> = Vec::new();
+    for instruction in &mut decoder {
+        let is_call = instruction.mnemonic() == Mnemonic::Call;
+        seen.push(instruction);
+        if is_call {
+            break;
+        }
+    }
+    let writes = |cr: Register| {
+        seen.iter().position(|i| {
+            i.mnemonic() == Mnemonic::Mov
+                && i.op0_kind() == OpKind::Register
+                && i.op0_register() == cr
+        })
+    };
+    let call = seen.len() - 1;
+    let cr0 = writes(Register::CR0).expect("CR0 is written");
+    let cr4 = writes(Register::CR4).expect("CR4 is written");
+    assert!(cr0 < call && cr4 < call);
+    // The values: CR0 & !(EM | TS) | MP, and CR4 | OSFXSR | OSXMMEXCPT.
+    let immediates: Vec<i64> = seen[..call]
+        .iter()
+        .filter(|i| matches!(i.mnemonic(), Mnemonic::And | Mnemonic::Or))
+        .map(|i| i.immediate(1) as i64)
+        .collect();
+    assert!(
+        immediates.contains(&-13),
+        "EM and TS cleared: {immediates:?}"
+    );
+    assert!(immediates.contains(&2), "MP set: {immediates:?}");
+    assert!(
+        immediates.contains(&0x600),
+        "OSFXSR, OSXMMEXCPT set: {immediates:?}"
+    );
+}

@@ -82,7 +82,7 @@ pub use quoting_enclave::{MODEL_ATTESTATION_KEY, MODEL_PCK_KEY, model_public_key
 pub use stats::{AcceptStats, TraceEvent};
 pub use td_exit::{TD_KILLED_STATUS, TdKilled};
 pub use vmcall::VMM_GARBAGE;
-pub use vmm::{Halt, MmioDevice, MsrDevice, PortDevice, RegisterFile};
+pub use vmm::{CpuidSource, Halt, MmioDevice, MsrDevice, PortDevice, RegisterFile};
 
 use crate::tdcall::{Regs, TdCall, TdxStatus, VeInfo, VmcallStatus, leaf};
 use alloc::collections::BTreeMap;

@@ -45,6 +45,14 @@ pub trait MsrDevice: Send {
     fn write(&mut self, vcpu: u32, index: u32, value: u64) -> bool;
 }
 
+/// A VMM's CPUID answers that depend on the vCPU asking (KVM reports each vCPU's own APIC ID
+/// in leaves 1, 0xB and 0x1F): asked before the table of [`TdxModule::set_cpuid`].
+pub trait CpuidSource: Send {
+    /// The answer to TDVMCALL<Instruction.CPUID>(`leaf`, `subleaf`) from `vcpu`, or None to
+    /// use the table.
+    fn cpuid(&mut self, vcpu: u32, leaf: u32, subleaf: u32) -> Option<CpuidResult>;
+}
+
 /// A plain register file: reads return what was last written (little endian, any size at
 /// any offset inside it; outside reads as zero, writes are dropped). Clones share the
 /// registers, so a test keeps one to inspect what the guest wrote.
@@ -183,6 +191,7 @@ pub(crate) struct Vmm {
     pub(crate) ports: Vec<(u16, u16, Box<dyn PortDevice>)>,
     pub(crate) mmio: Vec<(u64, u64, Box<dyn MmioDevice>)>,
     pub(crate) msr_devices: Vec<Box<dyn MsrDevice>>,
+    pub(crate) cpuid_source: Option<Box<dyn CpuidSource>>,
     pub(crate) halts: Vec<Halt>,
     pub(crate) fatal: Option<(u32, Vec<u8>)>,
     pub(crate) notify_vector: Option<u8>,
@@ -202,6 +211,7 @@ impl Vmm {
             ports: Vec::new(),
             mmio: Vec::new(),
             msr_devices: Vec::new(),
+            cpuid_source: None,
             halts: Vec::new(),
             fatal: None,
             notify_vector: None,
@@ -236,7 +246,7 @@ impl TdxModule {
             return VmmReply::status(status);
         }
         match function {
-            function::CPUID => self.vmm_cpuid(seen),
+            function::CPUID => self.vmm_cpuid(vcpu, seen),
             function::HLT => {
                 self.vmm.lock().halts.push(Halt {
                     vcpu,
@@ -306,18 +316,19 @@ impl TdxModule {
         }
     }
 
-    fn vmm_cpuid(&self, seen: &VmmRegs) -> VmmReply {
+    fn vmm_cpuid(&self, vcpu: u32, seen: &VmmRegs) -> VmmReply {
         let (Ok(leaf), Ok(subleaf)) =
             (u32::try_from(get(seen, R12)), u32::try_from(get(seen, R13)))
         else {
             return VmmReply::invalid();
         };
-        let result = self
-            .vmm
-            .lock()
-            .cpuid
-            .get(&(leaf, subleaf))
-            .copied()
+        let mut vmm = self.vmm.lock();
+        let from_source = vmm
+            .cpuid_source
+            .as_mut()
+            .and_then(|source| source.cpuid(vcpu, leaf, subleaf));
+        let result = from_source
+            .or_else(|| vmm.cpuid.get(&(leaf, subleaf)).copied())
             .unwrap_or_default();
         VmmReply::success()
             .with(R12, result.eax.into())
@@ -430,6 +441,10 @@ impl TdxModule {
     /// Everything written to the COM1 UART's transmit register so far.
     pub fn uart_output(&self) -> Vec<u8> {
         self.vmm.lock().uart.output.clone()
+    }
+    /// Makes `source` answer TDVMCALL<CPUID> before the table (see [`CpuidSource`]).
+    pub fn set_cpuid_source(&self, source: Box<dyn CpuidSource>) {
+        self.vmm.lock().cpuid_source = Some(source);
     }
     /// Attaches an MSR device; it answers RDMSR/WRMSR of the MSRs it claims (the latest
     /// attached first), before the MSR table.

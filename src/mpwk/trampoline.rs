@@ -9,8 +9,11 @@
 //!    AP's [`ApBoot`];
 //! 2. loads CR3; from here on only the kernel's page tables are used;
 //! 3. loads RSP from the block, the GDT, reloads CS with a far return, loads DS/ES/FS/GS/SS, the IDT;
-//! 4. sets the block's started flag, the point after which it never reads the slot again;
-//! 5. calls `entry(&ApBoot)` with a 16-byte aligned stack (System V), interrupts still disabled.
+//! 4. turns SSE on (CR0.MP, not EM or TS; CR4.OSFXSR and OSXMMEXCPT): compiled Rust uses SSE
+//!    anywhere, and TDVF enables it on the BSP only (found by running Debian's TDVF under
+//!    tdx-sim: the first AP triple-faulted on `xorps` in the kernel's entry);
+//! 5. sets the block's started flag, the point after which it never reads the slot again;
+//! 6. calls `entry(&ApBoot)` with a 16-byte aligned stack (System V), interrupts still disabled.
 //!
 //! It executes no CPUID, RDMSR, WRMSR, HLT or port I/O: in a TD those raise #VE, and before step 3
 //! there is no IDT of the kernel's to handle it.
@@ -70,6 +73,15 @@ core::arch::global_asm!(
     "mov gs, ax",
     "mov ss, ax",
     "lidt [rbx + {idtr}]",
+    // SSE on (CR0.MP set, EM and TS clear; CR4.OSFXSR and OSXMMEXCPT): Rust code for x86-64
+    // uses SSE anywhere, and TDVF's APs arrive without it (its SEC enables SSE on the BSP only).
+    "mov rax, cr0",
+    "and rax, -13",
+    "or rax, 2",
+    "mov cr0, rax",
+    "mov rax, cr4",
+    "or rax, 0x600",
+    "mov cr4, rax",
     "mov dword ptr [rbx + {started}], 1",
     "mov rdi, rbx",
     "call qword ptr [rbx + {entry}]",

@@ -20,6 +20,7 @@ mod host_efi;
 mod host_fw_cfg;
 mod host_idt;
 mod host_timer;
+mod kvm_cpuid;
 mod layout;
 mod npt;
 mod report;

@@ -182,6 +182,9 @@ pub fn build_and_run(boot_services: BootServicesHandle) -> Result<Infallible, St
         above_4g: HIGH_RAM,
     });
     module.add_port_device(0x70, 2, alloc::boxed::Box::new(CmosPorts(cmos)));
+    module.set_cpuid_source(alloc::boxed::Box::new(crate::kvm_cpuid::KvmCpuid {
+        vcpus: NUM_VCPUS,
+    }));
     for (index, value) in KVM_MSRS {
         module.set_msr(index, value);
     }
