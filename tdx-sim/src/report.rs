@@ -41,6 +41,13 @@ pub fn finish(td: &Td, tdvf_sha256: &[u8], stop: Stop) -> ! {
         ),
     };
     println!("tdx-sim: {why} after {} VM exits", c.exits);
+    // A kernel that never printed its final line passed nothing.
+    let (passed, failed) = td.serial.checks().unwrap_or((0, 0));
+    let code = if code == KERNEL_SUCCESS && (passed == 0 || failed != 0) {
+        EXIT_SIM_FAILURE
+    } else {
+        code
+    };
     println!(
         "tdx-sim: TDVF {hex} ran as a TD: {} TDCALLs ({} ACCEPT, {} TDG.VP.VMCALL), {} #VE injected; kernel checks: {}",
         c.tdcalls,

@@ -53,6 +53,16 @@ impl Milestone {
     }
 }
 
+/// The devices tdx-sim itself looks at while the TD runs (the model holds clones of them).
+pub struct TdDevices {
+    /// The debug-exit port.
+    pub debug_exit: crate::devices::DebugExit,
+    /// The vCPUs' local APICs.
+    pub apics: crate::apic_bank::ApicBank,
+    /// COM1.
+    pub serial: crate::devices::SerialTap,
+}
+
 /// How often a progress line is printed.
 const PROGRESS_MS: u64 = 5_000;
 /// How long a TD may go without a TDCALL before it counts as hung.
@@ -82,6 +92,8 @@ pub struct Td {
     pub vcpus: Vec<Vcpu>,
     /// What happened so far.
     pub counters: Counters,
+    /// COM1, where the kernel's final line is read.
+    pub serial: crate::devices::SerialTap,
     /// The vCPUs' local APICs.
     pub apics: crate::apic_bank::ApicBank,
     /// The debug-exit port, as the TD writes it.
@@ -105,8 +117,7 @@ impl Td {
         layout: Layout,
         npt: Npt,
         module: TdxModule,
-        debug_exit: crate::devices::DebugExit,
-        apics: crate::apic_bank::ApicBank,
+        devices: TdDevices,
         num_vcpus: u32,
         td_hob: u64,
     ) -> Self {
@@ -126,8 +137,9 @@ impl Td {
             module,
             vcpus,
             counters: Counters::default(),
-            debug_exit,
-            apics,
+            debug_exit: devices.debug_exit,
+            apics: devices.apics,
+            serial: devices.serial,
             watch: Watch::default(),
             milestones: 0,
             parked_aps: 0,

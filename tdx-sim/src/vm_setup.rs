@@ -190,6 +190,12 @@ pub fn build_and_run(boot_services: BootServicesHandle) -> Result<Infallible, St
     }
     let apics = crate::apic_bank::ApicBank::new(NUM_VCPUS);
     module.add_msr_device(alloc::boxed::Box::new(apics.clone()));
+    let serial = crate::devices::SerialTap::default();
+    module.add_port_device(
+        crate::devices::COM1,
+        8,
+        alloc::boxed::Box::new(serial.clone()),
+    );
     let debug_exit = DebugExit::new();
     module.add_port_device(0xf4, 1, alloc::boxed::Box::new(debug_exit.clone()));
     module.add_mmio_device(
@@ -217,8 +223,11 @@ pub fn build_and_run(boot_services: BootServicesHandle) -> Result<Infallible, St
         layout,
         npt,
         module,
-        debug_exit,
-        apics,
+        crate::td::TdDevices {
+            debug_exit,
+            apics,
+            serial,
+        },
         NUM_VCPUS,
         hob_section.gpa,
     );

@@ -105,7 +105,7 @@ pub fn run() -> Result<(), String> {
 
 /// The checks a boot in plain QEMU must report as passed: every capability, so a step that was
 /// silently skipped fails the test as surely as one that failed.
-const REQUIRED_CHECKS: [&str; 17] = [
+pub const REQUIRED_CHECKS: [&str; 17] = [
     "memory map",
     "ACPI tables",
     "descriptor tables",
@@ -128,6 +128,11 @@ const REQUIRED_CHECKS: [&str; 17] = [
 /// Decides from the exit status and the final line whether the boot passed: QEMU's success
 /// status, no failed check, and every required check passed.
 fn judge(boot: &qemu::Boot) -> Result<String, String> {
+    judge_checks(boot, &REQUIRED_CHECKS)
+}
+
+/// [`judge`] with `required` as the checks that must have passed.
+pub fn judge_checks(boot: &qemu::Boot, required: &[&str]) -> Result<String, String> {
     if boot.timed_out {
         return Err(format!(
             "QEMU did not finish within {} s",
@@ -149,7 +154,7 @@ fn judge(boot: &qemu::Boot) -> Result<String, String> {
         .split_once(" passed, ")
         .and_then(|(_, rest)| rest.split_once(" failed"))
         .and_then(|(n, _)| n.parse::<u32>().ok());
-    let missing: Vec<&str> = REQUIRED_CHECKS
+    let missing: Vec<&str> = required
         .iter()
         .copied()
         .filter(|name| !line.contains(&format!("{name}: pass")))
@@ -205,7 +210,6 @@ mod tests {
             serial: format!("BdsDxe: starting\nmini-kernel: efi_main\n{final_line}\n"),
             status: Some(status),
             timed_out: false,
-            stopped_at_line: false,
         }
     }
 

@@ -148,8 +148,6 @@ pub struct Boot {
     pub serial: String,
     pub status: Option<i32>,
     pub timed_out: bool,
-    /// QEMU was stopped because the serial log printed the line `boot_until` waited for.
-    pub stopped_at_line: bool,
 }
 
 /// Boots `image` on q35/TCG with 4 vCPUs, echoing the serial console as it arrives.
@@ -159,18 +157,6 @@ pub fn boot(
     ovmf: &Ovmf,
     loader: &Loader,
     timeout: Duration,
-) -> Result<Boot, String> {
-    boot_until(image, work, ovmf, loader, timeout, None)
-}
-
-/// [`boot`], stopping QEMU early once a serial line contains `stop_at` (when given).
-pub fn boot_until(
-    image: &Path,
-    work: &Path,
-    ovmf: &Ovmf,
-    loader: &Loader,
-    timeout: Duration,
-    stop_at: Option<&str>,
 ) -> Result<Boot, String> {
     let vars = work.join("OVMF_VARS.fd");
     std::fs::copy(&ovmf.vars, &vars).map_err(|e| format!("{}: {e}", ovmf.vars.display()))?;
@@ -234,36 +220,23 @@ pub fn boot_until(
     eprintln!("+ {cmd:?}");
     let mut child = cmd.spawn().map_err(|e| format!("{QEMU}: {e}"))?;
     let stdout = child.stdout.take().ok_or("QEMU stdout")?;
-    let seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let reader = {
-        let seen = seen.clone();
-        let stop_at = stop_at.map(str::to_string);
-        std::thread::spawn(move || {
-            let mut log = String::new();
-            let mut lines = BufReader::new(stdout);
-            let mut line = Vec::new();
-            while lines.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
-                let text = String::from_utf8_lossy(&line).replace('\r', "");
-                print!("{text}");
-                let _ = std::io::stdout().flush();
-                if stop_at.as_deref().is_some_and(|s| text.contains(s)) {
-                    seen.store(true, std::sync::atomic::Ordering::Relaxed);
-                }
-                log.push_str(&text);
-                line.clear();
-            }
-            log
-        })
-    };
+    let reader = std::thread::spawn(move || {
+        let mut log = String::new();
+        let mut lines = BufReader::new(stdout);
+        let mut line = Vec::new();
+        while lines.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+            let text = String::from_utf8_lossy(&line).replace('\r', "");
+            print!("{text}");
+            let _ = std::io::stdout().flush();
+            log.push_str(&text);
+            line.clear();
+        }
+        log
+    });
     let deadline = Instant::now() + timeout;
     let (status, timed_out) = loop {
         if let Some(status) = child.try_wait().map_err(|e| format!("{QEMU}: {e}"))? {
             break (status.code(), false);
-        }
-        if seen.load(std::sync::atomic::Ordering::Relaxed) {
-            let _ = child.kill();
-            let _ = child.wait();
-            break (None, false);
         }
         if Instant::now() >= deadline {
             // The child is ours; kill only it.
@@ -278,6 +251,5 @@ pub fn boot_until(
         serial,
         status,
         timed_out,
-        stopped_at_line: seen.load(std::sync::atomic::Ordering::Relaxed),
     })
 }
