@@ -83,9 +83,12 @@ fn loader_from_args() -> qemu::Loader {
     }
 }
 
-/// `cargo xtask run [--esp | --tdvf]`: build the image and boot it, serial console on stdout.
+/// `cargo xtask run [--tdvf | --model [--esp]]`: build the image and boot it, serial console on
+/// stdout. The default is `--tdvf`: the kernel as a TD under Debian's TDVF on tdx-sim; `--model`
+/// is the plain-QEMU boot against the model compiled into the kernel (`--esp`: from an ESP).
 pub fn run() -> Result<(), String> {
-    if std::env::args().any(|a| a == "--tdvf") {
+    let plain = std::env::args().any(|a| a == "--model" || a == "--esp");
+    if !plain {
         return crate::software_td::run();
     }
     let (elf, efi) = build()?;
