@@ -96,6 +96,18 @@ pub fn inject_ve(td: &mut Td, vcpu: usize, info: VeInfo) -> Outcome {
         );
     }
     td.counters.ve_injected += 1;
+    let rip = td.vcpus[vcpu].rip();
+    if td.ve_storm.observe(rip) {
+        return died(
+            td,
+            vcpu,
+            alloc::format!(
+                "a #VE storm: {} #VEs in a row at RIP {rip:#x} (exit reason {})",
+                td.ve_storm.current().1,
+                info.exit_reason
+            ),
+        );
+    }
     td.vcpus[vcpu].inject_exception(20);
     Outcome::Continue
 }

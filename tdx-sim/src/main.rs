@@ -29,6 +29,7 @@ mod td;
 mod td_msr;
 mod tdcall_service;
 mod vcpu;
+mod ve_storm;
 mod vm_setup;
 mod vmcb;
 

@@ -99,6 +99,8 @@ pub struct Td {
     /// The debug-exit port, as the TD writes it.
     pub debug_exit: crate::devices::DebugExit,
     watch: Watch,
+    /// #VEs in a row at one RIP.
+    pub ve_storm: crate::ve_storm::VeStorm,
     /// The milestones reported so far, one bit each.
     milestones: u8,
     /// The APs seen in TDVF's mailbox loop, one bit per VCPU_INDEX.
@@ -141,6 +143,7 @@ impl Td {
             apics: devices.apics,
             serial: devices.serial,
             watch: Watch::default(),
+            ve_storm: crate::ve_storm::VeStorm::default(),
             milestones: 0,
             parked_aps: 0,
             flush_pending: alloc::vec![false; num_vcpus as usize],
