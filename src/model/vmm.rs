@@ -442,7 +442,7 @@ impl TdxModule {
     pub fn uart_output(&self) -> Vec<u8> {
         self.vmm.lock().uart.output.clone()
     }
-    /// Makes `source` answer TDVMCALL<CPUID> before the table (see [`CpuidSource`]).
+    /// Makes `source` answer `TDVMCALL<CPUID>` before the table (see [`CpuidSource`]).
     pub fn set_cpuid_source(&self, source: Box<dyn CpuidSource>) {
         self.vmm.lock().cpuid_source = Some(source);
     }
