@@ -49,16 +49,8 @@ pub fn finish(td: &Td, tdvf_sha256: &[u8], stop: Stop) -> ! {
         code
     };
     println!(
-        "tdx-sim: TDVF {hex} ran as a TD: {} TDCALLs ({} ACCEPT, {} TDG.VP.VMCALL), {} #VE injected; kernel checks: {}",
-        c.tdcalls,
-        c.accepts,
-        c.vmcalls,
-        c.ve_injected,
-        if code == KERNEL_SUCCESS {
-            "all passed"
-        } else {
-            "not all passed"
-        }
+        "tdx-sim: TDVF {hex} ran as a TD: {} TDCALLs ({} ACCEPT, {} TDG.VP.VMCALL), {} #VE injected; kernel checks: {passed} passed, {failed} failed",
+        c.tdcalls, c.accepts, c.vmcalls, c.ve_injected,
     );
     exit_qemu(code)
 }
