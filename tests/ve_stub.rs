@@ -63,13 +63,23 @@ struct After {
     xmm0: u128,
 }
 
-/// Enters `entry` as the CPU would deliver an exception without an error code, with `input` in
-/// the registers (Frame order) and DF set, the stack misaligned by `shift` bytes.
-fn run_through(entry: unsafe extern "C" fn(), input: &[u64; 15], shift: u64) -> After {
-    let mut out = [0u64; 17];
+/// Enters `entry` as the CPU would deliver an exception (pushing `error_code` after RIP when
+/// there is one), with `input` in the registers (Frame order) and DF set, the stack misaligned
+/// by `shift` bytes.
+fn run_through(
+    entry: unsafe extern "C" fn(),
+    input: &[u64; 15],
+    shift: u64,
+    error_code: Option<u64>,
+) -> After {
+    // 0..15 the registers after, 15..17 XMM0; 17 and 18 say whether and what error code to push.
+    let mut out = [0u64; 19];
+    out[17] = u64::from(error_code.is_some());
+    out[18] = error_code.unwrap_or(0);
     let xmm_in: u128 = 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210;
     // SAFETY: the asm saves what it must (RBX, RBP on the stack; everything else is declared
-    // clobbered), builds a valid same-privilege IRET frame whose RIP is the local label `2`,
+    // clobbered), builds a valid same-privilege IRET frame (with the error code below it when
+    // asked, which an error-code stub consumes) whose RIP is the local label `2`,
     // whose RSP is the stack pointer after the saves and whose CS/SS are the current ones, and
     // enters the stub through `ret`. The stub returns there with `iretq`; the handler skips the
     // `ud2` by advancing RIP by 2. DF is cleared again before the asm ends.
@@ -92,6 +102,10 @@ fn run_through(entry: unsafe extern "C" fn(), input: &[u64; 15], shift: u64) -> 
             "push rcx",
             "lea rcx, [rip + 2f]",
             "push rcx",
+            "cmp qword ptr [{out} + 136], 0",
+            "je 4f",
+            "push qword ptr [{out} + 144]",
+            "4:",
             "push {entry}",
             "mov rax, [rdi]",
             "mov rbx, [rdi + 8]",
@@ -158,7 +172,49 @@ fn frame_gprs(frame: &Frame) -> [u64; 15] {
     ]
 }
 
+/// What the handler of a stub with a vector (and an error code) was given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Arguments {
+    vector: u64,
+    error_code: Option<u64>,
+}
+
+thread_local! {
+    static ARGUMENTS: Cell<Option<Arguments>> = const { Cell::new(None) };
+}
+
+extern "C" fn vector_handler(frame: &mut Frame, vector: u64) {
+    ARGUMENTS.set(Some(Arguments {
+        vector,
+        error_code: None,
+    }));
+    record_and_change(frame);
+}
+
+extern "C" fn error_code_handler(frame: &mut Frame, vector: u64, error_code: u64) {
+    ARGUMENTS.set(Some(Arguments {
+        vector,
+        error_code: Some(error_code),
+    }));
+    record_and_change(frame);
+}
+
+tdx_boot::entry_stub!(
+    /// A stub that tells its handler the vector, as external interrupts sharing one handler use.
+    fn vector_0x41_entry => vector_handler, vector = 0x41
+);
+
+tdx_boot::entry_stub!(
+    /// A stub for an exception with an error code, as a #PF stub.
+    fn page_fault_entry => error_code_handler, vector = 14, error_code
+);
+
 fn check(entry: unsafe extern "C" fn()) {
+    check_with(entry, None);
+}
+
+/// [`check`] for a stub entered with `error_code` pushed by the "CPU".
+fn check_with(entry: unsafe extern "C" fn(), error_code: Option<u64>) {
     let (cs, ss): (u64, u64);
     // SAFETY: reads the current segment selectors.
     unsafe { asm!("mov {0:x}, cs", "mov {1:x}, ss", out(reg) cs, out(reg) ss) };
@@ -166,7 +222,7 @@ fn check(entry: unsafe extern "C" fn()) {
         let input: [u64; 15] =
             core::array::from_fn(|i| 0x5a00_0000_0000_0000 | ((i as u64 + 1) * 0x0101_0101));
         SEEN.set(None);
-        let after = run_through(entry, &input, shift);
+        let after = run_through(entry, &input, shift, error_code);
         let seen = SEEN.take().expect("the handler ran");
 
         assert_eq!(
@@ -207,6 +263,37 @@ fn check(entry: unsafe extern "C" fn()) {
 #[test]
 fn entry_stub_macro_saves_calls_and_restores() {
     check(test_entry);
+}
+
+#[test]
+fn the_vector_form_tells_the_handler_its_vector() {
+    ARGUMENTS.set(None);
+    check(vector_0x41_entry);
+    assert_eq!(
+        ARGUMENTS.take(),
+        Some(Arguments {
+            vector: 0x41,
+            error_code: None
+        })
+    );
+}
+
+/// The error code sits where the Frame's R15 belongs: the stub must hand it over, save R15 in
+/// its place, and return past it (`check_with` fails on any register, or `iretq` takes the
+/// error code as RIP and the test crashes).
+#[test]
+fn the_error_code_form_hands_over_the_code_and_returns_past_it() {
+    for code in [0x2, 0xffff_ffff_ffff_fff5] {
+        ARGUMENTS.set(None);
+        check_with(page_fault_entry, Some(code));
+        assert_eq!(
+            ARGUMENTS.take(),
+            Some(Arguments {
+                vector: 14,
+                error_code: Some(code)
+            })
+        );
+    }
 }
 
 /// `install_handler` sets one handler for the whole process; the tests that install one take

@@ -272,3 +272,44 @@ mod tests {
         assert_eq!(parse_checks(b"many passed, 1 failed"), None);
     }
 }
+
+/// The machine's IOAPIC, at its physical address.
+pub struct MachineIoApic;
+
+impl tdx_sim::td_ioapic::IoApicWindow for MachineIoApic {
+    fn read(&mut self, index: u8) -> u32 {
+        let base = tdx_sim::td_ioapic::IOAPIC_BASE;
+        // SAFETY: the outer firmware identity-maps the IOAPIC page; IOREGSEL and IOWIN are
+        // aligned 32-bit registers, and only the single-threaded host uses them (the TD's own
+        // accesses come here too, through `TdIoApicDevice`).
+        unsafe {
+            ((base + tdx_sim::td_ioapic::IOREGSEL) as *mut u32).write_volatile(u32::from(index));
+            ((base + tdx_sim::td_ioapic::IOWIN) as *const u32).read_volatile()
+        }
+    }
+
+    fn write(&mut self, index: u8, value: u32) {
+        let base = tdx_sim::td_ioapic::IOAPIC_BASE;
+        // SAFETY: as for reads.
+        unsafe {
+            ((base + tdx_sim::td_ioapic::IOREGSEL) as *mut u32).write_volatile(u32::from(index));
+            ((base + tdx_sim::td_ioapic::IOWIN) as *mut u32).write_volatile(value);
+        }
+    }
+}
+
+/// The TD's IOAPIC page (#VE.RequestMMIO), shared with the scheduler that routes its pins.
+#[derive(Clone)]
+pub struct TdIoApicDevice(pub Arc<spin::Mutex<tdx_sim::td_ioapic::TdIoApic>>);
+
+impl MmioDevice for TdIoApicDevice {
+    fn read(&mut self, offset: u64, size: u8) -> u64 {
+        self.0.lock().mmio_read(offset, size)
+    }
+
+    fn write(&mut self, offset: u64, size: u8, value: u64) {
+        self.0
+            .lock()
+            .mmio_write(&mut MachineIoApic, offset, size, value);
+    }
+}

@@ -1,142 +1,135 @@
-//! The host's interrupt descriptor table: exceptions in tdx-sim itself are reported on the
-//! console and end the run (there is nothing to return to); the APIC timer ends time slices.
+//! The host's descriptor tables (metal's GDT with IST stacks and raw IDT, stubs made with
+//! tdx-boot's `entry_stub!`, as the mini-kernel's): exceptions in tdx-sim itself are reported
+//! on the console and end the run (there is nothing to return to); the APIC timer ends time
+//! slices; the machine's device interrupts are noted for the TD ([`crate::host_device_irq`]).
+//!
+//! Every gate switches to an IST stack: after `stgi` the host takes interrupts anywhere in its
+//! own code, whose precompiled `core` may keep data in the red zone below RSP.
 
-use crate::host_timer;
-use core::arch::naked_asm;
-use x86_64::VirtAddr;
-use x86_64::structures::idt::InterruptDescriptorTable;
+use crate::{host_device_irq, host_timer};
+use metal::idt::{Entry, Idt};
+use tdx_boot::entry_stub;
+use tdx_boot::ve::Frame;
 
-static mut IDT: InterruptDescriptorTable = InterruptDescriptorTable::new();
+/// IST slots.
+mod ist {
+    pub const DOUBLE_FAULT: u8 = 1;
+    pub const NMI: u8 = 2;
+    pub const MACHINE_CHECK: u8 = 3;
+    pub const EXCEPTION: u8 = 4;
+    pub const INTERRUPT: u8 = 5;
+}
+const IST_STACK_SIZE: usize = 16 * 1024;
 
-/// Saves the caller-saved registers, calls `$handler(vector, frame)` and returns with IRETQ.
-/// `$error` says whether the CPU pushed an error code (it is dropped).
-macro_rules! stub {
-    ($name:ident, $vector:expr, $handler:path, error) => {
-        stub!(@body $name, $vector, $handler, "add rsp, 8");
-    };
-    ($name:ident, $vector:expr, $handler:path) => {
-        stub!(@body $name, $vector, $handler, "");
-    };
-    (@body $name:ident, $vector:expr, $handler:path, $drop_error:literal) => {
-        #[unsafe(naked)]
-        extern "sysv64" fn $name() {
-            naked_asm!(
-                $drop_error,
-                "push rax", "push rcx", "push rdx", "push rsi", "push rdi",
-                "push r8", "push r9", "push r10", "push r11",
-                "mov rsi, rsp",
-                "add rsi, 72",
-                "mov edi, {vector}",
-                // The CPU aligned RSP to 16 before its 40-byte frame; with nine pushes that
-                // makes 112 bytes, so the call below is made on an aligned stack.
-                "call {handler}",
-                "pop r11", "pop r10", "pop r9", "pop r8",
-                "pop rdi", "pop rsi", "pop rdx", "pop rcx", "pop rax",
-                "iretq",
-                vector = const $vector,
-                handler = sym $handler,
-            )
-        }
-    };
+/// The vector `other` reports for the vectors without a stub of their own.
+const UNKNOWN_VECTOR: u64 = 0x100;
+
+static IDT: spin::Once<Idt> = spin::Once::new();
+
+extern "C" fn exception(frame: &mut Frame, vector: u64) {
+    exception_with_error_code(frame, vector, 0);
 }
 
-extern "sysv64" fn exception(vector: u64, frame: *const u64) {
-    // SAFETY: the stub passes the address of the CPU's interrupt frame (RIP, CS, RFLAGS,
-    // RSP, SS).
-    let (rip, rsp) = unsafe { (frame.read(), frame.add(3).read()) };
+extern "C" fn exception_with_error_code(frame: &mut Frame, vector: u64, error: u64) {
     let cr2 = x86_64::registers::control::Cr2::read_raw();
     crate::fatal(format_args!(
-        "tdx-sim itself took exception {vector} at RIP {rip:#x} (RSP {rsp:#x}, CR2 {cr2:#x})"
+        "tdx-sim itself took exception {vector} (error code {error:#x}) at RIP {:#x} (RSP {:#x}, CR2 {cr2:#x})",
+        frame.rip, frame.rsp
     ));
 }
 
-extern "sysv64" fn timer(_vector: u64, _frame: *const u64) {
+extern "C" fn timer(_frame: &mut Frame, _vector: u64) {
     host_timer::on_interrupt();
 }
 
-extern "sysv64" fn other(_vector: u64, _frame: *const u64) {
+extern "C" fn device(_frame: &mut Frame, pin: u64) {
+    host_device_irq::record(pin);
+}
+
+extern "C" fn other(_frame: &mut Frame, _vector: u64) {
     host_timer::end_of_interrupt();
 }
 
-extern "sysv64" fn spurious(_vector: u64, _frame: *const u64) {}
+extern "C" fn spurious(_frame: &mut Frame, _vector: u64) {}
 
-stub!(de, 0, exception);
-stub!(db, 1, exception);
-stub!(nmi, 2, exception);
-stub!(bp, 3, exception);
-stub!(of, 4, exception);
-stub!(br, 5, exception);
-stub!(ud, 6, exception);
-stub!(nm, 7, exception);
-stub!(df, 8, exception, error);
-stub!(ts, 10, exception, error);
-stub!(np, 11, exception, error);
-stub!(ss, 12, exception, error);
-stub!(gp, 13, exception, error);
-stub!(pf, 14, exception, error);
-stub!(mf, 16, exception);
-stub!(ac, 17, exception, error);
-stub!(mc, 18, exception);
-stub!(xm, 19, exception);
-stub!(timer_stub, 0xf0, timer);
-stub!(spurious_stub, 0xff, spurious);
-stub!(other_stub, 0x20, other);
+macro_rules! stubs {
+    ($handler:path: $($name:ident = $vector:expr),* $(,)?) => {
+        $(entry_stub!(
+            /// A host entry point.
+            fn $name => $handler, vector = $vector
+        );)*
+    };
+    ($handler:path, error_code: $($name:ident = $vector:expr),* $(,)?) => {
+        $(entry_stub!(
+            /// A host entry point.
+            fn $name => $handler, vector = $vector, error_code
+        );)*
+    };
+}
 
-/// Loads the host IDT.
-pub fn init() {
-    let exceptions: [(usize, extern "sysv64" fn()); 18] = [
-        (0, de),
-        (1, db),
-        (2, nmi),
-        (3, bp),
-        (4, of),
-        (5, br),
-        (6, ud),
-        (7, nm),
-        (8, df),
-        (10, ts),
-        (11, np),
-        (12, ss),
-        (13, gp),
-        (14, pf),
-        (16, mf),
-        (17, ac),
-        (18, mc),
-        (19, xm),
+stubs!(exception: de = 0, db = 1, nmi = 2, bp = 3, of = 4, br = 5, ud = 6, nm = 7, mf = 16,
+    mc = 18, xm = 19, ve = 20);
+stubs!(exception_with_error_code, error_code: df = 8, ts = 10, np = 11, ss = 12, gp = 13,
+    pf = 14, ac = 17, cp = 21, vc = 29, sx = 30);
+stubs!(timer: timer_stub = host_timer::VECTOR);
+stubs!(spurious: spurious_stub = host_timer::SPURIOUS_VECTOR);
+stubs!(other: other_stub = UNKNOWN_VECTOR);
+// One stub per machine IOAPIC pin the TD can use (QEMU's IOAPIC has 24), on the host vectors
+// `host_device_irq::FIRST_VECTOR + pin`.
+stubs!(device: pin0 = 0, pin1 = 1, pin2 = 2, pin3 = 3, pin4 = 4, pin5 = 5, pin6 = 6, pin7 = 7,
+    pin8 = 8, pin9 = 9, pin10 = 10, pin11 = 11, pin12 = 12, pin13 = 13, pin14 = 14, pin15 = 15,
+    pin16 = 16, pin17 = 17, pin18 = 18, pin19 = 19, pin20 = 20, pin21 = 21, pin22 = 22,
+    pin23 = 23);
+
+const DEVICE_STUBS: [unsafe extern "C" fn(); host_device_irq::PINS] = [
+    pin0, pin1, pin2, pin3, pin4, pin5, pin6, pin7, pin8, pin9, pin10, pin11, pin12, pin13, pin14,
+    pin15, pin16, pin17, pin18, pin19, pin20, pin21, pin22, pin23,
+];
+
+/// The stub and IST slot of `vector`.
+fn entry(vector: u8) -> Entry {
+    let exceptions: [unsafe extern "C" fn(); 22] = [
+        de, db, nmi, bp, of, br, ud, nm, df, other_stub, ts, np, ss, gp, pf, other_stub, mf, ac,
+        mc, xm, ve, cp,
     ];
-    // SAFETY: called once, before interrupts are enabled, on the only CPU tdx-sim uses; every
-    // address set is a stub above that ends in IRETQ with the stack as the CPU left it.
-    unsafe {
-        let idt = &mut *core::ptr::addr_of_mut!(IDT);
-        for vector in 32..=255u8 {
-            idt[vector].set_handler_addr(VirtAddr::new(other_stub as *const () as u64));
-        }
-        for (vector, stub) in exceptions {
-            let addr = VirtAddr::new(stub as *const () as u64);
-            match vector {
-                0 => idt.divide_error.set_handler_addr(addr),
-                1 => idt.debug.set_handler_addr(addr),
-                2 => idt.non_maskable_interrupt.set_handler_addr(addr),
-                3 => idt.breakpoint.set_handler_addr(addr),
-                4 => idt.overflow.set_handler_addr(addr),
-                5 => idt.bound_range_exceeded.set_handler_addr(addr),
-                6 => idt.invalid_opcode.set_handler_addr(addr),
-                7 => idt.device_not_available.set_handler_addr(addr),
-                8 => idt.double_fault.set_handler_addr(addr),
-                10 => idt.invalid_tss.set_handler_addr(addr),
-                11 => idt.segment_not_present.set_handler_addr(addr),
-                12 => idt.stack_segment_fault.set_handler_addr(addr),
-                13 => idt.general_protection_fault.set_handler_addr(addr),
-                14 => idt.page_fault.set_handler_addr(addr),
-                16 => idt.x87_floating_point.set_handler_addr(addr),
-                17 => idt.alignment_check.set_handler_addr(addr),
-                18 => idt.machine_check.set_handler_addr(addr),
-                _ => idt.simd_floating_point.set_handler_addr(addr),
-            };
-        }
-        idt[host_timer::VECTOR].set_handler_addr(VirtAddr::new(timer_stub as *const () as u64));
-        idt[host_timer::SPURIOUS_VECTOR]
-            .set_handler_addr(VirtAddr::new(spurious_stub as *const () as u64));
-        idt.load();
+    let device_vectors =
+        host_device_irq::FIRST_VECTOR..host_device_irq::FIRST_VECTOR + host_device_irq::PINS as u8;
+    let (stub, ist): (unsafe extern "C" fn(), u8) = match vector {
+        2 => (nmi, ist::NMI),
+        8 => (df, ist::DOUBLE_FAULT),
+        18 => (mc, ist::MACHINE_CHECK),
+        0..22 => (exceptions[usize::from(vector)], ist::EXCEPTION),
+        29 => (vc, ist::EXCEPTION),
+        30 => (sx, ist::EXCEPTION),
+        22..32 => (other_stub, ist::EXCEPTION),
+        host_timer::VECTOR => (timer_stub, ist::INTERRUPT),
+        host_timer::SPURIOUS_VECTOR => (spurious_stub, ist::INTERRUPT),
+        v if device_vectors.contains(&v) => (
+            DEVICE_STUBS[usize::from(v - host_device_irq::FIRST_VECTOR)],
+            ist::INTERRUPT,
+        ),
+        _ => (other_stub, ist::INTERRUPT),
+    };
+    Entry {
+        stub: stub as *const () as usize,
+        ist,
     }
+}
+
+/// Loads the host GDT (with a TSS and its IST stacks) and IDT.
+pub fn init() {
+    metal::gdt::init([
+        IST_STACK_SIZE,
+        IST_STACK_SIZE,
+        IST_STACK_SIZE,
+        IST_STACK_SIZE,
+        IST_STACK_SIZE,
+        0,
+        0,
+    ]);
+    let table = IDT.call_once(|| Idt::new(entry));
+    // SAFETY: `entry` gives the error-code form to exactly the vectors that push an error code
+    // (8, 10-14, 17, 21, 29, 30; the others up to 31 push none), every stub returns with
+    // `iretq` or ends the run, and slots 1-5 exist in the TSS just loaded.
+    unsafe { table.load() };
 }

@@ -24,6 +24,7 @@ pub const AP_SLICE: u64 = 1;
 const LVT_PERIODIC: u32 = 1 << 17;
 
 const IA32_APIC_BASE: u32 = 0x1b;
+const ID: usize = 0x20;
 const EOI: usize = 0xb0;
 const SVR: usize = 0xf0;
 const LVT_TIMER: usize = 0x320;
@@ -41,6 +42,13 @@ fn apic_base() -> usize {
     // SAFETY: reading IA32_APIC_BASE has no side effects.
     let base = unsafe { Msr::new(IA32_APIC_BASE).read() };
     (base & 0xf_ffff_f000) as usize
+}
+
+/// This CPU's local APIC ID (xAPIC ID register, bits 31:24).
+pub fn apic_id() -> u8 {
+    // SAFETY: as for `write`; reading the ID register has no side effects.
+    let id = unsafe { ((apic_base() + ID) as *const u32).read_volatile() };
+    (id >> 24) as u8
 }
 
 fn write(register: usize, value: u32) {

@@ -8,6 +8,8 @@
 //! - [`cpuid_rules`]: what the TDX module answers for CPUID, and what raises #VE.
 //! - [`msr_rules`]: what the TDX module does for RDMSR/WRMSR: native, emulated, #VE or #GP.
 //! - [`x2apic`]: a software x2APIC per TD vCPU (registers, priority, EOI, timer, IPIs).
+//! - [`td_ioapic`]: the TD's IOAPIC in front of the machine's: entries as the TD wrote them, pins
+//!   routed to the host and their interrupts to TD vCPUs.
 //! - [`cmos`]: the q35 RAM layout and the CMOS memory-size registers TDVF reads.
 //! - [`fw_cfg`]: the TD's fw_cfg: the kernel from an opt/ file, DMA emulated through TD memory.
 //!
@@ -22,6 +24,7 @@ pub mod fw_cfg;
 pub mod mrtd;
 pub mod msr_rules;
 pub mod td_hob;
+pub mod td_ioapic;
 pub mod tdvf;
 pub mod x2apic;
 

@@ -16,6 +16,7 @@ mod devices;
 mod exits;
 mod guest_walk;
 mod host_clock;
+mod host_device_irq;
 mod host_efi;
 mod host_fw_cfg;
 mod host_idt;

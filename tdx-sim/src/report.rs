@@ -40,7 +40,10 @@ pub fn finish(td: &Td, tdvf_sha256: &[u8], stop: Stop) -> ! {
             EXIT_SIM_FAILURE,
         ),
     };
-    println!("tdx-sim: {why} after {} VM exits", c.exits);
+    println!(
+        "tdx-sim: {why} after {} VM exits; {} device interrupts routed from the machine's IOAPIC into the TD",
+        c.exits, c.device_interrupts
+    );
     // A kernel that never printed its final line passed nothing.
     let (passed, failed) = td.serial.checks().unwrap_or((0, 0));
     let code = if code == KERNEL_SUCCESS && (passed == 0 || failed != 0) {

@@ -26,6 +26,8 @@ pub struct Counters {
     pub vmcalls: u64,
     /// #VE injected.
     pub ve_injected: u64,
+    /// The machine's device interrupts delivered to a TD APIC.
+    pub device_interrupts: u64,
     /// The last TDG.VP.VMCALL's sub-function and R12-R14 (where a TD spends its time).
     pub last_vmcall: [u64; 4],
 }
@@ -59,6 +61,8 @@ pub struct TdDevices {
     pub debug_exit: crate::devices::DebugExit,
     /// The vCPUs' local APICs.
     pub apics: crate::apic_bank::ApicBank,
+    /// The TD's IOAPIC.
+    pub ioapic: crate::devices::TdIoApicDevice,
     /// COM1.
     pub serial: crate::devices::SerialTap,
 }
@@ -96,6 +100,8 @@ pub struct Td {
     pub serial: crate::devices::SerialTap,
     /// The vCPUs' local APICs.
     pub apics: crate::apic_bank::ApicBank,
+    /// The TD's IOAPIC, which routes the machine's device interrupts.
+    pub ioapic: crate::devices::TdIoApicDevice,
     /// The debug-exit port, as the TD writes it.
     pub debug_exit: crate::devices::DebugExit,
     watch: Watch,
@@ -141,6 +147,7 @@ impl Td {
             counters: Counters::default(),
             debug_exit: devices.debug_exit,
             apics: devices.apics,
+            ioapic: devices.ioapic,
             serial: devices.serial,
             watch: Watch::default(),
             ve_storm: crate::ve_storm::VeStorm::default(),
@@ -224,7 +231,7 @@ impl Td {
             );
         }
         crate::println!(
-            "tdx-sim: [{}.{:03} s] {} exits, {} TDCALLs ({} ACCEPT, {} VMCALL, last {:x?}), {} #VE;{line}",
+            "tdx-sim: [{}.{:03} s] {} exits, {} TDCALLs ({} ACCEPT, {} VMCALL, last {:x?}), {} #VE, {} device interrupts;{line}",
             now_ms / 1000,
             now_ms % 1000,
             self.counters.exits,
@@ -232,7 +239,8 @@ impl Td {
             self.counters.accepts,
             self.counters.vmcalls,
             self.counters.last_vmcall,
-            self.counters.ve_injected
+            self.counters.ve_injected,
+            self.counters.device_interrupts
         );
     }
 
@@ -274,6 +282,7 @@ impl Td {
     pub fn run(&mut self) -> Stop {
         let mut current = 0usize;
         loop {
+            self.route_device_interrupts();
             self.apics.advance();
             self.wake_halted();
             let Some(index) = self.next_runnable(current) else {
@@ -295,6 +304,7 @@ impl Td {
                 host_timer::AP_SLICE
             });
             loop {
+                self.route_device_interrupts();
                 self.offer_interrupt(current);
                 let vcpu = &mut self.vcpus[current];
                 if core::mem::take(&mut self.flush_pending[current]) {
@@ -334,6 +344,27 @@ impl Td {
             }
             current += 1;
         }
+    }
+
+    /// Hands the device interrupts the host took to the TD's IOAPIC, and what it sends on to
+    /// the TD's APICs; then acknowledges them at the host APIC (see [`crate::host_device_irq`]).
+    fn route_device_interrupts(&mut self) {
+        x86_64::instructions::interrupts::without_interrupts(|| {
+            let (pins, count) = crate::host_device_irq::take();
+            if count == 0 {
+                return;
+            }
+            // The IOAPIC's lock, then the APICs': the EOI path takes them one after the other.
+            let mut ioapic = self.ioapic.0.lock();
+            for pin in (0..crate::host_device_irq::PINS).filter(|pin| pins & (1 << pin) != 0) {
+                let message = ioapic.interrupt(&mut crate::devices::MachineIoApic, pin);
+                if message.is_some_and(|m| self.apics.deliver(&m)) {
+                    self.counters.device_interrupts += 1;
+                }
+            }
+            drop(ioapic);
+            crate::host_device_irq::acknowledge(count);
+        });
     }
 
     /// Halted vCPUs with an interrupt to take run again.

@@ -188,7 +188,16 @@ pub fn build_and_run(boot_services: BootServicesHandle) -> Result<Infallible, St
     for (index, value) in KVM_MSRS {
         module.set_msr(index, value);
     }
-    let apics = crate::apic_bank::ApicBank::new(NUM_VCPUS);
+    // The TD's IOAPIC in front of the machine's (registered after the pass-through MMIO
+    // above, so the model asks it first for its page).
+    let ioapic = tdx_sim::td_ioapic::TdIoApic::new(
+        &mut crate::devices::MachineIoApic,
+        host_timer::apic_id(),
+        crate::host_device_irq::FIRST_VECTOR,
+    )
+    .map_err(|e| format!("the machine's IOAPIC: {e:?}"))?;
+    let ioapic = crate::devices::TdIoApicDevice(alloc::sync::Arc::new(spin::Mutex::new(ioapic)));
+    let apics = crate::apic_bank::ApicBank::new(NUM_VCPUS, ioapic.clone());
     module.add_msr_device(alloc::boxed::Box::new(apics.clone()));
     let serial = crate::devices::SerialTap::default();
     module.add_port_device(
@@ -202,6 +211,11 @@ pub fn build_and_run(boot_services: BootServicesHandle) -> Result<Infallible, St
         LOW_RAM,
         firmware_start - LOW_RAM,
         alloc::boxed::Box::new(PassthroughMmio { base: LOW_RAM }),
+    );
+    module.add_mmio_device(
+        tdx_sim::td_ioapic::IOAPIC_BASE,
+        4096,
+        alloc::boxed::Box::new(ioapic.clone()),
     );
 
     // The nested tables: what is private and present from the start.
@@ -226,6 +240,7 @@ pub fn build_and_run(boot_services: BootServicesHandle) -> Result<Infallible, St
         crate::td::TdDevices {
             debug_exit,
             apics,
+            ioapic,
             serial,
         },
         NUM_VCPUS,

@@ -65,14 +65,18 @@ fn milestones_reached(serial: &str) -> Vec<&'static str> {
         .collect()
 }
 
+/// Checks only a TD runs: they need the TD's x2APIC, which TCG does not offer the plain boot.
+const TD_ONLY_CHECKS: [&str; 1] = ["external interrupt"];
+
 /// The checks the kernel must pass as a TD under Debian's TDVF: every check of the plain boot
 /// but the AP hand-back, which needs a version-1 MADT entry with a reset vector (edk2 2025.08
-/// and later; the kernel says why it skips it).
+/// and later; the kernel says why it skips it), and the TD-only ones.
 fn td_required_checks() -> Vec<&'static str> {
     kernel::REQUIRED_CHECKS
         .iter()
         .copied()
         .filter(|c| *c != "AP handed back to the firmware")
+        .chain(TD_ONLY_CHECKS)
         .collect()
 }
 

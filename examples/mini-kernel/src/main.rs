@@ -18,10 +18,12 @@ mod acceptance;
 mod attestation;
 mod checks;
 mod conversion;
+mod external_interrupt;
 mod fake_firmware;
 mod firmware;
 mod gdt;
 mod interrupts;
+mod ioapic;
 mod measurement;
 mod memory;
 mod model_ept;
@@ -217,6 +219,7 @@ fn kernel_main(
 
     ve_instructions::check(&platform);
     ve_mmio::check(&platform, td.shared_mask());
+    external_interrupt::check(&platform, &platform_madt, td.shared_mask());
 
     // SAFETY: the map's unaccepted regions are the firmware's (read from its UEFI map above) or,
     // on the model, conventional memory past the prefix the kernel lives in; nothing has

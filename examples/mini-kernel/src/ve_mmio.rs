@@ -17,6 +17,7 @@
 //! ([`crate::model_ept`]). Only the device's GPA and the expected answer differ.
 
 use crate::check;
+use crate::ioapic::{IOAPIC_GPA, IOAPICVER, IOREGSEL, IOWIN, IoApic};
 use crate::paging;
 use crate::platform::Platform;
 use alloc::boxed::Box;
@@ -24,21 +25,11 @@ use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU32, Ordering};
 use tdx_boot::model::MmioDevice;
 use tdx_boot::tdcall::leaf;
-use volatile::{VolatilePtr, map_field};
 
-/// Where the IOAPIC sits in a PC (and in QEMU's q35 machine).
-pub const IOAPIC_GPA: u64 = 0xfec0_0000;
 /// Where the model's IOAPIC register window sits without TDX: an unused GPA below 4 GiB, not
 /// the real IOAPIC's, so nothing can mistake QEMU's own device for the emulated path.
 pub const MODEL_IOAPIC_GPA: u64 = 0xfeb0_0000;
 
-/// The IOAPIC's index register (which register IOWIN shows).
-const IOREGSEL: usize = 0x00;
-/// The IOAPIC's data window.
-const IOWIN: usize = 0x10;
-/// The index of the version register: version in bits 7..0, the highest redirection entry's
-/// index in bits 23..16.
-const IOAPICVER: u32 = 0x01;
 /// QEMU's IOAPIC version register: version 0x20, 24 redirection entries.
 const QEMU_IOAPIC_VERSION: u32 = 0x0017_0020;
 
@@ -85,44 +76,6 @@ impl Version {
     /// as all ones or zeros, which fails.
     fn is_plausible(self) -> bool {
         (0x11..=0x20).contains(&self.version()) && (2..=240).contains(&self.redirection_entries())
-    }
-}
-
-/// The IOAPIC's register window as the device lays it out: IOREGSEL at +0x00, IOWIN at +0x10,
-/// each a 32-bit register (the IOAPIC takes only 32-bit accesses).
-#[repr(C)]
-struct IoApicRegisters {
-    ioregsel: u32,
-    _reserved: [u32; 3],
-    iowin: u32,
-}
-
-static_assertions::const_assert_eq!(core::mem::offset_of!(IoApicRegisters, ioregsel), IOREGSEL);
-static_assertions::const_assert_eq!(core::mem::offset_of!(IoApicRegisters, iowin), IOWIN);
-
-/// An IOAPIC driver, written as rust-osdev drivers are: volatile accesses to a register block.
-struct IoApic {
-    registers: VolatilePtr<'static, IoApicRegisters>,
-}
-
-impl IoApic {
-    /// # Safety
-    ///
-    /// `registers` is the start of an IOAPIC register page mapped shared and uncached (or,
-    /// without TDX, a shared mapping the #PF handler turns into #VE) for the rest of the run,
-    /// and nothing else uses the window.
-    unsafe fn new(registers: *mut u8) -> Option<Self> {
-        let registers = core::ptr::NonNull::new(registers.cast::<IoApicRegisters>())?;
-        // SAFETY: the caller's contract: a live device mapping, used by no one else.
-        let registers = unsafe { VolatilePtr::new(registers) };
-        Some(Self { registers })
-    }
-
-    /// Reads register `index`: select it in IOREGSEL, read it from IOWIN (two #VEs in a TD).
-    fn read(&mut self, index: u32) -> u32 {
-        let registers = self.registers;
-        map_field!(registers.ioregsel).write(index);
-        map_field!(registers.iowin).read()
     }
 }
 

@@ -13,8 +13,12 @@ use tdx_boot::ve::Frame;
 
 /// The vector number the shared stub of vectors 32..=255 reports.
 pub const EXTERNAL: u64 = 0x100;
-/// Called by the kernel's entry stubs: every vector that reaches it is unexpected.
-extern "sysv64" fn dispatch(frame: &mut Frame, vector: u64) {
+/// Called by the kernel's entry stubs: in a TD an external vector the kernel did not route is
+/// counted and retired; every other vector that reaches it is unexpected.
+extern "C" fn dispatch(frame: &mut Frame, vector: u64) {
+    if vector == EXTERNAL && crate::platform::in_td() {
+        return crate::external_interrupt::on_stray_interrupt();
+    }
     unexpected(frame, vector)
 }
 
@@ -35,7 +39,7 @@ extern "C" fn on_invalid_opcode(frame: &mut Frame) {
 
 /// #PF: without TDX, an access through a shared mapping is delivered as a #VE; any other page
 /// fault is a bug.
-extern "sysv64" fn on_page_fault(frame: &mut Frame, error_code: u64) {
+extern "C" fn on_page_fault(frame: &mut Frame, _vector: u64, error_code: u64) {
     if !crate::model_ept::deliver_as_ve(frame, error_code) {
         let cr2 = x86_64::registers::control::Cr2::read_raw();
         crate::serial::emergency_print(format_args!(
@@ -77,18 +81,8 @@ pub fn init() {
     idt::load();
 }
 
-/// The CPU-pushed part of an interrupt frame.
-#[repr(C)]
-struct HardwareFrame {
-    rip: u64,
-    cs: u64,
-    rflags: u64,
-    rsp: u64,
-    ss: u64,
-}
-
-/// Called by the stubs of exceptions with an error code: always fatal here.
-extern "sysv64" fn fatal_with_error_code(frame: &HardwareFrame, error: u64, vector: u64) -> ! {
+/// Called by the stubs of exceptions with an error code but #PF: always fatal here.
+extern "C" fn fatal_with_error_code(frame: &mut Frame, vector: u64, error: u64) {
     let cr2 = x86_64::registers::control::Cr2::read_raw();
     crate::serial::emergency_print(format_args!(
         "mini-kernel: exception {vector} error {error:#x} at RIP {:#x} (RSP {:#x}, CR2 {cr2:#x})\n",
