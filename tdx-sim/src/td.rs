@@ -286,7 +286,7 @@ impl Td {
             self.apics.advance();
             self.wake_halted();
             let Some(index) = self.next_runnable(current) else {
-                if self.apics.quiet() {
+                if self.apics.quiet() && !self.ioapic.0.lock().may_deliver() {
                     // Every vCPU waits for an interrupt and nothing will ever send one.
                     return Stop::AllHalted;
                 }

@@ -152,6 +152,14 @@ impl TdIoApic {
         self.entries.get(..self.pins)?.get(pin).copied()
     }
 
+    /// Whether some pin can still deliver to the TD (unmasked, a mode a TD takes): a TD whose
+    /// vCPUs all halt may then still be woken by a device.
+    pub fn may_deliver(&self) -> bool {
+        self.entries[..self.pins]
+            .iter()
+            .any(|&td| td & MASKED == 0 && matches!((td & DELIVERY_MODE) >> 8, 0 | 1))
+    }
+
     /// A TD's MMIO read of `size` bytes at `offset` in the IOAPIC page.
     pub fn mmio_read(&mut self, offset: u64, size: u8) -> u64 {
         match (offset, size) {

@@ -167,6 +167,18 @@ fn a_masked_entry_or_a_mode_a_td_cannot_take_never_reaches_it() {
 }
 
 #[test]
+fn only_an_unmasked_deliverable_pin_may_still_wake_the_td() {
+    let (mut ioapic, mut machine) = front();
+    assert!(!ioapic.may_deliver(), "reset: every pin masked");
+    td_write_entry(&mut ioapic, &mut machine, 9, 0x49 | 7 << 8);
+    assert!(!ioapic.may_deliver(), "ExtINT never reaches a TD");
+    td_write_entry(&mut ioapic, &mut machine, 9, 0x49);
+    assert!(ioapic.may_deliver());
+    td_write_entry(&mut ioapic, &mut machine, 9, 0x49 | MASKED);
+    assert!(!ioapic.may_deliver());
+}
+
+#[test]
 fn logical_and_broadcast_destinations_follow_x2apic_cluster_zero() {
     let (mut ioapic, mut machine) = front();
     td_write_entry(&mut ioapic, &mut machine, 1, 0x41 | LOGICAL | 0b0110 << 56);
