@@ -300,7 +300,7 @@ impl TdxModule {
                     .with(R14, 0),
                 _ => VmmReply::invalid(),
             },
-            function::MAP_GPA => self.vmm_map_gpa(seen),
+            function::MAP_GPA => self.vmm_map_gpa(vcpu, seen),
             function::GET_QUOTE => self.vmm_get_quote(seen),
             function::REPORT_FATAL_ERROR => {
                 self.vmm_fatal(seen);
