@@ -10,6 +10,11 @@
 //! Every figure is the best of `REPEATS` runs, to filter out other load on the machine.
 //! Threads poll the same way everywhere (spin, yield every 64 polls).
 
+#[path = "../tests/common/acpi.rs"]
+mod acpi_tables;
+#[path = "../tests/common/ap_state.rs"]
+mod ap_state;
+
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
@@ -17,10 +22,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use tdx_boot::mpwk::{
-    ApBoot, ApState, BootSlot, DescriptorTablePointer, Madt, Mailbox, MailboxPage, MpWaker,
-    Trampoline, install_trampoline,
+    ApBoot, BootSlot, Madt, Mailbox, MailboxPage, MpWaker, Trampoline, install_trampoline,
 };
-use x86_64::VirtAddr;
 
 const ROUNDS: u32 = 200;
 const REPEATS: u32 = 3;
@@ -68,41 +71,19 @@ fn baseline_round_trip() -> Duration {
     elapsed / BASELINE_TRIPS as u32
 }
 
+/// A MADT with the BSP and `aps` APs as enabled x2APIC entries, APIC IDs 0..=aps.
 fn madt_for(aps: u32) -> Vec<u8> {
-    let mut t = Vec::new();
-    t.extend_from_slice(b"APIC");
-    t.extend_from_slice(&[0; 32]);
-    t.extend_from_slice(&0xFEE0_0000u32.to_le_bytes());
-    t.extend_from_slice(&1u32.to_le_bytes());
-    for id in 0..=aps {
-        t.extend_from_slice(&[9, 16, 0, 0]);
-        t.extend_from_slice(&id.to_le_bytes());
-        t.extend_from_slice(&1u32.to_le_bytes());
-        t.extend_from_slice(&id.to_le_bytes());
-    }
-    let len = t.len() as u32;
-    t[4..8].copy_from_slice(&len.to_le_bytes());
-    let sum = t.iter().fold(0u8, |s, b| s.wrapping_add(*b));
-    t[9] = 0u8.wrapping_sub(sum);
-    t
+    let processors: Vec<Vec<u8>> = (0..=aps).map(|id| acpi_tables::x2apic(id, 1, id)).collect();
+    acpi_tables::madt(&processors)
 }
 
 fn block(apic_id: u32) -> &'static mut ApBoot {
-    let state = ApState {
-        cr3: 0x1000,
-        gdtr: DescriptorTablePointer {
-            limit: 23,
-            base: VirtAddr::new(0x2000),
-        },
-        idtr: DescriptorTablePointer {
-            limit: 4095,
-            base: VirtAddr::new(0x3000),
-        },
-        code_selector: 8,
-        data_selector: 16,
-        stack_top: 0x10_0000,
-    };
-    Box::leak(Box::new(ApBoot::new(apic_id, state, never_called, 0)))
+    Box::leak(Box::new(ApBoot::new(
+        apic_id,
+        ap_state::state(0x10_0000),
+        never_called,
+        0,
+    )))
 }
 
 /// N AP threads that park in the firmware loop, run the trampoline's data side when woken, and
