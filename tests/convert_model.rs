@@ -491,16 +491,10 @@ fn every_vmm_refusal_and_a_failed_tdcall_leave_the_range_unchanged() {
         assert_eq!(states(&tdx, 0, 2 * M2), [PageState::Private]);
     }
 
-    // The model's VMM refuses memory that is not RAM (here: absent) on its own.
+    // The TDCALL itself failing (the module refusing TDG.VP.VMCALL).
     let (tdx, shared_mask) = td(0, M2, PageState::Private);
     let cpu = tdx.vcpu(0);
-    let mut mapper = TableMapper::mapping(0, 2 * M2);
-    // SAFETY: as above.
-    let err = unsafe { make_shared(&cpu, &mut mapper, shared_mask, range(0, 2 * M2)) }.unwrap_err();
-    assert_eq!(err.state, RangeState::Unchanged);
-    assert_eq!(tdx.page_state(0), PageState::Private);
-
-    // The TDCALL itself failing (the module refusing TDG.VP.VMCALL).
+    let mut mapper = TableMapper::mapping(0, M2);
     tdx.inject_tdcall_status(leaf::VP_VMCALL, TdxStatus::OPERAND_INVALID, 1);
     // SAFETY: as above.
     let err = unsafe { make_shared(&cpu, &mut mapper, shared_mask, range(0, M2)) }.unwrap_err();
@@ -510,6 +504,21 @@ fn every_vmm_refusal_and_a_failed_tdcall_leave_the_range_unchanged() {
         MapGpaFailure::Vmcall(tdx_boot::tdcall::vmcall::VmcallError::Tdcall(_))
     ));
     assert_eq!(tdx.page_state(0), PageState::Private);
+}
+
+/// QEMU's `kvm_convert_memory` leaves what is not RAM alone on a MapGPA to shared and succeeds
+/// (tests/model_map_gpa_not_ram.rs has the sources): a range running past RAM converts its RAM.
+#[test]
+fn making_shared_a_range_that_runs_past_ram_converts_the_ram() {
+    let (tdx, shared_mask) = td(0, M2, PageState::Private);
+    let cpu = tdx.vcpu(0);
+    let mut mapper = TableMapper::mapping(0, 2 * M2);
+    // SAFETY: nothing uses the model's memory.
+    unsafe { make_shared(&cpu, &mut mapper, shared_mask, range(0, 2 * M2)) }.unwrap();
+    assert!(mapper.all(true));
+    assert_eq!(tdx.page_state(0), PageState::Shared);
+    assert_eq!(tdx.page_state(M2), PageState::Absent);
+    assert_eq!(tdx.td_killed(), None);
 }
 
 #[test]

@@ -5,6 +5,9 @@
 //! instruction and returns. So these tests check that `Hardware` binds every register to the right
 //! `Regs` field in both directions, preserves RBX, and that the typed wrappers work through it.
 
+#[path = "common/ucontext.rs"]
+mod ucontext;
+
 use std::cell::RefCell;
 use std::sync::Once;
 use tdx_boot::tdcall::{Hardware, Regs, TdCall};
@@ -20,7 +23,7 @@ const TDCALL_BYTES: [u8; 4] = [0x66, 0x0f, 0x01, 0xcc];
 extern "C" fn on_tdcall_fault(_: libc::c_int, _: *mut libc::siginfo_t, context: *mut libc::c_void) {
     // SAFETY: the kernel passes a valid ucontext_t to an SA_SIGINFO handler.
     let gregs = unsafe { &mut (*context.cast::<libc::ucontext_t>()).uc_mcontext.gregs };
-    let rip = gregs[libc::REG_RIP as usize] as *const [u8; 4];
+    let rip = ucontext::rip(gregs) as *const [u8; 4];
     // SAFETY: RIP points at the instruction that faulted, which is mapped code.
     if unsafe { rip.read_unaligned() } != TDCALL_BYTES {
         // Not ours: restore the default actions so the fault kills the process as it should.
@@ -31,23 +34,7 @@ extern "C" fn on_tdcall_fault(_: libc::c_int, _: *mut libc::siginfo_t, context: 
         }
         return;
     }
-    let g = |r: libc::c_int| gregs[r as usize] as u64;
-    let mut regs = Regs {
-        rax: g(libc::REG_RAX),
-        rcx: g(libc::REG_RCX),
-        rdx: g(libc::REG_RDX),
-        rbx: g(libc::REG_RBX),
-        rsi: g(libc::REG_RSI),
-        rdi: g(libc::REG_RDI),
-        r8: g(libc::REG_R8),
-        r9: g(libc::REG_R9),
-        r10: g(libc::REG_R10),
-        r11: g(libc::REG_R11),
-        r12: g(libc::REG_R12),
-        r13: g(libc::REG_R13),
-        r14: g(libc::REG_R14),
-        r15: g(libc::REG_R15),
-    };
+    let mut regs = ucontext::regs_from(gregs);
     // The signal is synchronous and raised by this very thread inside `Hardware::tdcall`, so the
     // thread-local is not borrowed elsewhere at this point.
     EMULATOR.with(|e| {
@@ -55,40 +42,15 @@ extern "C" fn on_tdcall_fault(_: libc::c_int, _: *mut libc::siginfo_t, context: 
             emulate(&mut regs);
         }
     });
-    let mut s = |r: libc::c_int, v: u64| gregs[r as usize] = v as i64;
-    s(libc::REG_RAX, regs.rax);
-    s(libc::REG_RCX, regs.rcx);
-    s(libc::REG_RDX, regs.rdx);
-    s(libc::REG_RBX, regs.rbx);
-    s(libc::REG_RSI, regs.rsi);
-    s(libc::REG_RDI, regs.rdi);
-    s(libc::REG_R8, regs.r8);
-    s(libc::REG_R9, regs.r9);
-    s(libc::REG_R10, regs.r10);
-    s(libc::REG_R11, regs.r11);
-    s(libc::REG_R12, regs.r12);
-    s(libc::REG_R13, regs.r13);
-    s(libc::REG_R14, regs.r14);
-    s(libc::REG_R15, regs.r15);
-    gregs[libc::REG_RIP as usize] += 4;
+    ucontext::store_regs(gregs, &regs);
+    ucontext::skip(gregs, TDCALL_BYTES.len() as u64);
 }
 
 /// Runs `body` with `emulator` answering every TDCALL this thread executes.
 fn with_emulator(emulator: impl FnMut(&mut Regs) + 'static, body: impl FnOnce()) {
     static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| {
-        // SAFETY: a zeroed sigaction is a valid starting point; the handler has the SA_SIGINFO
-        // signature and only touches the faulting thread's context and thread-locals.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_tdcall_fault as *const () as usize;
-            action.sa_flags = libc::SA_SIGINFO;
-            libc::sigemptyset(&mut action.sa_mask);
-            for signal in [libc::SIGILL, libc::SIGSEGV] {
-                assert_eq!(libc::sigaction(signal, &action, std::ptr::null_mut()), 0);
-            }
-        }
-    });
+    // The handler touches only the faulting thread's context and thread-locals.
+    INSTALL.call_once(|| ucontext::install(&[libc::SIGILL, libc::SIGSEGV], on_tdcall_fault));
     EMULATOR.with(|e| *e.borrow_mut() = Some(Box::new(emulator)));
     body();
     EMULATOR.with(|e| *e.borrow_mut() = None);

@@ -1506,12 +1506,8 @@ fn map_gpa_validates_its_range() {
         (!0xfff, 2 * PAGE, VmcallStatus::InvalidOperand),
         (1 << 48, PAGE, VmcallStatus::InvalidOperand),
         (SHARED - PAGE, 2 * PAGE, VmcallStatus::InvalidOperand),
-        (
-            SHARED | (4 * MIB2 - PAGE),
-            2 * PAGE,
-            VmcallStatus::InvalidOperand,
-        ),
-        (SHARED | (8 * MIB2), PAGE, VmcallStatus::InvalidOperand),
+        // What lies in a valid range (RAM, MMIO, nothing) does not matter to KVM; QEMU's answer
+        // for what is not RAM is in tests/model_map_gpa_not_ram.rs.
         // KVM checks the range before the alignment.
         (SHARED - 0x800, PAGE, VmcallStatus::InvalidOperand),
     ];

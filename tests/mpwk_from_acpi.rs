@@ -6,6 +6,9 @@
 //! refused by tdx-boot with a typed error.
 #![cfg(feature = "acpi")]
 
+#[path = "common/ap_state.rs"]
+mod ap_state;
+
 use std::pin::Pin;
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
@@ -14,10 +17,9 @@ use acpi::sdt::madt::{Madt as AcpiMadt, MadtEntry, MpProtectedModeWakeupCommand}
 use acpi::{AcpiTables, Handler, PciAddress, PhysicalMapping, RawPhysicalMapping};
 use tdx_boot::mpwk::from_acpi::{FromAcpiError, MappedMadt, madt_from_mapping};
 use tdx_boot::mpwk::{
-    ApBoot, ApState, DescriptorTablePointer, Madt, MadtError, Mailbox, MailboxPage, MpWaker,
-    WakeError, WakeupUnusable, install_trampoline,
+    ApBoot, Madt, MadtError, Mailbox, MailboxPage, MpWaker, WakeError, WakeupUnusable,
+    install_trampoline,
 };
-use x86_64::VirtAddr;
 
 // ---- tables -------------------------------------------------------------------------------
 
@@ -584,21 +586,12 @@ fn an_unknown_mailbox_command_panics_acpi_and_is_a_typed_error_for_tdx_boot() {
     extern "C" fn never_runs(_: &ApBoot) -> ! {
         unreachable!("no AP is woken")
     }
-    let state = ApState {
-        cr3: 0x1000,
-        gdtr: DescriptorTablePointer {
-            limit: 23,
-            base: VirtAddr::new(0x2000),
-        },
-        idtr: DescriptorTablePointer {
-            limit: 4095,
-            base: VirtAddr::new(0x3000),
-        },
-        code_selector: 8,
-        data_selector: 16,
-        stack_top: 0x10_0000,
-    };
-    let block = Box::leak(Box::new(ApBoot::new(1, state, never_runs, 0)));
+    let block = Box::leak(Box::new(ApBoot::new(
+        1,
+        ap_state::state(0x10_0000),
+        never_runs,
+        0,
+    )));
     assert_eq!(
         waker.wake(block, || false).unwrap_err(),
         WakeError::MailboxBusy { command: 7 }

@@ -554,6 +554,157 @@ fn wake_all_skips_aps_without_a_block_and_rejects_mismatched_blocks() {
     assert!(Mailbox::new(h.mailbox).is_idle());
 }
 
+/// The IDs `wake_all` must ask for: each enabled ID once, in table order, the caller's excluded.
+fn first_occurrences(madt: &Madt<'_>, self_apic_id: u32) -> Vec<u32> {
+    let mut seen = std::collections::HashSet::new();
+    madt.apic_ids()
+        .filter(|&id| id != self_apic_id && seen.insert(id))
+        .collect()
+}
+
+/// The IDs `wake_all_with_scratch` asks `block_for` for (which declines them all, so no AP is
+/// woken and only the duplicate check runs), and its result.
+fn asked_with_scratch(
+    madt: &Madt<'_>,
+    self_apic_id: u32,
+    scratch: &mut [u64],
+) -> (Vec<u32>, Result<usize, WakeAllError>) {
+    let h = Harness::new();
+    let mut asked = Vec::new();
+    let result = h.waker().wake_all_with_scratch(
+        madt,
+        self_apic_id,
+        scratch,
+        |id| {
+            asked.push(id);
+            None
+        },
+        budget_for,
+        |_| {},
+    );
+    (asked, result)
+}
+
+/// A hostile table: `count` entries over a few IDs, the reserved and extreme ones among them,
+/// some disabled, in a scrambled order.
+fn hostile_ids(count: u32) -> Vec<(u32, u32)> {
+    const IDS: [u32; 9] = [
+        0,
+        1,
+        0xFFFF_FFFF, // "invalid": dropped by the parser, never asked
+        0xFFFF_FFFE,
+        0x8000_0000,
+        255,
+        256,
+        7,
+        0x1_0000 - 1,
+    ];
+    let mut x = 0x2545_F491_u32;
+    (0..count)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let flags = if x.is_multiple_of(11) { 0 } else { 1 };
+            (IDS[(x % IDS.len() as u32) as usize], flags)
+        })
+        .collect()
+}
+
+#[test]
+fn wake_all_asks_each_id_once_in_table_order_whatever_the_scratch() {
+    let tables = [
+        hostile_ids(1200),
+        vec![(7, 1); 1500],
+        (0..500).rev().map(|i| (0xFFFF_FFFE - i * 3, 1)).collect(),
+        vec![(0, 1)],
+    ];
+    for ids in &tables {
+        let bytes = madt_with(ids);
+        let madt = Madt::parse(&bytes).unwrap();
+        let n = madt.apic_ids().count();
+        let expected = first_occurrences(&madt, 0);
+        assert!(!expected.contains(&0xFFFF_FFFF));
+        for len in [0, 1, 2, 3, 5, 8, 64, n.saturating_sub(1), n, n + 7] {
+            // Leftover contents must not matter.
+            let mut scratch = vec![u64::MAX; len];
+            let (asked, result) = asked_with_scratch(&madt, 0, &mut scratch);
+            assert_eq!(result, Ok(0), "{n} entries, scratch {len}");
+            assert_eq!(asked, expected, "{n} entries, scratch {len}");
+        }
+        let h = Harness::new();
+        let mut asked = Vec::new();
+        let result = h.waker().wake_all(
+            &madt,
+            0,
+            |id| {
+                asked.push(id);
+                None
+            },
+            budget_for,
+            |_| {},
+        );
+        assert_eq!((asked, result), (expected, Ok(0)), "wake_all, {n} entries");
+    }
+}
+
+#[test]
+fn wake_all_with_scratch_handles_a_table_too_large_for_a_rescan() {
+    // 200 000 distinct IDs (a 3.2 MB table) and as many again repeated: the rescan would read
+    // 8 * 10^10 entries; sorted, this is a few million steps.
+    let mut ids: Vec<(u32, u32)> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761), 1))
+        .collect();
+    ids.extend_from_within(..);
+    let bytes = madt_with(&ids);
+    let madt = Madt::parse(&bytes).unwrap();
+    let mut scratch = vec![0u64; madt.apic_ids().count()];
+    let self_apic_id = ids[1234].0;
+    let (asked, result) = asked_with_scratch(&madt, self_apic_id, &mut scratch);
+    assert_eq!(result, Ok(0));
+    assert_eq!(asked.len(), 199_999);
+    assert_eq!(asked, first_occurrences(&madt, self_apic_id));
+}
+
+#[test]
+fn wake_all_with_scratch_wakes_duplicated_aps_once() {
+    let h = Harness::new();
+    let bytes = madt_with(&[
+        (0, 1),
+        (2, 1),
+        (1, 1),
+        (2, 1),
+        (0, 1),
+        (1, 1),
+        (3, 0),
+        (2, 1),
+    ]);
+    let madt = Madt::parse(&bytes).unwrap();
+    let aps = [2, 1, 3]
+        .iter()
+        .map(|&id| h.spawn_ap(id, Behaviour::Prompt))
+        .collect();
+    let mut waker = h.waker();
+    let mut started = Vec::new();
+    let mut scratch = [0u64; 3];
+    let result = waker.wake_all_with_scratch(
+        &madt,
+        0,
+        &mut scratch,
+        |id| Some(block(id)),
+        budget_for,
+        |boot| started.push(boot.apic_id),
+    );
+    assert_eq!(result, Ok(2));
+    assert_eq!(started, vec![2, 1]);
+    let arrivals = h.finish(aps);
+    assert_eq!(
+        arrivals,
+        vec![Some(expected_arrival(2)), Some(expected_arrival(1)), None]
+    );
+    assert_eq!(h.wakeups_seen.load(Ordering::Acquire), 2);
+}
+
 // ---- the mailbox's bytes, as firmware reads them ----
 
 /// The first 16 bytes of the page, read the way firmware would (plain bytes).

@@ -443,8 +443,9 @@ fn map_gpa_wrapper_done_retry_and_errors() {
         "refused before the call"
     );
     assert_eq!(
-        map(SHARED | (16 * MIB2), PAGE),
-        Err(VmcallError::Vmm(VmcallStatus::InvalidOperand))
+        map(SHARED - PAGE, 2 * PAGE),
+        Err(VmcallError::Vmm(VmcallStatus::InvalidOperand)),
+        "across the shared bit"
     );
     tdx.set_map_gpa_fault(Some(MapGpaFault::ResumeAt(0x42_0000)));
     assert_eq!(

@@ -15,13 +15,15 @@
 
 #![cfg(all(target_arch = "x86_64", target_os = "linux"))]
 
+#[path = "common/ucontext.rs"]
+mod ucontext;
+
 use std::hint::black_box;
 use std::ptr::NonNull;
 use std::sync::Mutex;
 use std::sync::Once;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-use tdx_boot::ve::Frame;
 use tdx_boot::ve::mmio::decode;
 use volatile::VolatilePtr;
 
@@ -39,50 +41,6 @@ static DECODE_FAILED: AtomicBool = AtomicBool::new(false);
 static SERIAL: Mutex<()> = Mutex::new(());
 
 const PAGE: usize = 4096;
-
-fn frame_from(gregs: &[libc::greg_t; 23]) -> Frame {
-    let g = |r: libc::c_int| gregs[r as usize] as u64;
-    Frame {
-        rax: g(libc::REG_RAX),
-        rbx: g(libc::REG_RBX),
-        rcx: g(libc::REG_RCX),
-        rdx: g(libc::REG_RDX),
-        rsi: g(libc::REG_RSI),
-        rdi: g(libc::REG_RDI),
-        rbp: g(libc::REG_RBP),
-        r8: g(libc::REG_R8),
-        r9: g(libc::REG_R9),
-        r10: g(libc::REG_R10),
-        r11: g(libc::REG_R11),
-        r12: g(libc::REG_R12),
-        r13: g(libc::REG_R13),
-        r14: g(libc::REG_R14),
-        r15: g(libc::REG_R15),
-        rip: g(libc::REG_RIP),
-        rsp: g(libc::REG_RSP),
-        ..Frame::default()
-    }
-}
-
-fn store_frame(gregs: &mut [libc::greg_t; 23], frame: &Frame) {
-    let mut s = |r: libc::c_int, v: u64| gregs[r as usize] = v as i64;
-    s(libc::REG_RAX, frame.rax);
-    s(libc::REG_RBX, frame.rbx);
-    s(libc::REG_RCX, frame.rcx);
-    s(libc::REG_RDX, frame.rdx);
-    s(libc::REG_RSI, frame.rsi);
-    s(libc::REG_RDI, frame.rdi);
-    s(libc::REG_RBP, frame.rbp);
-    s(libc::REG_R8, frame.r8);
-    s(libc::REG_R9, frame.r9);
-    s(libc::REG_R10, frame.r10);
-    s(libc::REG_R11, frame.r11);
-    s(libc::REG_R12, frame.r12);
-    s(libc::REG_R13, frame.r13);
-    s(libc::REG_R14, frame.r14);
-    s(libc::REG_R15, frame.r15);
-    s(libc::REG_RIP, frame.rip);
-}
 
 /// The #VE handler's work on the host: the fault plays the EPT violation on a shared GPA.
 extern "C" fn on_device_fault(
@@ -104,7 +62,7 @@ extern "C" fn on_device_fault(
         unsafe { libc::signal(libc::SIGSEGV, libc::SIG_DFL) };
         return;
     }
-    let rip = gregs[libc::REG_RIP as usize] as usize;
+    let rip = ucontext::rip(gregs) as usize;
     // SAFETY: RIP is the faulting instruction in this program's mapped code; no x86 instruction
     // is longer than 15 bytes and the text segment goes on past any access in these functions.
     let code = unsafe { std::slice::from_raw_parts(rip as *const u8, 15) };
@@ -122,7 +80,7 @@ extern "C" fn on_device_fault(
         };
         return;
     };
-    let mut frame = frame_from(gregs);
+    let mut frame = ucontext::frame_from(gregs);
     ACCESS_SIZE.store(mmio.size(), Ordering::SeqCst);
     ACCESS_WRITE.store(mmio.is_write(), Ordering::SeqCst);
     if mmio.is_write() {
@@ -131,7 +89,7 @@ extern "C" fn on_device_fault(
         mmio.complete_read(&mut frame, DEVICE_VALUE.load(Ordering::SeqCst));
     }
     frame.rip += mmio.insn_len() as u64;
-    store_frame(gregs, &frame);
+    ucontext::store_frame(gregs, &frame);
 }
 
 /// A `PROT_NONE` page standing for a shared MMIO page, with the fault handler installed.
@@ -143,19 +101,7 @@ struct Device {
 impl Device {
     fn new() -> Self {
         static INSTALL: Once = Once::new();
-        INSTALL.call_once(|| {
-            // SAFETY: a zeroed sigaction is valid; the handler has the SA_SIGINFO signature.
-            unsafe {
-                let mut action: libc::sigaction = std::mem::zeroed();
-                action.sa_sigaction = on_device_fault as *const () as usize;
-                action.sa_flags = libc::SA_SIGINFO;
-                libc::sigemptyset(&mut action.sa_mask);
-                assert_eq!(
-                    libc::sigaction(libc::SIGSEGV, &action, std::ptr::null_mut()),
-                    0
-                );
-            }
-        });
+        INSTALL.call_once(|| ucontext::install(&[libc::SIGSEGV], on_device_fault));
         let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         // SAFETY: an anonymous private mapping of one page, inaccessible.
         let page = unsafe {

@@ -2,23 +2,31 @@
 //!
 //! Checks in KVM's order (`tdx_map_gpa`): non-empty, not wrapping, inside GPAW and on one
 //! side of the shared bit (else INVALID_OPERAND); then start and length 4 KiB aligned (else
-//! ALIGN_ERROR). The model also refuses ranges with absent or MMIO pages (INVALID_OPERAND). A page made shared
-//! loses its private contents (the backing is zeroed); a page made private is pending
-//! (`Unaccepted`) until the guest accepts it. Pages already in the target state stay as they
-//! are. With [`ModelConfig::map_gpa_chunk`](super::ModelConfig::map_gpa_chunk) the VMM
-//! converts that much per call and answers RETRY with R11 = the GPA to resume from, shared
-//! bit as given. (KVM converts 2 MiB at a time and answers RETRY only when an interrupt is
-//! pending between steps; RETRY after every chunk is the worst case of that.)
+//! ALIGN_ERROR). KVM does not look at its memslots: every valid range goes to the VMM, which
+//! is QEMU's `kvm_convert_memory`, and that treats pages that are not guest RAM by direction.
+//! To shared, they are left as they are and the call succeeds (OVMF maps the 32-bit PCI MMIO
+//! window and the IO-APIC page shared before any device claims them); the RAM pages of the
+//! range are converted. To private, QEMU fails the exit and stops the VM: the model ends the
+//! TD ([`TdxModule::td_killed`]) with the first such page, the chunk unconverted.
+//!
+//! A page made shared loses its private contents (the backing is zeroed); a page made private
+//! is pending (`Unaccepted`) until the guest accepts it; on-demand RAM not added yet
+//! ([`TdxModule::add_ram_on_demand`]) becomes shared, or stays to be added by an ACCEPT. Pages
+//! already in the target state stay as they are. With
+//! [`ModelConfig::map_gpa_chunk`](super::ModelConfig::map_gpa_chunk) the VMM converts that
+//! much per call and answers RETRY with R11 = the GPA to resume from, shared bit as given.
+//! (KVM converts 2 MiB at a time and answers RETRY only when an interrupt is pending between
+//! steps; RETRY after every chunk is the worst case of that.)
 
 use super::faults::MapGpaFault;
 use super::memory::PAGE_4K;
 use super::vmcall::{R11, R12, R13, VmmRegs, VmmReply};
-use super::{PageState, TdxModule};
+use super::{PageState, TdKilled, TdxModule};
 use crate::tdcall::VmcallStatus;
 use alloc::vec::Vec;
 
 impl TdxModule {
-    pub(super) fn vmm_map_gpa(&self, seen: &VmmRegs) -> VmmReply {
+    pub(super) fn vmm_map_gpa(&self, vcpu: u32, seen: &VmmRegs) -> VmmReply {
         let gpa = seen.get(R12).copied().unwrap_or(0);
         let len = seen.get(R13).copied().unwrap_or(0);
         let shared_bit = self.shared_bit();
@@ -34,9 +42,6 @@ impl TdxModule {
         }
         let to_shared = gpa & shared_bit != 0;
         let start = gpa & !shared_bit;
-        if !self.all_convertible(start, start + len) {
-            return VmmReply::invalid();
-        }
         let fault = self.faults.lock().map_gpa;
         if fault == Some(MapGpaFault::RetryWithoutProgress) {
             return VmmReply::status(VmcallStatus::RETRY_RAW).with(R11, gpa);
@@ -47,6 +52,13 @@ impl TdxModule {
             c => c.max(PAGE_4K) & !(PAGE_4K - 1),
         }
         .min(len);
+        if !to_shared {
+            let not_ram = self.memory.lock().first_not_ram(start, start + chunk);
+            if let Some((gpa, state)) = not_ram {
+                self.kill(TdKilled { vcpu, gpa, state });
+                return VmmReply::invalid();
+            }
+        }
         self.convert(start, start + chunk, to_shared);
         let next = gpa + chunk;
         let resume = match fault {
@@ -61,20 +73,8 @@ impl TdxModule {
         VmmReply::status(VmcallStatus::RETRY_RAW).with(R11, resume)
     }
 
-    /// Whether every page of `[start, end)` is memory that can change sides.
-    fn all_convertible(&self, start: u64, end: u64) -> bool {
-        let memory = self.memory.lock();
-        let mut covered = start;
-        for (run_start, run_end, state) in memory.states.runs(start, end) {
-            if run_start != covered || matches!(state, PageState::Absent | PageState::Mmio) {
-                return false;
-            }
-            covered = run_end;
-        }
-        covered == end
-    }
-
-    /// Converts `[start, end)` (no shared bit) to shared or to private.
+    /// Converts the RAM of `[start, end)` (no shared bit) to shared or to private; MMIO and
+    /// holes stay as they are.
     fn convert(&self, start: u64, end: u64, to_shared: bool) {
         let mut lost_contents: Vec<(u64, u64)> = Vec::new();
         {
@@ -88,6 +88,11 @@ impl TdxModule {
                 drop(memory);
                 core::hint::spin_loop();
             };
+            if to_shared {
+                for (hole_start, hole_end) in memory.on_demand_holes(start, end) {
+                    memory.set_state(hole_start, hole_end, PageState::Shared);
+                }
+            }
             let runs: Vec<_> = memory.states.runs(start, end).collect();
             for (run_start, run_end, state) in runs {
                 let new_state = match (to_shared, state) {

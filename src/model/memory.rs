@@ -46,16 +46,22 @@ impl Memory {
     /// page yet, as KVM does on the EPT violation of an ACCEPT there; other pages stay as they
     /// are. Returns whether anything was added.
     pub(crate) fn add_on_demand(&mut self, start: u64, end: u64) -> bool {
-        let mut added = false;
-        let ram: Vec<(u64, u64)> = self
-            .on_demand
-            .runs(start, end)
-            .map(|(s, e, ())| (s, e))
-            .collect();
-        for (ram_start, ram_end) in ram {
+        let holes = self.on_demand_holes(start, end);
+        for &(hole_start, hole_end) in &holes {
+            self.states
+                .set(hole_start, hole_end, Some(PageState::Unaccepted));
+            self.added_on_demand += hole_end - hole_start;
+        }
+        !holes.is_empty()
+    }
+
+    /// The runs of on-demand RAM in `[start, end)` that have no page yet.
+    pub(crate) fn on_demand_holes(&self, start: u64, end: u64) -> Vec<(u64, u64)> {
+        let mut holes = Vec::new();
+        for (ram_start, ram_end, ()) in self.on_demand.runs(start, end) {
             let mut cursor = ram_start;
             while cursor < ram_end {
-                let next = match self.states.run_at(cursor) {
+                cursor = match self.states.run_at(cursor) {
                     Some((_, run_end, _)) => run_end.min(ram_end),
                     None => {
                         let hole_end = self
@@ -63,17 +69,41 @@ impl Memory {
                             .runs(cursor, ram_end)
                             .next()
                             .map_or(ram_end, |(s, _, _)| s);
-                        self.states
-                            .set(cursor, hole_end, Some(PageState::Unaccepted));
-                        self.added_on_demand += hole_end - cursor;
-                        added = true;
+                        holes.push((cursor, hole_end));
                         hole_end
                     }
                 };
-                cursor = next;
             }
         }
-        added
+        holes
+    }
+
+    /// The first page of `[start, end)` that is not guest RAM, with what it is: an emulated
+    /// device ([`PageState::Mmio`]), or no memory at all ([`PageState::Absent`], a hole that
+    /// is not on-demand RAM either). RAM is every page with a private or shared state, and
+    /// on-demand RAM not added yet.
+    pub(crate) fn first_not_ram(&self, start: u64, end: u64) -> Option<(u64, PageState)> {
+        let mut cursor = start;
+        let mut runs = self.states.runs(start, end);
+        loop {
+            let run = runs.next();
+            let gap_end = run.map_or(end, |(run_start, _, _)| run_start);
+            let mut covered = cursor;
+            for (ram_start, ram_end, ()) in self.on_demand.runs(cursor, gap_end) {
+                if ram_start != covered {
+                    break;
+                }
+                covered = ram_end;
+            }
+            if covered < gap_end {
+                return Some((covered, PageState::Absent));
+            }
+            match run {
+                None => return None,
+                Some((run_start, _, PageState::Mmio)) => return Some((run_start, PageState::Mmio)),
+                Some((_, run_end, _)) => cursor = run_end,
+            }
+        }
     }
 
     /// The state of the page holding `gpa` (no shared bit).

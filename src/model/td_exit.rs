@@ -1,11 +1,14 @@
-//! The end of the TD: what the VMM does with an EPT violation it cannot resolve.
+//! The end of the TD: what the VMM does with an EPT violation it cannot resolve, or with a
+//! MapGPA to private over memory that is not guest RAM.
 //!
 //! The TDX module never answers an ACCEPT of a GPA that has no private page with an error: it
 //! exits to the VMM with an EPT violation. KVM then either adds the page (the GPA is guest RAM it
 //! has not added yet, see [`TdxModule::add_ram_on_demand`]) and re-enters the TDCALL, which
 //! succeeds, or it has nothing to add (MMIO, a shared page, no memory at all) and the TD is
 //! terminated. The model does the same: the first case is invisible to the guest, the second
-//! records a [`TdKilled`] and from then on no TDCALL of any vCPU executes.
+//! records a [`TdKilled`] and from then on no TDCALL of any vCPU executes. A MapGPA to private
+//! of MMIO or of a GPA without memory ends the TD the same way: QEMU fails that exit and stops
+//! the VM (see the model's MapGPA, `map_gpa.rs`).
 
 use super::{PageState, TdxModule};
 use core::sync::atomic::Ordering;
@@ -21,17 +24,18 @@ pub const TD_KILLED_STATUS: u64 = u64::MAX;
 pub struct TdKilled {
     /// The vCPU whose TDCALL caused it.
     pub vcpu: u32,
-    /// The GPA of the EPT violation (4 KiB or 2 MiB aligned, as the ACCEPT named it).
+    /// The GPA of the EPT violation (4 KiB or 2 MiB aligned, as the ACCEPT named it), or the
+    /// first page of a MapGPA to private that is not guest RAM.
     pub gpa: u64,
     /// What the GPA was: [`PageState::Absent`] outside guest RAM, [`PageState::Shared`] for
-    /// RAM the guest had converted to shared (an ACCEPT without MapGPA back to private), or
-    /// [`PageState::Mmio`].
+    /// RAM the guest had converted to shared (an ACCEPT without MapGPA back to private, never
+    /// for a MapGPA), or [`PageState::Mmio`].
     pub state: PageState,
 }
 
 impl TdxModule {
     /// Why the TD was ended, if it was: an ACCEPT of a GPA outside guest memory, of a shared page
-    /// or of MMIO. After that every TDCALL returns [`TD_KILLED_STATUS`] without executing.
+    /// or of MMIO, or a MapGPA to private of MMIO or outside guest memory. After that every TDCALL returns [`TD_KILLED_STATUS`] without executing.
     pub fn td_killed(&self) -> Option<TdKilled> {
         *self.killed.lock()
     }

@@ -12,7 +12,7 @@
 //! sub-function's outputs and R10 = status, and [`VMM_GARBAGE`] (plus the register number)
 //! in every other exposed register, so a wrapper that trusts an undefined output fails.
 
-use super::{OPERAND_RCX, TdxModule, status_with_operand};
+use super::{OPERAND_RCX, TD_KILLED_STATUS, TdxModule, status_with_operand};
 use crate::tdcall::{Regs, TdxStatus, VmcallStatus};
 
 /// What an exposed register that is not an output of the sub-function holds after the call:
@@ -111,6 +111,10 @@ impl TdxModule {
             }
         }
         let reply = self.vmm_handle(vcpu, &seen, sti);
+        if self.is_dead() {
+            // The VMM stopped the TD (a MapGPA QEMU cannot carry out): the TDCALL never returns.
+            return TD_KILLED_STATUS;
+        }
         for n in 2..16 {
             if !exposed(n) {
                 continue;

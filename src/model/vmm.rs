@@ -267,22 +267,23 @@ impl TdxModule {
                 None => VmmReply::invalid(),
             },
             function::WRMSR => {
-                let mut vmm = self.vmm.lock();
-                let index = u32::try_from(get(seen, R12)).ok();
-                if let Some(device) =
-                    index.and_then(|i| vmm.msr_devices.iter_mut().find(|d| d.claims(i)))
-                {
-                    return match device.write(vcpu, index.unwrap_or(0), get(seen, R13)) {
-                        true => VmmReply::success(),
-                        false => VmmReply::invalid(),
-                    };
-                }
-                match index.and_then(|index| vmm.msrs.get_mut(&index)) {
-                    Some(slot) => {
-                        *slot = get(seen, R13);
-                        VmmReply::success()
+                let value = get(seen, R13);
+                let written = u32::try_from(get(seen, R12)).is_ok_and(|index| {
+                    let mut vmm = self.vmm.lock();
+                    match vmm.msr_devices.iter_mut().find(|d| d.claims(index)) {
+                        Some(device) => device.write(vcpu, index, value),
+                        None => match vmm.msrs.get_mut(&index) {
+                            Some(slot) => {
+                                *slot = value;
+                                true
+                            }
+                            None => false,
+                        },
                     }
-                    None => VmmReply::invalid(),
+                });
+                match written {
+                    true => VmmReply::success(),
+                    false => VmmReply::invalid(),
                 }
             }
             function::REQUEST_MMIO => self.vmm_mmio(seen),
@@ -299,7 +300,7 @@ impl TdxModule {
                     .with(R14, 0),
                 _ => VmmReply::invalid(),
             },
-            function::MAP_GPA => self.vmm_map_gpa(seen),
+            function::MAP_GPA => self.vmm_map_gpa(vcpu, seen),
             function::GET_QUOTE => self.vmm_get_quote(seen),
             function::REPORT_FATAL_ERROR => {
                 self.vmm_fatal(seen);

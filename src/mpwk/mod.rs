@@ -16,6 +16,7 @@
 //! | [`ap_boot`] | the per-AP boot block (CR3, GDT, IDT, selectors, stack, entry, argument) |
 //! | [`trampoline`] | the AP's 64-bit code from firmware state to kernel state, and its handshake |
 //! | [`wake`] | the BSP's protocol: one AP at a time, bounded waits, no reuse after a timeout, TEST |
+//! | `first_occurrence` | each APIC ID woken once: duplicates found in caller or stack memory, no allocator |
 //! | [`reset_vector`] | an AP handed back to the firmware through the version-1 reset vector |
 //! | [`kexec`] | the hand-over to a kexec'd kernel: APs back, unaccepted table, truthful MADT |
 //! | `from_acpi` | feature `acpi`: the MADT and mailbox from the `acpi` crate's tables |
@@ -43,6 +44,7 @@
 //! ```
 
 pub mod ap_boot;
+mod first_occurrence;
 #[cfg(feature = "acpi")]
 #[cfg_attr(docsrs, doc(cfg(feature = "acpi")))]
 pub mod from_acpi;
@@ -67,6 +69,6 @@ pub use placement::{
 pub use reset_vector::{ResetVectorError, return_to_firmware, return_to_firmware_code};
 pub use rsdp::{RsdpError, find_madt, find_table};
 pub use trampoline::{BootSlot, Trampoline, TrampolineError, install_trampoline};
-pub use wake::{MpWaker, WakeAllError, WakeError};
+pub use wake::{MpWaker, WAKE_ALL_STACK_WORDS, WakeAllError, WakeError};
 /// The GDTR/IDTR image stored in [`ApBoot`] (re-exported from `x86_64`).
 pub use x86_64::structures::DescriptorTablePointer;
