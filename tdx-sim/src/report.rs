@@ -41,6 +41,10 @@ pub fn finish(td: &Td, tdvf_sha256: &[u8], stop: Stop) -> ! {
         ),
     };
     println!("tdx-sim: {why} after {} VM exits", c.exits);
+    let (ept_ve, with_linear_address) = crate::exits::ept_ve_counts();
+    println!(
+        "tdx-sim: {ept_ve} EPT-violation #VE, {with_linear_address} with a valid guest linear address"
+    );
     // A kernel that never printed its final line passed nothing.
     let (passed, failed) = td.serial.checks().unwrap_or((0, 0));
     let code = if code == KERNEL_SUCCESS && (passed == 0 || failed != 0) {
