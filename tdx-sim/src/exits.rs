@@ -356,13 +356,19 @@ fn faulting_linear_address(
     let linear = if npf_error & NPF_FETCH != 0 {
         registers.rip
     } else {
-        // An instruction may end before a page it would not fit in: read to the page's end.
+        // The longest instruction, or, where the next page is not mapped, what RIP's page
+        // holds: the instruction may end before that page does.
+        let mut whole = [0u8; MAX_INSTRUCTION_LENGTH];
         let to_page_end = 4096 - (registers.rip % 4096) as usize;
-        let mut bytes = [0u8; MAX_INSTRUCTION_LENGTH];
-        let bytes = &mut bytes[..to_page_end.min(MAX_INSTRUCTION_LENGTH)];
-        if !instruction_bytes(td, vcpu, bytes) {
-            return Err(LinearAddressUnknown::UnreadableInstruction);
-        }
+        let bytes = if instruction_bytes(td, vcpu, &mut whole) {
+            &whole[..]
+        } else {
+            let in_page = &mut whole[..to_page_end.min(MAX_INSTRUCTION_LENGTH)];
+            if !instruction_bytes(td, vcpu, in_page) {
+                return Err(LinearAddressUnknown::UnreadableInstruction);
+            }
+            &in_page[..]
+        };
         memory_access(bytes, &registers)
             .map_err(LinearAddressUnknown::Unresolved)?
             .linear_address
