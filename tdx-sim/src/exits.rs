@@ -7,16 +7,25 @@
 use crate::boot_paging::{self, CrWrite};
 use crate::guest_walk::{self, Paging};
 use crate::layout::SHARED_BIT;
+use crate::module_cpuid::{VcpuMode, module_cpuid};
 use crate::td::Td;
 use crate::tdcall_service;
 use crate::vcpu::CR_WRITE_INTERCEPTS;
 use crate::vmcb::{control, exit, save};
+use core::sync::atomic::{AtomicU64, Ordering};
 use tdx_boot::tdcall::VeInfo;
-use tdx_sim::cpuid_rules::{CpuidConfig, CpuidDecision, CpuidValues, VcpuCpuidState, td_cpuid};
+use tdx_sim::cpuid_rules::CpuidDecision;
+use tdx_sim::fault_address::{AddressRegisters, Unresolved, memory_access};
 
 /// VMX exit reasons the #VE information carries for WBINVD and INVD.
 const EXIT_REASON_WBINVD: u32 = 54;
 const EXIT_REASON_INVD: u32 = 13;
+
+/// EFER.LMA, and CS.L in the VMCB's packed segment attributes: together, 64-bit mode.
+const EFER_LMA: u64 = 1 << 10;
+const CS_ATTRIBUTE_L: u32 = 1 << 9;
+/// The longest x86 instruction.
+const MAX_INSTRUCTION_LENGTH: usize = 15;
 
 /// How the TD ended.
 #[derive(Clone, Debug)]
@@ -237,25 +246,9 @@ fn cr_write(td: &mut Td, vcpu: usize, cr: u8) -> Outcome {
 fn cpuid(td: &mut Td, vcpu: usize) -> Outcome {
     let leaf = td.vcpus[vcpu].gpr(0) as u32;
     let subleaf = td.vcpus[vcpu].gpr(1) as u32;
-    let v = &td.vcpus[vcpu];
-    let state = VcpuCpuidState {
-        vcpu_index: vcpu as u32,
-        x2apic_id: vcpu as u32,
-        cpl: v.vmcb.read8(save::CPL),
-        cr4_osxsave: v.vmcb.read64(save::CR4) & (1 << 18) != 0,
-        cr4_pke: v.vmcb.read64(save::CR4) & (1 << 22) != 0,
-        long_mode: v.vmcb.read64(save::EFER) & (1 << 10) != 0,
-        ..VcpuCpuidState::default()
-    };
-    let config = CpuidConfig {
-        logical_processors: td.vcpus.len() as u8,
-        ..CpuidConfig::default()
-    };
-    let host = |leaf, subleaf| {
-        let r = core::arch::x86_64::__cpuid_count(leaf, subleaf);
-        CpuidValues::new(r.eax, r.ebx, r.ecx, r.edx)
-    };
-    match td_cpuid(leaf, subleaf, &config, &state, host) {
+    let mode = VcpuMode::of(&td.vcpus[vcpu].vmcb);
+    let vcpus = td.vcpus.len() as u32;
+    match module_cpuid(vcpu as u32, vcpus, mode, leaf, subleaf) {
         CpuidDecision::Module { values, .. } => {
             let v = &mut td.vcpus[vcpu];
             v.set_gpr(0, values.eax.into());
@@ -271,19 +264,145 @@ fn cpuid(td: &mut Td, vcpu: usize) -> Outcome {
     }
 }
 
+/// SVM's nested-page-fault EXITINFO1 (AMD APM vol. 2, "Nested Page Faults"): bit 1 a write,
+/// bit 4 an instruction fetch; bit 32 the fault was on the guest's final physical address, bit
+/// 33 on a guest page-table entry during the walk. QEMU's TCG sets both kinds.
+const NPF_WRITE: u64 = 1 << 1;
+const NPF_FETCH: u64 = 1 << 4;
+const NPF_FINAL_TRANSLATION: u64 = 1 << 32;
+
+/// EPT-violation exit qualification (Intel SDM vol. 3C, "Exit Qualification for EPT
+/// Violations"): bits 2:0 the access (read, write, fetch); bits 5:3 what the EPT entry allowed,
+/// 0 here as the entry is not present; bit 7 the guest-linear-address field is valid; bit 8,
+/// when bit 7 is set, the access was to the translation of that linear address, not to a
+/// paging-structure entry during the walk.
+const EPT_READ: u64 = 1 << 0;
+const EPT_WRITE: u64 = 1 << 1;
+const EPT_FETCH: u64 = 1 << 2;
+const EPT_GLA_VALID: u64 = 1 << 7;
+const EPT_GLA_TRANSLATED: u64 = 1 << 8;
+
+/// EPT-violation #VEs injected, and how many of them carried a guest linear address: one
+/// count for the whole run, which the host serves on one CPU.
+static EPT_VE: AtomicU64 = AtomicU64::new(0);
+static EPT_VE_WITH_LINEAR_ADDRESS: AtomicU64 = AtomicU64::new(0);
+
+/// (EPT-violation #VEs injected, those of them with a valid guest linear address).
+pub fn ept_ve_counts() -> (u64, u64) {
+    (
+        EPT_VE.load(Ordering::Relaxed),
+        EPT_VE_WITH_LINEAR_ADDRESS.load(Ordering::Relaxed),
+    )
+}
+
+/// The VMX qualification and guest linear address of the EPT violation behind a nested page
+/// fault with EXITINFO1 `npf_error`; `linear` is the linear address whose final translation
+/// faulted, when known.
+pub fn ept_violation_qualification(npf_error: u64, linear: Option<u64>) -> (u64, u64) {
+    let access = if npf_error & NPF_FETCH != 0 {
+        EPT_FETCH
+    } else if npf_error & NPF_WRITE != 0 {
+        EPT_WRITE
+    } else {
+        EPT_READ
+    };
+    match linear {
+        Some(gla) => (access | EPT_GLA_VALID | EPT_GLA_TRANSLATED, gla),
+        None => (access, 0),
+    }
+}
+
+/// Why a nested page fault's guest linear address is not reported.
+#[derive(Debug)]
+enum LinearAddressUnknown {
+    /// The fault was on a guest page-table entry, not the access's own translation.
+    PageWalk,
+    /// The vCPU is not in 64-bit mode.
+    NotLongMode,
+    /// The instruction bytes at RIP are not readable.
+    UnreadableInstruction,
+    /// The instruction gives no one address.
+    Unresolved(Unresolved),
+    /// The guest's tables do not take the computed address to the faulting GPA.
+    Mismatch {
+        linear: u64,
+        translated: Option<u64>,
+    },
+}
+
+/// The guest linear address of the access that made `vcpu`'s nested page fault on `gpa`:
+/// computed from the instruction at RIP (a fetch: RIP itself), and confirmed by walking the
+/// guest's page tables to `gpa`, page offset included.
+fn faulting_linear_address(
+    td: &mut Td,
+    vcpu: usize,
+    npf_error: u64,
+    gpa: u64,
+) -> Result<u64, LinearAddressUnknown> {
+    if npf_error & NPF_FINAL_TRANSLATION == 0 {
+        return Err(LinearAddressUnknown::PageWalk);
+    }
+    let v = &td.vcpus[vcpu];
+    let cs_long = v.vmcb.read32(save::CS) >> 16 & CS_ATTRIBUTE_L != 0;
+    if v.vmcb.read64(save::EFER) & EFER_LMA == 0 || !cs_long {
+        return Err(LinearAddressUnknown::NotLongMode);
+    }
+    let registers = AddressRegisters {
+        gprs: core::array::from_fn(|n| v.gpr(n as u8)),
+        rip: v.rip(),
+        fs_base: v.vmcb.segment_base(save::FS),
+        gs_base: v.vmcb.segment_base(save::GS),
+    };
+    let linear = if npf_error & NPF_FETCH != 0 {
+        registers.rip
+    } else {
+        // The longest instruction, or, where the next page is not mapped, what RIP's page
+        // holds: the instruction may end before that page does.
+        let mut whole = [0u8; MAX_INSTRUCTION_LENGTH];
+        let to_page_end = 4096 - (registers.rip % 4096) as usize;
+        let bytes = if instruction_bytes(td, vcpu, &mut whole) {
+            &whole[..]
+        } else {
+            let in_page = &mut whole[..to_page_end.min(MAX_INSTRUCTION_LENGTH)];
+            if !instruction_bytes(td, vcpu, in_page) {
+                return Err(LinearAddressUnknown::UnreadableInstruction);
+            }
+            &in_page[..]
+        };
+        memory_access(bytes, &registers)
+            .map_err(LinearAddressUnknown::Unresolved)?
+            .linear_address
+    };
+    let paging = paging(td, vcpu);
+    let translated = guest_walk::translate(&mut td.npt, paging, linear);
+    if translated != Some(gpa) {
+        return Err(LinearAddressUnknown::Mismatch { linear, translated });
+    }
+    Ok(linear)
+}
+
 fn nested_page_fault(td: &mut Td, vcpu: usize, error: u64, gpa: u64) -> Outcome {
     if gpa & SHARED_BIT != 0 {
-        // EPT violation qualification: bit 0 read, bit 1 write, bit 2 fetch.
-        let qualification = if error & 0x10 != 0 {
-            4
-        } else if error & 2 != 0 {
-            2
-        } else {
-            1
+        let found = faulting_linear_address(td, vcpu, error, gpa);
+        let total = EPT_VE.fetch_add(1, Ordering::Relaxed) + 1;
+        let with_linear = match found {
+            Ok(_) => EPT_VE_WITH_LINEAR_ADDRESS.fetch_add(1, Ordering::Relaxed) + 1,
+            Err(_) => EPT_VE_WITH_LINEAR_ADDRESS.load(Ordering::Relaxed),
         };
+        if let Err(why) = &found
+            && total - with_linear == 1
+        {
+            // The first only: a TD could make many.
+            crate::println!(
+                "tdx-sim: EPT-violation #VE for GPA {gpa:#x} at RIP {:#x} without its guest linear address: {why:?}",
+                td.vcpus[vcpu].rip()
+            );
+        }
+        let (qualification, gla) = ept_violation_qualification(error, found.ok());
         let info = VeInfo {
             exit_reason: VeInfo::EXIT_REASON_EPT_VIOLATION,
             exit_qualification: qualification,
+            guest_linear_address: gla,
             guest_physical_address: gpa,
             ..VeInfo::default()
         };
@@ -301,7 +420,37 @@ fn nested_page_fault(td: &mut Td, vcpu: usize, error: u64, gpa: u64) -> Outcome 
 
 #[cfg(test)]
 mod tests {
-    use super::io_qualification;
+    use super::{ept_violation_qualification, io_qualification};
+
+    #[test]
+    fn ept_violations_carry_the_access_and_a_linear_address_only_when_known() {
+        // SVM error codes as QEMU's TCG makes them for a not-present nested entry: US always,
+        // bit 32 for the final translation.
+        let read = 1 << 2 | 1 << 32;
+        let write = read | 1 << 1;
+        let fetch = read | 1 << 4;
+        // Known: bit 7 (GLA valid) and bit 8 (the final translation), the address as given.
+        assert_eq!(
+            ept_violation_qualification(read, Some(0xffff_8000_fec0_0000)),
+            (1 | 1 << 7 | 1 << 8, 0xffff_8000_fec0_0000)
+        );
+        assert_eq!(
+            ept_violation_qualification(write, Some(0x10)),
+            (2 | 1 << 7 | 1 << 8, 0x10)
+        );
+        assert_eq!(
+            ept_violation_qualification(fetch, Some(0x20)),
+            (4 | 1 << 7 | 1 << 8, 0x20)
+        );
+        // Unknown: neither bit, and no address; a fetch that also writes is a fetch.
+        assert_eq!(ept_violation_qualification(write, None), (2, 0));
+        assert_eq!(ept_violation_qualification(fetch | 1 << 1, None), (4, 0));
+        // A linear address of 0 is still a valid one.
+        assert_eq!(
+            ept_violation_qualification(read, Some(0)).0,
+            1 | 1 << 7 | 1 << 8
+        );
+    }
 
     #[test]
     fn io_exits_become_the_qualification_a_td_reads() {

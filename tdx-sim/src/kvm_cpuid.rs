@@ -3,9 +3,10 @@
 //! each vCPU's own x2APIC ID in the topology leaves. TDVF's AP loop depends on the last: it asks
 //! leaf 0xB once and waits on the mailbox for the APIC ID it got.
 
+use crate::module_cpuid::{VcpuMode, module_cpuid};
 use tdx_boot::model::CpuidSource;
 use tdx_boot::tdcall::vmcall::CpuidResult;
-use tdx_sim::cpuid_rules::{CpuidConfig, CpuidDecision, CpuidValues, VcpuCpuidState, td_cpuid};
+use tdx_sim::cpuid_rules::{CpuidDecision, CpuidValues};
 
 /// "KVMKVMKVM\0\0\0" in EBX, ECX, EDX.
 const KVM_SIGNATURE: [u32; 3] = [0x4b4d_564b, 0x564b_4d56, 0x0000_004d];
@@ -28,21 +29,8 @@ impl CpuidSource for KvmCpuid {
             // No paravirtual features.
             0x4000_0001..=0x4fff_ffff => CpuidValues::default(),
             _ => {
-                let state = VcpuCpuidState {
-                    vcpu_index: vcpu,
-                    x2apic_id: vcpu,
-                    long_mode: true,
-                    ..VcpuCpuidState::default()
-                };
-                let config = CpuidConfig {
-                    logical_processors: self.vcpus as u8,
-                    ..CpuidConfig::default()
-                };
-                let host = |leaf, subleaf| {
-                    let r = core::arch::x86_64::__cpuid_count(leaf, subleaf);
-                    CpuidValues::new(r.eax, r.ebx, r.ecx, r.edx)
-                };
-                let mut values = match td_cpuid(leaf, subleaf, &config, &state, host) {
+                let mode = VcpuMode::LONG_MODE_KERNEL;
+                let mut values = match module_cpuid(vcpu, self.vcpus, mode, leaf, subleaf) {
                     CpuidDecision::Module { values, .. } => values,
                     CpuidDecision::VirtualizationException(_) => CpuidValues::default(),
                 };

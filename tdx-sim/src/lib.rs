@@ -12,6 +12,7 @@
 //!   routed to the host and their interrupts to TD vCPUs.
 //! - [`cmos`]: the q35 RAM layout and the CMOS memory-size registers TDVF reads.
 //! - [`fw_cfg`]: the TD's fw_cfg: the kernel from an opt/ file, DMA emulated through TD memory.
+//! - [`fault_address`]: the guest linear address of the access that faulted, for #VE.
 //!
 //! Everything read from a firmware image is untrusted: parsers return typed errors and never
 //! panic or overflow.
@@ -20,6 +21,7 @@
 
 pub mod cmos;
 pub mod cpuid_rules;
+pub mod fault_address;
 pub mod fw_cfg;
 pub mod mrtd;
 pub mod msr_rules;

@@ -23,6 +23,7 @@ mod host_idt;
 mod host_timer;
 mod kvm_cpuid;
 mod layout;
+mod module_cpuid;
 mod npt;
 mod report;
 mod svm;
