@@ -12,7 +12,6 @@ use crate::td::Td;
 use crate::tdcall_service;
 use crate::vcpu::CR_WRITE_INTERCEPTS;
 use crate::vmcb::{control, exit, save};
-use core::sync::atomic::{AtomicU64, Ordering};
 use tdx_boot::tdcall::VeInfo;
 use tdx_sim::cpuid_rules::CpuidDecision;
 use tdx_sim::fault_address::{AddressRegisters, Unresolved, memory_access};
@@ -282,19 +281,6 @@ const EPT_FETCH: u64 = 1 << 2;
 const EPT_GLA_VALID: u64 = 1 << 7;
 const EPT_GLA_TRANSLATED: u64 = 1 << 8;
 
-/// EPT-violation #VEs injected, and how many of them carried a guest linear address: one
-/// count for the whole run, which the host serves on one CPU.
-static EPT_VE: AtomicU64 = AtomicU64::new(0);
-static EPT_VE_WITH_LINEAR_ADDRESS: AtomicU64 = AtomicU64::new(0);
-
-/// (EPT-violation #VEs injected, those of them with a valid guest linear address).
-pub fn ept_ve_counts() -> (u64, u64) {
-    (
-        EPT_VE.load(Ordering::Relaxed),
-        EPT_VE_WITH_LINEAR_ADDRESS.load(Ordering::Relaxed),
-    )
-}
-
 /// The VMX qualification and guest linear address of the EPT violation behind a nested page
 /// fault with EXITINFO1 `npf_error`; `linear` is the linear address whose final translation
 /// faulted, when known.
@@ -313,7 +299,6 @@ pub fn ept_violation_qualification(npf_error: u64, linear: Option<u64>) -> (u64,
 }
 
 /// Why a nested page fault's guest linear address is not reported.
-#[derive(Debug)]
 enum LinearAddressUnknown {
     /// The fault was on a guest page-table entry, not the access's own translation.
     PageWalk,
@@ -328,6 +313,21 @@ enum LinearAddressUnknown {
         linear: u64,
         translated: Option<u64>,
     },
+}
+
+impl core::fmt::Display for LinearAddressUnknown {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::PageWalk => f.write_str("the fault was in the guest's page walk"),
+            Self::NotLongMode => f.write_str("the vCPU is not in 64-bit mode"),
+            Self::UnreadableInstruction => f.write_str("the instruction bytes are not mapped"),
+            Self::Unresolved(why) => write!(f, "the instruction gives no one address: {why:?}"),
+            Self::Mismatch { linear, translated } => write!(
+                f,
+                "the guest's tables take {linear:#x} to {translated:x?}, not the faulting GPA"
+            ),
+        }
+    }
 }
 
 /// The guest linear address of the access that made `vcpu`'s nested page fault on `gpa`:
@@ -384,17 +384,15 @@ fn faulting_linear_address(
 fn nested_page_fault(td: &mut Td, vcpu: usize, error: u64, gpa: u64) -> Outcome {
     if gpa & SHARED_BIT != 0 {
         let found = faulting_linear_address(td, vcpu, error, gpa);
-        let total = EPT_VE.fetch_add(1, Ordering::Relaxed) + 1;
-        let with_linear = match found {
-            Ok(_) => EPT_VE_WITH_LINEAR_ADDRESS.fetch_add(1, Ordering::Relaxed) + 1,
-            Err(_) => EPT_VE_WITH_LINEAR_ADDRESS.load(Ordering::Relaxed),
-        };
+        let counters = &mut td.counters;
+        counters.ept_ve += 1;
+        counters.ept_ve_with_linear_address += u64::from(found.is_ok());
         if let Err(why) = &found
-            && total - with_linear == 1
+            && counters.ept_ve - counters.ept_ve_with_linear_address == 1
         {
             // The first only: a TD could make many.
             crate::println!(
-                "tdx-sim: EPT-violation #VE for GPA {gpa:#x} at RIP {:#x} without its guest linear address: {why:?}",
+                "tdx-sim: EPT-violation #VE for GPA {gpa:#x} at RIP {:#x} without its guest linear address: {why}",
                 td.vcpus[vcpu].rip()
             );
         }

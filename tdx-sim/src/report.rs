@@ -51,9 +51,9 @@ pub fn finish(td: &Td, tdvf_sha256: &[u8], stop: Stop) -> ! {
     } else {
         code
     };
-    let (ept_ve, with_linear_address) = crate::exits::ept_ve_counts();
     println!(
-        "tdx-sim: {ept_ve} EPT-violation #VE, {with_linear_address} with a valid guest linear address"
+        "tdx-sim: {} EPT-violation #VE, {} with a valid guest linear address",
+        c.ept_ve, c.ept_ve_with_linear_address
     );
     println!(
         "tdx-sim: TDVF {hex} ran as a TD: {} TDCALLs ({} ACCEPT, {} TDG.VP.VMCALL), {} #VE injected; kernel checks: {passed} passed, {failed} failed",

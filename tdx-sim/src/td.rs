@@ -28,6 +28,10 @@ pub struct Counters {
     pub ve_injected: u64,
     /// The machine's device interrupts delivered to a TD APIC.
     pub device_interrupts: u64,
+    /// EPT-violation #VEs injected.
+    pub ept_ve: u64,
+    /// Those of them that carried a valid guest linear address.
+    pub ept_ve_with_linear_address: u64,
     /// The last TDG.VP.VMCALL's sub-function and R12-R14 (where a TD spends its time).
     pub last_vmcall: [u64; 4],
 }
