@@ -43,12 +43,14 @@ pub fn build_image(package: &str, extra_cfg: &str) -> Result<(PathBuf, PathBuf),
                 "x86_64-unknown-linux-gnu",
             ])
             // With an explicit --target these flags reach only the kernel and its dependencies,
-            // not build scripts. They make a freestanding static PIE without a red zone.
+            // not build scripts. They make a freestanding static PIE without a red zone, and
+            // deny warnings in the image-only code that clippy's host build does not see
+            // (registry dependencies have their lints capped by cargo).
             .env(
                 "RUSTFLAGS",
                 format!(
                     "{extra_cfg} --cfg bare_metal_image -C relocation-model=pie \
-                     -C no-redzone=yes -C target-feature=+crt-static -C panic=abort"
+                     -C no-redzone=yes -C target-feature=+crt-static -C panic=abort -D warnings"
                 ),
             )
             // It would take precedence over RUSTFLAGS.
