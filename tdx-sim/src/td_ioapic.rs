@@ -8,16 +8,19 @@
 //! the host CPU as destination, and the TD's polarity, trigger mode and mask. When the host
 //! takes a pin's vector, [`TdIoApic::interrupt`] says which TD vector goes to which TD APICs.
 //!
-//! # Rules (Intel 82093AA datasheet; QEMU `hw/intc/ioapic.c`, version 0x20, where they differ)
-//! - IOREGSEL (+0x00) selects a register, IOWIN (+0x10) reads or writes it, both 32 bits;
-//!   EOI (+0x40, version 0x20) retires a level-triggered vector. Other offsets read as 0 and
-//!   ignore writes (QEMU).
-//! - Register 0 is the ID (bits 27:24), 1 the version (read-only: version, highest entry), 2
-//!   arbitration (read-only), 0x10 + 2n and 0x11 + 2n the low and high halves of entry n.
-//!   Anything else reads as 0.
+//! # Rules (QEMU `hw/intc/ioapic.c`, `ioapic_mem_read`/`ioapic_mem_write`: the device a TD
+//! meets on real TDX, whose IOAPIC QEMU emulates; the Intel 82093AA datasheet for the fields)
+//! - Only the offset's low byte decodes. IOREGSEL (+0x00) selects a register at any access
+//!   size; IOWIN (+0x10) reads or writes it with 32-bit accesses only (others read 0 and are
+//!   ignored); EOI (+0x40) retires a level-triggered vector, with a 32-bit write, on a version
+//!   0x20 IOAPIC. Other offsets read as 0 and ignore writes.
+//! - Register 0 is the ID (bits 27:24); 1 the version (read-only: version, highest entry); 2
+//!   arbitration (read-only, reads as the ID); 0x10 + 2n and 0x11 + 2n the low and high halves
+//!   of entry n. Anything else reads as 0.
 //! - An entry: vector (7:0), delivery mode (10:8), logical destination mode (11), delivery
 //!   status (12, read-only), active low (13), remote IRR (14, read-only), level trigger (15),
-//!   mask (16), destination (63:56). Reset: masked, everything else 0.
+//!   mask (16), destination (63:56). Every other bit keeps what was written. Reset: masked,
+//!   everything else 0.
 //! - A level-triggered interrupt sets remote IRR until the EOI for its vector; the line is not
 //!   delivered again meanwhile. tdx-sim keeps that by masking the pin in the machine while the
 //!   TD's remote IRR is set (the machine's own remote IRR is cleared at once by the host's EOI),
@@ -54,8 +57,8 @@ const MASKED: u64 = 1 << 16;
 const DESTINATION_SHIFT: u32 = 56;
 /// Bits a write cannot change.
 const READ_ONLY: u64 = DELIVERY_STATUS | REMOTE_IRR;
-/// Bits of an entry that exist (the rest reads as 0).
-const DEFINED: u64 = 0x1_ffff | 0xff << DESTINATION_SHIFT;
+/// The version whose EOI register exists.
+const VERSION_WITH_EOI: u32 = 0x20;
 
 /// The machine's IOAPIC, register by register (IOREGSEL then IOWIN).
 pub trait IoApicWindow {
@@ -85,7 +88,6 @@ pub struct TdIoApic {
     selected: u8,
     id: u32,
     version: u32,
-    arbitration: u32,
     pins: usize,
     entries: [u64; MAX_PINS],
     host_apic_id: u8,
@@ -119,7 +121,6 @@ impl TdIoApic {
             selected: 0,
             id: machine.read(REG_ID) & 0x0f00_0000,
             version: (version & !0x00ff_0000) | ((pins as u32 - 1) << 16),
-            arbitration: machine.read(REG_ARBITRATION),
             pins,
             entries: [MASKED; MAX_PINS],
             host_apic_id,
@@ -162,8 +163,8 @@ impl TdIoApic {
 
     /// A TD's MMIO read of `size` bytes at `offset` in the IOAPIC page.
     pub fn mmio_read(&mut self, offset: u64, size: u8) -> u64 {
-        match (offset, size) {
-            (IOREGSEL, 4) => u64::from(self.selected),
+        match (offset & 0xff, size) {
+            (IOREGSEL, _) => u64::from(self.selected),
             (IOWIN, 4) => u64::from(self.register(self.selected)),
             _ => 0,
         }
@@ -177,19 +178,20 @@ impl TdIoApic {
         size: u8,
         value: u64,
     ) {
-        match (offset, size) {
-            (IOREGSEL, 4) => self.selected = value as u8,
+        match (offset & 0xff, size) {
+            (IOREGSEL, _) => self.selected = value as u8,
             (IOWIN, 4) => self.set_register(machine, self.selected, value as u32),
-            (IOAPIC_EOI, 4) => self.end_of_interrupt(machine, value as u8),
+            (IOAPIC_EOI, 4) if self.version & 0xff == VERSION_WITH_EOI => {
+                self.end_of_interrupt(machine, value as u8)
+            }
             _ => {}
         }
     }
 
     fn register(&self, index: u8) -> u32 {
         match index {
-            REG_ID => self.id,
+            REG_ID | REG_ARBITRATION => self.id,
             REG_VERSION => self.version,
-            REG_ARBITRATION => self.arbitration,
             _ => match self.entry_half(index) {
                 Some((pin, true)) => (self.entries[pin] >> 32) as u32,
                 Some((pin, false)) => self.entries[pin] as u32,
@@ -212,7 +214,7 @@ impl TdIoApic {
         } else {
             (old & !0xffff_ffff) | u64::from(value)
         };
-        self.entries[pin] = (written & DEFINED & !READ_ONLY) | (old & READ_ONLY);
+        self.entries[pin] = (written & !READ_ONLY) | (old & READ_ONLY);
         // An edge-triggered entry has no remote IRR (QEMU clears it on the switch).
         if self.entries[pin] & LEVEL == 0 {
             self.entries[pin] &= !REMOTE_IRR;

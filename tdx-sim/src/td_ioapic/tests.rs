@@ -209,14 +209,45 @@ fn read_only_bits_and_registers_keep_their_values() {
     assert_eq!(td_read(&mut ioapic, &mut machine, REG_ID), 0x0300_0000);
     assert_eq!(machine.writes, before);
     assert_eq!(machine.registers[0], 0);
-    // Delivery status and remote IRR cannot be written; undefined bits read as 0.
+    // Delivery status and remote IRR cannot be written; reserved bits keep what was written
+    // (QEMU's IOAPIC_RW_BITS), and none of them reaches the machine.
     td_write_entry(
         &mut ioapic,
         &mut machine,
         3,
         0x43 | READ_ONLY | 0x00ff_0000_fffe_0000,
     );
-    assert_eq!(td_read_entry(&mut ioapic, &mut machine, 3), 0x43);
+    assert_eq!(
+        td_read_entry(&mut ioapic, &mut machine, 3),
+        0x43 | 0x00ff_0000_fffe_0000
+    );
+    assert_eq!(machine.entry(3), u64::from(BASE + 3));
+    // Arbitration reads as the ID.
+    assert_eq!(
+        td_read(&mut ioapic, &mut machine, REG_ARBITRATION),
+        0x0300_0000
+    );
+}
+
+#[test]
+fn only_the_low_byte_of_the_offset_decodes_and_ioregsel_takes_any_size() {
+    let (mut ioapic, mut machine) = front();
+    ioapic.mmio_write(&mut machine, 0x100 + IOREGSEL, 1, u64::from(REG_VERSION));
+    assert_eq!(ioapic.mmio_read(IOREGSEL, 2), u64::from(REG_VERSION));
+    assert_eq!(ioapic.mmio_read(0xf00 + IOWIN, 4), 0x0017_0020);
+}
+
+#[test]
+fn the_eoi_register_exists_only_on_a_version_0x20_ioapic() {
+    let mut machine = Machine::new();
+    machine.registers[usize::from(REG_VERSION)] = 0x0017_0011;
+    let mut ioapic = TdIoApic::new(&mut machine, HOST_APIC, BASE).unwrap();
+    td_write_entry(&mut ioapic, &mut machine, 16, 0x51 | LEVEL);
+    assert!(ioapic.interrupt(&mut machine, 16).is_some());
+    ioapic.mmio_write(&mut machine, IOAPIC_EOI, 4, 0x51);
+    assert_ne!(machine.entry(16) & MASKED, 0, "no EOI register on a 0x11");
+    ioapic.end_of_interrupt(&mut machine, 0x51);
+    assert_eq!(machine.entry(16) & MASKED, 0, "the APIC's EOI still works");
 }
 
 #[test]
@@ -236,6 +267,7 @@ fn hostile_accesses_read_zero_and_change_nothing() {
     ioapic.mmio_write(&mut machine, IOWIN, 1, 0x41);
     ioapic.mmio_write(&mut machine, IOWIN, 8, 0x41);
     ioapic.mmio_write(&mut machine, 0x20, 4, 0x41);
+    ioapic.mmio_write(&mut machine, IOAPIC_EOI, 2, 0x41);
     assert_eq!(ioapic.mmio_read(IOWIN, 2), 0);
     assert_eq!(ioapic.mmio_read(0x30, 4), 0);
     assert_eq!(machine.registers, before);
