@@ -99,19 +99,25 @@ const HOST_VECTOR_LIMIT: usize = 0xf0;
 
 impl TdIoApic {
     /// The TD's IOAPIC in front of `machine`, its pins delivered to host APIC `host_apic_id` on
-    /// host vectors `host_vector_base + pin`. Masks every pin of the machine (the TD's reset
-    /// state).
+    /// host vectors `host_vector_base + pin`, of which the host handles `host_vectors`: the TD
+    /// sees as many pins as the machine has, the 8-bit IOREGSEL reaches and the host handles.
+    /// Masks every pin of the machine (the TD's reset state, and for good the pins beyond).
     pub fn new(
         machine: &mut impl IoApicWindow,
         host_apic_id: u8,
         host_vector_base: u8,
+        host_vectors: usize,
     ) -> Result<Self, IoApicError> {
         let version = machine.read(REG_VERSION);
         if version == 0 || version == u32::MAX {
             return Err(IoApicError::Missing(version));
         }
-        let pins = (((version >> 16) & 0xff) as usize + 1).min(MAX_PINS);
-        if host_vector_base < 0x20 || usize::from(host_vector_base) + pins > HOST_VECTOR_LIMIT {
+        let machine_pins = ((version >> 16) & 0xff) as usize + 1;
+        let pins = machine_pins.min(MAX_PINS).min(host_vectors);
+        if pins == 0
+            || host_vector_base < 0x20
+            || usize::from(host_vector_base) + pins > HOST_VECTOR_LIMIT
+        {
             return Err(IoApicError::NoHostVectors {
                 base: host_vector_base,
                 pins,
@@ -128,6 +134,10 @@ impl TdIoApic {
         };
         for pin in 0..pins {
             ioapic.program(machine, pin);
+        }
+        // Pins the TD cannot see stay masked (only the low half: its mask bit).
+        for pin in pins..machine_pins.min(MAX_PINS) {
+            machine.write(REG_REDIRECTION + 2 * pin as u8, MASKED as u32);
         }
         Ok(ioapic)
     }

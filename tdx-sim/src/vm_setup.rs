@@ -194,6 +194,7 @@ pub fn build_and_run(boot_services: BootServicesHandle) -> Result<Infallible, St
         &mut crate::devices::MachineIoApic,
         host_timer::apic_id(),
         crate::host_device_irq::FIRST_VECTOR,
+        crate::host_device_irq::PINS,
     )
     .map_err(|e| format!("the machine's IOAPIC: {e:?}"))?;
     let ioapic = crate::devices::TdIoApicDevice(alloc::sync::Arc::new(spin::Mutex::new(ioapic)));

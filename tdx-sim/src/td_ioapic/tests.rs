@@ -42,7 +42,7 @@ const BASE: u8 = 0x30;
 
 fn front() -> (TdIoApic, Machine) {
     let mut machine = Machine::new();
-    let ioapic = TdIoApic::new(&mut machine, HOST_APIC, BASE).unwrap();
+    let ioapic = TdIoApic::new(&mut machine, HOST_APIC, BASE, 24).unwrap();
     (ioapic, machine)
 }
 
@@ -241,7 +241,7 @@ fn only_the_low_byte_of_the_offset_decodes_and_ioregsel_takes_any_size() {
 fn the_eoi_register_exists_only_on_a_version_0x20_ioapic() {
     let mut machine = Machine::new();
     machine.registers[usize::from(REG_VERSION)] = 0x0017_0011;
-    let mut ioapic = TdIoApic::new(&mut machine, HOST_APIC, BASE).unwrap();
+    let mut ioapic = TdIoApic::new(&mut machine, HOST_APIC, BASE, 24).unwrap();
     td_write_entry(&mut ioapic, &mut machine, 16, 0x51 | LEVEL);
     assert!(ioapic.interrupt(&mut machine, 16).is_some());
     ioapic.mmio_write(&mut machine, IOAPIC_EOI, 4, 0x51);
@@ -284,23 +284,44 @@ fn a_missing_ioapic_or_no_room_for_host_vectors_is_refused() {
     let mut machine = Machine::new();
     machine.registers[usize::from(REG_VERSION)] = u32::MAX;
     assert_eq!(
-        TdIoApic::new(&mut machine, 0, BASE).unwrap_err(),
+        TdIoApic::new(&mut machine, 0, BASE, 24).unwrap_err(),
         IoApicError::Missing(u32::MAX)
     );
     let mut machine = Machine::new();
     assert!(matches!(
-        TdIoApic::new(&mut machine, 0, 0xe0),
+        TdIoApic::new(&mut machine, 0, 0xe0, 24),
         Err(IoApicError::NoHostVectors {
             base: 0xe0,
             pins: 24
         })
     ));
     assert!(
-        TdIoApic::new(&mut machine, 0, 0x10).is_err(),
+        TdIoApic::new(&mut machine, 0, 0x10, 24).is_err(),
         "exception vectors"
     );
     // A version register claiming 256 entries is capped at what IOREGSEL reaches.
     machine.registers[usize::from(REG_VERSION)] = 0x00ff_0020;
-    let ioapic = TdIoApic::new(&mut machine, 0, 0x21).unwrap();
+    let ioapic = TdIoApic::new(&mut machine, 0, 0x21, 200).unwrap();
     assert_eq!(ioapic.pins(), MAX_PINS);
+}
+
+#[test]
+fn the_td_sees_only_the_pins_the_host_has_vectors_for() {
+    let mut machine = Machine::new();
+    machine.registers[0x10 + 2 * 20] = 0x99; // the firmware's entry, unmasked
+    let mut ioapic = TdIoApic::new(&mut machine, HOST_APIC, BASE, 16).unwrap();
+    assert_eq!(ioapic.pins(), 16);
+    assert_eq!(
+        td_read(&mut ioapic, &mut machine, REG_VERSION) >> 16 & 0xff,
+        15,
+        "the version register says 16 entries"
+    );
+    assert_ne!(
+        machine.entry(20) & MASKED,
+        0,
+        "a pin beyond is masked for good"
+    );
+    assert_eq!(td_read(&mut ioapic, &mut machine, 0x10 + 2 * 20), 0);
+    assert!(ioapic.interrupt(&mut machine, 20).is_none());
+    assert!(TdIoApic::new(&mut machine, HOST_APIC, BASE, 0).is_err());
 }
