@@ -181,11 +181,11 @@ pub fn check(platform: &Platform, madt: &Madt, shared_mask: u64) {
     }
     let entry = redirection_entry(VECTOR, apic_id, flags);
 
-    // SAFETY: enabling this CPU's x2APIC (spurious vector 0xFF), masking its timer (a firmware
-    // timer must not fire into the kernel) and opening TPR only affect interrupt delivery,
-    // and interrupts stay disabled until the routing is in place.
+    // SAFETY: enabling this CPU's x2APIC (with the kernel's spurious vector), masking its
+    // timer (a firmware timer must not fire into the kernel) and opening TPR only affect
+    // interrupt delivery, and interrupts stay disabled until the routing is in place.
     unsafe {
-        Msr::new(X2APIC_SVR).write(APIC_ENABLED | 0xff);
+        Msr::new(X2APIC_SVR).write(APIC_ENABLED | u64::from(crate::interrupts::SPURIOUS));
         Msr::new(X2APIC_LVT_TIMER).write(LVT_MASKED);
         Msr::new(X2APIC_TPR).write(0);
     }

@@ -13,11 +13,19 @@ use tdx_boot::ve::Frame;
 
 /// The vector number the shared stub of vectors 32..=255 reports.
 pub const EXTERNAL: u64 = 0x100;
+/// The x2APIC's spurious vector (its SVR's, as the kernel sets it).
+pub const SPURIOUS: u8 = 0xff;
+
 /// Called by the kernel's entry stubs: in a TD an external vector the kernel did not route is
-/// counted and retired; every other vector that reaches it is unexpected.
+/// counted and retired, and a spurious interrupt ignored (it is never in service, so an EOI
+/// would retire another vector); every other vector that reaches it is unexpected.
 extern "C" fn dispatch(frame: &mut Frame, vector: u64) {
-    if vector == EXTERNAL && crate::platform::in_td() {
-        return crate::external_interrupt::on_stray_interrupt();
+    if crate::platform::in_td() {
+        match vector {
+            EXTERNAL => return crate::external_interrupt::on_stray_interrupt(),
+            v if v == u64::from(SPURIOUS) => return,
+            _ => {}
+        }
     }
     unexpected(frame, vector)
 }
