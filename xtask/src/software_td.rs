@@ -66,7 +66,7 @@ fn milestones_reached(serial: &str) -> Vec<&'static str> {
 }
 
 /// Checks only a TD runs: they need the TD's x2APIC, which TCG does not offer the plain boot.
-const TD_ONLY_CHECKS: [&str; 1] = ["external interrupt"];
+const TD_ONLY_CHECKS: [&str; 2] = ["external interrupt", "wake IPIs"];
 
 /// The checks the kernel must pass as a TD under Debian's TDVF: every check of the plain boot
 /// but the AP hand-back, which needs a version-1 MADT entry with a reset vector (edk2 2025.08

@@ -13,12 +13,12 @@ use crate::check;
 use crate::ioapic::{IOAPIC_GPA, IOAPICVER, IoApic, RTE_MASKED, RTE_READ_ONLY};
 use crate::paging;
 use crate::platform::Platform;
+use crate::x2apic;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use tdx_boot::mpwk::Madt;
 use tdx_boot::tdcall::Hardware;
 use tdx_boot::ve::Frame;
 use x86_64::instructions::port::Port;
-use x86_64::registers::model_specific::Msr;
 
 /// The vector the kernel routes IRQ 8 to.
 pub const VECTOR: u8 = 0x40;
@@ -43,13 +43,6 @@ const RATE_1024_HZ: u8 = 6;
 const RTC_B_PIE: u8 = 1 << 6;
 /// Register C: periodic interrupt flag.
 const RTC_C_PF: u8 = 1 << 6;
-
-const X2APIC_TPR: u32 = 0x808;
-const X2APIC_EOI: u32 = 0x80b;
-const X2APIC_SVR: u32 = 0x80f;
-const X2APIC_LVT_TIMER: u32 = 0x832;
-const APIC_ENABLED: u64 = 1 << 8;
-const LVT_MASKED: u64 = 1 << 16;
 
 /// MADT entry types.
 const MADT_IOAPIC: u8 = 1;
@@ -76,25 +69,20 @@ fn cmos_write(register: u8, value: u8) {
     }
 }
 
-fn end_of_interrupt() {
-    // SAFETY: writing 0 to the x2APIC EOI register retires the in-service interrupt.
-    unsafe { Msr::new(X2APIC_EOI).write(0) };
-}
-
 /// The handler of [`VECTOR`]: acknowledges the RTC (reading register C clears its flags and
 /// lowers IRQ 8, so the next period makes a new edge) and sends EOI.
 pub extern "C" fn on_interrupt(_frame: &mut Frame, _vector: u64) {
     let flags = cmos_read(RTC_C);
     PERIODIC_FLAGS.fetch_or(u32::from(flags), Ordering::Relaxed);
     TAKEN.fetch_add(1, Ordering::Relaxed);
-    end_of_interrupt();
+    x2apic::end_of_interrupt();
 }
 
 /// An external vector the kernel did not route (a firmware timer left pending, say): counted
 /// and retired, so the check can say so instead of dying on it.
 pub fn on_stray_interrupt() {
     STRAY.fetch_add(1, Ordering::Relaxed);
-    end_of_interrupt();
+    x2apic::end_of_interrupt();
 }
 
 /// Where ISA IRQ 8 arrives, from the MADT: the first IOAPIC's address and GSI base, IRQ 8's
@@ -181,14 +169,8 @@ pub fn check(platform: &Platform, madt: &Madt, shared_mask: u64) {
     }
     let entry = redirection_entry(VECTOR, apic_id, flags);
 
-    // SAFETY: enabling this CPU's x2APIC (with the kernel's spurious vector), masking its
-    // timer (a firmware timer must not fire into the kernel) and opening TPR only affect
-    // interrupt delivery, and interrupts stay disabled until the routing is in place.
-    unsafe {
-        Msr::new(X2APIC_SVR).write(APIC_ENABLED | u64::from(crate::interrupts::SPURIOUS));
-        Msr::new(X2APIC_LVT_TIMER).write(LVT_MASKED);
-        Msr::new(X2APIC_TPR).write(0);
-    }
+    // Interrupts stay disabled until the routing is in place.
+    x2apic::enable();
     ioapic.set_redirection(pin, entry);
     let read_back = ioapic.redirection(pin) & !RTE_READ_ONLY;
 

@@ -38,6 +38,7 @@ mod tsc;
 mod ud_tdcall;
 mod ve_instructions;
 mod ve_mmio;
+mod x2apic;
 
 use alloc::vec::Vec;
 use platform::Platform;
@@ -285,6 +286,8 @@ fn kernel_main(
         }
         Err(e) => check!("APs woken through the mailbox", false, "{e:?}"),
     }
+
+    smp::check_wake_ipis();
 
     if let Some(lazy) = &lazy {
         acceptance::check_parallel(&platform, lazy, &mut map);

@@ -121,11 +121,18 @@ extern "C" fn ap_entry(boot: &ApBoot) -> ! {
     percpu::init(index, boot.apic_id);
     gdt::init();
     interrupts::init();
+    let in_td = crate::platform::in_td();
+    if in_td {
+        crate::x2apic::enable();
+    }
     // Work handed out before this AP (re)joined is not its own: an AP woken again after going
     // back to the firmware must not count itself into a job it never ran.
     let mut seen = GENERATION.load(Ordering::Acquire);
     ONLINE.fetch_add(1, Ordering::Release);
     loop {
+        // Interrupts are off while the AP looks for work: a wake IPI sent after it looked stays
+        // pending and ends the halt below at once (STI takes effect with the TDVMCALL).
+        x86_64::instructions::interrupts::disable();
         if STOP.load(Ordering::Acquire) {
             crate::qemu_exit::halt_forever();
         }
@@ -141,9 +148,65 @@ extern "C" fn ap_entry(boot: &ApBoot) -> ! {
                 (unsafe { &*job.0 })(index);
             }
             DONE.fetch_add(1, Ordering::Release);
+            continue;
         }
+        if in_td {
+            // Idle: halt through the VMM until the BSP's wake IPI (or any interrupt).
+            // SAFETY: the IDT is loaded and every vector has a stub; the loop is ready for an
+            // interrupt here.
+            let _ = unsafe { tdx_boot::ve::safe_halt(&tdx_boot::tdcall::Hardware) };
+        } else {
+            core::hint::spin_loop();
+        }
+    }
+}
+
+/// In a TD, sends every AP the wake IPI: the BSP has set something its loop looks at. (Without
+/// TDX the APs spin: TCG offers them no x2APIC.) Skipped if the AP list is locked, which only a
+/// fatal path interrupting [`wake_aps`] could see.
+fn kick_aps() {
+    if !crate::platform::in_td() {
+        return;
+    }
+    if let Some(ids) = AP_IDS.try_lock() {
+        for &apic_id in ids.iter() {
+            crate::x2apic::send(apic_id, crate::x2apic::WAKE_VECTOR);
+        }
+    }
+}
+
+/// The IPI check (TD only): every AP halted in its idle loop is woken by the BSP's wake IPI
+/// (ICR through #VE and TDVMCALL<WRMSR>, delivered by the VMM) and runs a job.
+pub fn check_wake_ipis() {
+    if !crate::platform::in_td() {
+        return;
+    }
+    let aps = AP_IDS.lock().len() as u32;
+    let before: Vec<u32> = (1..=aps).map(crate::x2apic::wake_ipis).collect();
+    let ran = AtomicU64::new(0);
+    run_on_all(&|cpu| {
+        ran.fetch_or(1 << (cpu % 64), Ordering::Relaxed);
+    });
+    // The job ran; the IPI itself may be taken just after, at the AP's next STI.
+    let start = tsc::now();
+    let woken = |before: &[u32]| {
+        (1..=aps)
+            .zip(before)
+            .filter(|&(index, &count)| crate::x2apic::wake_ipis(index) > count)
+            .count() as u32
+    };
+    while woken(&before) < aps && tsc::ms(tsc::now() - start) < WAKE_TIMEOUT_MS {
         core::hint::spin_loop();
     }
+    let all_ran = (1..=aps).all(|index| ran.load(Ordering::Relaxed) & (1 << (index % 64)) != 0);
+    crate::check!(
+        "wake IPIs",
+        aps > 0 && all_ran && woken(&before) == aps,
+        "{} of {aps} idle APs woken from TDVMCALL<HLT> by the BSP's IPI (vector {:#x}) and ran the job; IPIs taken per AP {:?}",
+        woken(&before),
+        crate::x2apic::WAKE_VECTOR,
+        (1..=aps).map(crate::x2apic::wake_ipis).collect::<Vec<_>>()
+    );
 }
 
 /// The AP leaves the kernel for the firmware's reset vector, on the kernel's page tables (they
@@ -206,6 +269,7 @@ pub unsafe fn cycle_through_firmware(
     }
     let online = online_aps();
     OFFLINE_REQUEST.store(apic_id + 1, Ordering::Release);
+    kick_aps();
     let start = tsc::now();
     while (OFFLINE_REQUEST.load(Ordering::Acquire) != 0 || online_aps() == online)
         && tsc::ms(tsc::now() - start) < WAKE_TIMEOUT_MS
@@ -252,6 +316,7 @@ pub unsafe fn cycle_through_firmware(
 /// a finished kernel does not keep host CPUs spinning where no exit device ends the VM.
 pub fn stop_aps() {
     STOP.store(true, Ordering::Release);
+    kick_aps();
 }
 
 /// APs online (in their work loop).
@@ -277,6 +342,7 @@ pub fn run_on_all(job: &(dyn Fn(u32) + Sync)) {
     *JOB.lock() = Some(JobRef(erased));
     DONE.store(0, Ordering::Release);
     GENERATION.fetch_add(1, Ordering::AcqRel);
+    kick_aps();
     job(0);
     while DONE.load(Ordering::Acquire) < aps {
         core::hint::spin_loop();

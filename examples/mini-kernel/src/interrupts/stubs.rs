@@ -68,8 +68,8 @@ entry_stub!(
     fn page_fault => super::on_page_fault, vector = 14, error_code
 );
 
-// Vectors 32..=255 but the device and spurious vectors share one stub; the dispatcher sees
-// `EXTERNAL`.
+// Vectors 32..=255 but the device, wake-IPI and spurious vectors share one stub; the
+// dispatcher sees `EXTERNAL`.
 entry_stub!(
     /// The entry point of every external vector the kernel does not expect.
     fn external => super::dispatch, vector = super::EXTERNAL
@@ -78,6 +78,11 @@ entry_stub!(
 entry_stub!(
     /// The entry point of the x2APIC's spurious vector, which the kernel sets in its SVR.
     fn spurious => super::dispatch, vector = super::SPURIOUS as u64
+);
+
+entry_stub!(
+    /// The entry point of the IPI that wakes a halted AP.
+    fn wake_ipi => crate::x2apic::on_wake, vector = crate::x2apic::WAKE_VECTOR as u64
 );
 
 entry_stub!(
@@ -128,6 +133,7 @@ pub fn entry_for(vector: u8) -> usize {
         30 => v30,
         31 => v31,
         crate::external_interrupt::VECTOR => device,
+        crate::x2apic::WAKE_VECTOR => wake_ipi,
         super::SPURIOUS => spurious,
         _ => external,
     };
