@@ -17,6 +17,8 @@ const KERNEL_CS: u64 = 0x08;
 const MMIO_BASE: u64 = 0xc000_0000;
 /// EPT-violation exit qualification bit 7: the guest linear address is valid.
 const EPT_GLA_VALID: u64 = 1 << 7;
+/// Bit 8: the access was to that linear address's translation (not a paging-structure entry).
+const EPT_GLA_TRANSLATED: u64 = 1 << 8;
 /// Where the kernel maps the device page (shared); frames point RDI at it.
 const DEVICE_VA: u64 = 0xffff_9000_0000_0000;
 
@@ -63,7 +65,7 @@ fn io(port: u16, size: u64, is_in: bool) -> VeInfo {
 fn ept(gpa: u64) -> VeInfo {
     VeInfo {
         exit_reason: VeInfo::EXIT_REASON_EPT_VIOLATION,
-        exit_qualification: EPT_GLA_VALID,
+        exit_qualification: EPT_GLA_VALID | EPT_GLA_TRANSLATED,
         guest_physical_address: gpa,
         guest_linear_address: DEVICE_VA | (gpa & 0xfff),
         // Not valid for EPT violations: the handler must not use it.
@@ -705,7 +707,7 @@ fn an_access_split_across_a_private_and_an_mmio_page_is_refused() {
             0,
             VeInfo {
                 exit_reason: VeInfo::EXIT_REASON_EPT_VIOLATION,
-                exit_qualification: EPT_GLA_VALID,
+                exit_qualification: EPT_GLA_VALID | EPT_GLA_TRANSLATED,
                 guest_linear_address: MMIO_VA,
                 guest_physical_address: base,
                 ..VeInfo::default()
@@ -779,5 +781,33 @@ fn the_decoded_address_must_be_the_one_that_faulted() {
         },
     );
     handle_with_code(&td.vcpu(0), &mut frame, load).unwrap();
+    assert_eq!(td.vmcall_count(function::REQUEST_MMIO), 1);
+}
+
+/// An EPT violation the CPU reports as a paging-structure access (qualification bit 7 set, bit
+/// 8 clear: the kernel's page tables reach shared memory) is refused, even when the decoded
+/// operand happens to sit at the GPA's page offset and VEINFO's linear address: the GPA is a
+/// page-table entry's, and emulating MMIO there would touch the wrong device page.
+#[test]
+fn a_paging_structure_access_is_never_emulated_as_mmio() {
+    let td = module();
+    let (_device, base) = with_device(&td);
+    let load: &[u8] = &[0x8b, 0x47, 0x10]; // mov eax, [rdi + 0x10]
+    let walk = VeInfo {
+        exit_qualification: EPT_GLA_VALID,
+        ..ept(base + 0x10)
+    };
+    assert_refused(
+        &td,
+        walk,
+        frame(),
+        load,
+        VeError::PagingStructureAccess(base + 0x10),
+    );
+    assert_eq!(td.vmcall_count(function::REQUEST_MMIO), 0);
+    // The same access marked as the translation's is emulated.
+    let mut emulated = frame();
+    td.inject_ve(0, ept(base + 0x10));
+    assert_eq!(handle_with_code(&td.vcpu(0), &mut emulated, load), Ok(()));
     assert_eq!(td.vmcall_count(function::REQUEST_MMIO), 1);
 }

@@ -9,8 +9,12 @@ use crate::tdcall::{TdCall, VeInfo};
 const PAGE_SIZE: u64 = 4096;
 /// EPT-violation exit qualification bit 7: VEINFO's guest linear address is valid.
 const GLA_VALID: u64 = 1 << 7;
+/// Bit 8, meaningful with bit 7: the access was to the translation of that linear address (set)
+/// or to a paging-structure entry while translating it (clear).
+const GLA_TRANSLATED: u64 = 1 << 8;
 
-/// An EPT violation: refuses user mode and private GPAs (a removed private page: fatal); decodes
+/// An EPT violation: refuses user mode, private GPAs (a removed private page: fatal) and
+/// violations the CPU marks as a page-table walk's (never the instruction's access); decodes
 /// the instruction (VEINFO's length is not valid here); computes the access's linear address from
 /// the operand and the registers and refuses an access that spans two pages or does not match
 /// what VEINFO reports; performs the access with #VE.RequestMMIO and applies the result.
@@ -39,6 +43,9 @@ pub(super) fn emulate(
     }
     if gpa & td.shared_mask() == 0 {
         return Err(VeError::PrivateGpa(gpa));
+    }
+    if info.exit_qualification & (GLA_VALID | GLA_TRANSLATED) == GLA_VALID {
+        return Err(VeError::PagingStructureAccess(gpa));
     }
     let insn = match code {
         Code::Given(bytes) => mmio::decode(bytes),

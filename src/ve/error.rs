@@ -46,6 +46,10 @@ pub enum VeError {
     PrivateGpa(u64),
     /// An EPT violation outside the TD's guest physical address width.
     GpaOutOfRange(u64),
+    /// An EPT violation on a shared GPA that the exit qualification marks as a guest
+    /// paging-structure access (bit 7 set, bit 8 clear): the kernel's page tables reach shared
+    /// memory. The GPA is a page-table entry's, not the instruction's operand: never emulated.
+    PagingStructureAccess(u64),
     /// A #VE from user mode (CS.RPL 3) other than CPUID: HLT, port IO, MSR and MMIO exits are
     /// emulated for the kernel only, as in Linux; a kernel usually sends the process a signal.
     UserMode,
@@ -103,6 +107,10 @@ impl fmt::Display for VeError {
             Self::StringIo { port } => write!(f, "string/REP port IO on {port:#x}"),
             Self::PrivateGpa(gpa) => write!(f, "EPT violation on private GPA {gpa:#x}"),
             Self::GpaOutOfRange(gpa) => write!(f, "EPT violation beyond GPAW: {gpa:#x}"),
+            Self::PagingStructureAccess(gpa) => write!(
+                f,
+                "EPT violation on a paging-structure entry at shared GPA {gpa:#x}"
+            ),
             Self::UserMode => f.write_str("#VE from user mode other than CPUID"),
             Self::CrossesPage { linear, size } => {
                 write!(f, "MMIO of {size} bytes at {linear:#x} crosses a page")

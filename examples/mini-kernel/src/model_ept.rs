@@ -29,6 +29,10 @@ const PF_FETCH: u64 = 1 << 4;
 /// EPT-violation exit qualification: the access was a read / a write.
 const EPT_READ: u64 = 1 << 0;
 const EPT_WRITE: u64 = 1 << 1;
+/// Qualification bits 7 and 8: the linear address is valid (CR2, the faulting access's own),
+/// and the fault was on its final translation (a reserved-bit #PF on the leaf entry), as VMX
+/// reports a TD's data access to a shared GPA.
+const EPT_GLA_VALID_TRANSLATED: u64 = 1 << 7 | 1 << 8;
 
 static MODEL: spin::Once<&'static TdxModule> = spin::Once::new();
 
@@ -58,11 +62,12 @@ pub fn deliver_as_ve(frame: &mut Frame, error_code: u64) -> bool {
     let vcpu = crate::percpu::current().map_or(0, |c| c.index);
     let info = VeInfo {
         exit_reason: VeInfo::EXIT_REASON_EPT_VIOLATION,
-        exit_qualification: if error_code & PF_WRITE != 0 {
-            EPT_WRITE
-        } else {
-            EPT_READ
-        },
+        exit_qualification: EPT_GLA_VALID_TRANSLATED
+            | if error_code & PF_WRITE != 0 {
+                EPT_WRITE
+            } else {
+                EPT_READ
+            },
         guest_linear_address: linear,
         guest_physical_address: gpa,
         ..VeInfo::default()
