@@ -28,6 +28,12 @@ pub fn record(pin: u64) {
     UNACKNOWLEDGED.fetch_add(1, Ordering::Relaxed);
 }
 
+/// Whether a device interrupt was taken since the last [`take`]: one load, for the scheduler's
+/// every VM entry (most see none).
+pub fn any() -> bool {
+    UNACKNOWLEDGED.load(Ordering::Relaxed) != 0
+}
+
 /// The pins taken since the last call, and the number of interrupts to acknowledge with
 /// [`acknowledge`] once the TD's IOAPIC has seen them.
 pub fn take() -> (u64, u32) {

@@ -353,6 +353,11 @@ impl Td {
     /// Hands the device interrupts the host took to the TD's IOAPIC, and what it sends on to
     /// the TD's APICs; then acknowledges them at the host APIC (see [`crate::host_device_irq`]).
     fn route_device_interrupts(&mut self) {
+        // Before every VM entry: nothing to do is the rule, so no interrupt masking for it (one
+        // taken after this look is routed before the next entry).
+        if !crate::host_device_irq::any() {
+            return;
+        }
         x86_64::instructions::interrupts::without_interrupts(|| {
             let (pins, count) = crate::host_device_irq::take();
             if count == 0 {
